@@ -1,0 +1,55 @@
+# Sweeps and experiment tracking for regularised NumPy MLPs. `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SWEEP ?= sweeps/default.toml
+N_JOBS ?=
+PORT ?= 5000
+STUDY ?=
+PYTEST_ARGS ?=
+
+# The venv is rebuilt only when pyproject.toml changes (the stamp file is newer otherwise).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: help setup sweep ui report test test-fast bench lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## Create .venv and install the project with its dev extra
+
+sweep: setup ## Run a sweep: make sweep [SWEEP=sweeps/digits.toml] [N_JOBS=2]
+	$(PY) -m pipeline sweep $(SWEEP) $(if $(N_JOBS),--n-jobs $(N_JOBS))
+
+ui: setup ## MLflow UI over the local store on http://127.0.0.1:$(PORT)
+	$(PY) -m pipeline ui --port $(PORT)
+
+report: setup ## Write reports/<study>/ for a study: make report [STUDY="sine-regularisation"]
+	$(PY) -m pipeline report $(STUDY)
+
+test: setup ## Run the whole test suite (slow end-to-end tests included)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup ## Run the tests without the slow end-to-end ones
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup ## Speed benchmarks, printed as ratios measured side by side
+	$(PY) -m pipeline bench
+
+lint: setup ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## ruff fix and format
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: ## Remove the venv and caches (keeps mlruns/ and reports/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,633 @@
+"""A fully connected network in NumPy with the classic regularisers.
+
+The core of the project. It knows nothing of Optuna or MLflow: a sweep talks to it through
+keyword hyperparameters (named as everywhere else: ``keep_prob``, ``weight_decay``, ``l1``,
+``patience``, ...) and the ``on_epoch`` callback of :meth:`MLP.fit`.
+
+Conventions
+-----------
+* Data are row-major, ``X`` of shape ``(n_samples, n_features)``; layer ``i`` maps
+  ``A @ weights_[i] + biases_[i]`` with ``weights_[i]`` of shape ``(fan_in, fan_out)``.
+* ``keep_prob`` is the probability of KEEPING a hidden unit (inverted dropout, as in the seed
+  chapter; PyTorch and Keras take the drop rate ``1 - keep_prob``). Inference is unchanged.
+* ``weight_decay`` is the seed's L2: ``dW += weight_decay * W`` (penalty ``wd/2 * ||W||^2``,
+  biases not decayed), for ``sgd``, ``momentum`` and ``adam``. With ``optimizer="adamw"`` the
+  decay is decoupled from the gradient (Loshchilov & Hutter 2019): ``W -= lr * wd * W`` beside the
+  Adam step, so Adam's scaling does not weaken it for weights with large gradients.
+* ``l1`` is applied by a proximal soft-threshold after each update,
+  ``W = sign(W) * max(|W| - lr * l1, 0)``, so weights reach exactly zero (a subgradient
+  ``l1 * sign(W)`` would only oscillate around zero).
+* ``history_`` records, for epoch ``e = 1..stopped_epoch_``, the training loss measured on the
+  forward passes of that epoch (before its updates; for full-batch training this is the loss of
+  the weights at the start of the epoch, exactly the seed's ``train_losses[e-1]``) and the
+  validation loss of the weights at the END of the epoch (Keras's convention; the seed logs its
+  test loss before the update, so its ``test_losses[e]`` is our ``val_loss`` of epoch ``e``).
+  Losses are data losses, without the penalty terms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
+TASKS = ("regression", "classification")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+DTYPES = ("float64", "float32")
+
+EpochCallback = Callable[[int, dict[str, float]], bool | None]
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a NaN or infinite loss."""
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r} is not allowed: {name} must be {allowed}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def _check_probability(name: str, value: Any) -> None:
+    _check(_is_number(value) and 0 < value <= 1, name, value, "a number in (0, 1]")
+
+
+def _check_non_negative(name: str, value: Any) -> None:
+    ok = _is_number(value) and math.isfinite(value) and value >= 0
+    _check(ok, name, value, "a finite number >= 0")
+
+
+def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+    if allow_none and value is None:
+        return
+    ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
+    _check(ok, name, value, "an integer >= 1" + (" or None" if allow_none else ""))
+
+
+# Activation functions and their derivatives written in terms of the OUTPUT a = f(z), which
+# is what the forward pass keeps: relu'(z) = [a > 0], tanh' = 1 - a^2, sigmoid' = a (1 - a).
+def _relu(z: np.ndarray) -> np.ndarray:
+    return np.maximum(z, 0.0, out=z)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    # 1 / (1 + exp(-z)) without overflow warnings for large negative z
+    return np.exp(-np.logaddexp(0.0, -z, out=z), out=z)
+
+
+_FORWARD = {"relu": _relu, "tanh": lambda z: np.tanh(z, out=z), "sigmoid": _sigmoid}
+
+
+def _activation_grad(name: str, a: np.ndarray, da: np.ndarray) -> np.ndarray:
+    if name == "relu":
+        return da * (a > 0)
+    if name == "tanh":
+        return da * (1.0 - a * a)
+    return da * (a * (1.0 - a))
+
+
+class MLP:
+    """Multi-layer perceptron trained by gradient descent, with dropout, L2, L1, max-norm and
+    early stopping.
+
+    Parameters
+    ----------
+    hidden : sizes of the hidden layers, e.g. ``(64, 64)``.
+    activation : hidden activation, one of ``relu``, ``tanh``, ``sigmoid``.
+    task : ``regression`` (mean squared error) or ``classification`` (softmax cross-entropy).
+    keep_prob : probability of keeping a hidden unit in inverted dropout; 1 turns dropout off.
+    input_keep_prob : the same for the input features.
+    weight_decay : L2 strength (see the module docstring for coupled vs decoupled).
+    l1 : L1 strength, applied by a proximal soft-threshold step.
+    max_norm : if set, each unit's incoming weight vector is rescaled to norm <= max_norm after
+        every update (Srivastava et al. 2014).
+    patience : early stopping: stop after this many epochs without an improvement of the
+        validation loss, and restore the best weights. ``None`` or 0 turns it off.
+    min_delta : an improvement means ``val_loss < best - min_delta``.
+    optimizer : ``sgd``, ``momentum`` (heavy ball, coefficient ``momentum``), ``adam`` or
+        ``adamw``.
+    lr, momentum, beta1, beta2, eps : optimiser settings.
+    max_epochs : passes over the training data at most.
+    batch_size : ``None`` for full-batch gradient descent (the seed's), else mini-batches drawn
+        from a shuffled order each epoch.
+    seed : seeds every random draw (initial weights, dropout masks, batch order). With
+        ``seed=42`` the initial weights are the seed chapter's.
+    noise_seed : seeds the dropout masks and batch order apart from the initial weights
+        (``None``: the same as ``seed``), e.g. to measure the spread due to dropout alone.
+    dtype : ``float64`` (default) or ``float32`` (faster, for sweeps).
+    """
+
+    def __init__(
+        self,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        task: str = "regression",
+        keep_prob: float = 1.0,
+        input_keep_prob: float = 1.0,
+        weight_decay: float = 0.0,
+        l1: float = 0.0,
+        max_norm: float | None = None,
+        patience: int | None = None,
+        min_delta: float = 0.0,
+        optimizer: str = "sgd",
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        max_epochs: int = 500,
+        batch_size: int | None = None,
+        seed: int = 0,
+        noise_seed: int | None = None,
+        dtype: str = "float64",
+    ) -> None:
+        self.hidden = hidden
+        self.activation = activation
+        self.task = task
+        self.keep_prob = keep_prob
+        self.input_keep_prob = input_keep_prob
+        self.weight_decay = weight_decay
+        self.l1 = l1
+        self.max_norm = max_norm
+        self.patience = patience
+        self.min_delta = min_delta
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.seed = seed
+        self.noise_seed = noise_seed
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ validation
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's hyperparameters, by name."""
+        names = self.__init__.__code__.co_varnames[1 : self.__init__.__code__.co_argcount]
+        return {name: getattr(self, name) for name in names}
+
+    def _validate_params(self) -> None:
+        hidden = self.hidden
+        ok = isinstance(hidden, Sequence) and all(
+            isinstance(h, int | np.integer) and not isinstance(h, bool) and h >= 1 for h in hidden
+        )
+        _check(ok, "hidden", hidden, "a sequence of integers >= 1, e.g. (64, 64)")
+        _check(
+            self.activation in ACTIVATIONS, "activation", self.activation, f"one of {ACTIVATIONS}"
+        )
+        _check(self.task in TASKS, "task", self.task, f"one of {TASKS}")
+        _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
+        _check(self.dtype in DTYPES, "dtype", self.dtype, f"one of {DTYPES}")
+        _check_probability("keep_prob", self.keep_prob)
+        _check_probability("input_keep_prob", self.input_keep_prob)
+        for name in ("weight_decay", "l1", "min_delta"):
+            _check_non_negative(name, getattr(self, name))
+        if self.max_norm is not None:
+            ok = _is_number(self.max_norm) and math.isfinite(self.max_norm) and self.max_norm > 0
+            _check(ok, "max_norm", self.max_norm, "a finite number > 0, or None")
+        ok = self.patience is None or (
+            isinstance(self.patience, int | np.integer)
+            and not isinstance(self.patience, bool)
+            and self.patience >= 0
+        )
+        _check(ok, "patience", self.patience, "an integer >= 0, or None (0 and None: off)")
+        ok = _is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0
+        _check(ok, "lr", self.lr, "a finite number > 0")
+        _check(
+            _is_number(self.momentum) and 0 <= self.momentum < 1,
+            "momentum",
+            self.momentum,
+            "a number in [0, 1)",
+        )
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            _check(_is_number(value) and 0 <= value < 1, name, value, "a number in [0, 1)")
+        _check(_is_number(self.eps) and self.eps > 0, "eps", self.eps, "a number > 0")
+        _check_positive_int("max_epochs", self.max_epochs)
+        _check_positive_int("batch_size", self.batch_size, allow_none=True)
+        for name in ("seed", "noise_seed"):
+            value = getattr(self, name)
+            if name == "noise_seed" and value is None:
+                continue
+            ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
+            _check(ok and value >= 0, name, value, "an integer >= 0")
+
+    def _validate_X(self, X: Any, name: str = "X") -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim == 1:
+            raise ValueError(
+                f"{name} has shape {X.shape}: it must be 2-D (n_samples, n_features);"
+                " reshape a single feature with X.reshape(-1, 1)"
+            )
+        _check(X.ndim == 2, f"{name}.shape", X.shape, "(n_samples, n_features)")
+        _check(X.shape[0] >= 1, f"{name}.shape", X.shape, "at least one sample")
+        if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+            raise ValueError(f"{name} has dtype {X.dtype}: it must be real numbers")
+        X = X.astype(self.dtype, copy=False)
+        if not np.isfinite(X).all():
+            bad = np.argwhere(~np.isfinite(X))[0]
+            raise ValueError(
+                f"{name} contains NaN or infinite values (first at row {bad[0]}, "
+                f"column {bad[1]}): impute or drop them first"
+            )
+        return X
+
+    def _validate_y(self, y: Any, n: int, name: str = "y") -> np.ndarray:
+        y = np.asarray(y)
+        if y.ndim == 0 or y.shape[0] != n:
+            raise ValueError(
+                f"X and {name} have different lengths: {n} samples in X, "
+                f"{y.shape[0] if y.ndim else 0} in {name}"
+            )
+        if self.task == "classification":
+            if y.ndim != 1:
+                raise ValueError(f"{name} has shape {y.shape}: classification labels must be 1-D")
+            return y
+        if not np.issubdtype(y.dtype, np.number):
+            raise ValueError(f"{name} has dtype {y.dtype}: regression targets must be numbers")
+        y = y.astype(self.dtype, copy=False)
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return y.reshape(n, -1)
+
+    def _encode(self, y: np.ndarray, name: str = "y") -> np.ndarray:
+        """Targets as the network sees them: one-hot rows for classification."""
+        if self.task == "regression":
+            return y
+        index = np.searchsorted(self.classes_, y)
+        index = np.clip(index, 0, len(self.classes_) - 1)
+        unknown = self.classes_[index] != y
+        if unknown.any():
+            raise ValueError(
+                f"{name} has labels not seen in training: {np.unique(y[unknown])[:5]}"
+                f"; known classes are {self.classes_.tolist()}"
+            )
+        onehot = np.zeros((len(y), len(self.classes_)), dtype=self.dtype)
+        onehot[np.arange(len(y)), index] = 1.0
+        return onehot
+
+    # ------------------------------------------------------------------ the network
+    def _init_weights(self, n_in: int, n_out: int, rng: np.random.Generator) -> None:
+        sizes = [n_in, *self.hidden, n_out]
+        self.weights_, self.biases_ = [], []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            # He initialisation for relu (the seed's sqrt(2 / fan_in)), LeCun for tanh/sigmoid.
+            scale = math.sqrt((2.0 if self.activation == "relu" else 1.0) / fan_in)
+            # Drawn as (fan_out, fan_in) like the seed's column-major layout, so that seed=42
+            # gives the seed's initial weights, then stored transposed for row-major data.
+            W = rng.normal(0.0, scale, (fan_out, fan_in)).T
+            self.weights_.append(np.ascontiguousarray(W, dtype=self.dtype))
+            self.biases_.append(np.zeros(fan_out, dtype=self.dtype))
+
+    def _forward(
+        self, X: np.ndarray, masks: list[np.ndarray | None] | None = None
+    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """Returns the activations entering every layer (before and after dropout) and the
+        output layer's scores.
+
+        ``masks[i]`` (already divided by the keep probability) multiplies the input of layer i;
+        ``None`` leaves it alone. Without masks this is inference.
+        """
+        act = _FORWARD[self.activation]
+        acts, inputs = [], []
+        A = X
+        n_layers = len(self.weights_)
+        for i, (W, b) in enumerate(zip(self.weights_, self.biases_, strict=True)):
+            acts.append(A)
+            if masks is not None and masks[i] is not None:
+                A = A * masks[i]
+            inputs.append(A)
+            Z = self._affine(A, W)
+            Z += b
+            A = Z if i == n_layers - 1 else act(Z)
+        return acts, inputs, A
+
+    def _data_loss(self, scores: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean data loss and its gradient with respect to the output scores."""
+        n = scores.shape[0]
+        if self.task == "regression":
+            diff = scores - Y
+            return float(np.vdot(diff, diff)) / diff.size, diff * (2.0 / diff.size)
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        log_probs = shifted - log_norm
+        loss = -float(np.vdot(Y, log_probs)) / n
+        return loss, (np.exp(log_probs) - Y) / n
+
+    def _backward(
+        self,
+        acts: list[np.ndarray],
+        inputs: list[np.ndarray],
+        dscores: np.ndarray,
+        masks: list[np.ndarray | None] | None,
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Gradients of the data loss plus the coupled L2 term (``wd * W``; none for adamw)."""
+        coupled_wd = self.weight_decay if self.optimizer != "adamw" else 0.0
+        n_layers = len(self.weights_)
+        grads_W: list[np.ndarray] = [None] * n_layers  # type: ignore[list-item]
+        grads_b: list[np.ndarray] = [None] * n_layers  # type: ignore[list-item]
+        dZ = dscores
+        for i in range(n_layers - 1, -1, -1):
+            W = self.weights_[i]
+            gW = inputs[i].T @ dZ
+            if coupled_wd:
+                gW += coupled_wd * W
+            grads_W[i] = gW
+            grads_b[i] = dZ.sum(axis=0)
+            if i == 0:
+                break
+            # a single output unit makes this an outer product too (see _forward)
+            dA = dZ * W[:, 0] if W.shape[1] == 1 else dZ @ W.T
+            if masks is not None and masks[i] is not None:
+                dA *= masks[i]
+            dZ = _activation_grad(self.activation, acts[i], dA)
+        return grads_W, grads_b
+
+    def _penalty(self) -> float:
+        total = 0.0
+        for W in self.weights_:
+            if self.weight_decay:
+                total += 0.5 * self.weight_decay * float(np.vdot(W, W))
+            if self.l1:
+                total += self.l1 * float(np.abs(W).sum())
+        return total
+
+    def loss_and_gradients(
+        self, X: np.ndarray, Y: np.ndarray, masks: list[np.ndarray | None] | None = None
+    ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+        """The full objective (data loss + ``wd/2 ||W||^2`` + ``l1 |W|``) and its gradient.
+
+        For checking gradients: ``Y`` is in the network's encoding (one-hot rows for
+        classification), the dropout ``masks`` are held fixed, and the L1 term is
+        differentiated as ``l1 * sign(W)`` (exact wherever no weight is zero). Training itself
+        applies L1 by a proximal step instead.
+        """
+        acts, inputs, scores = self._forward(X, masks)
+        loss, dscores = self._data_loss(scores, Y)
+        grads_W, grads_b = self._backward(acts, inputs, dscores, masks)
+        if self.optimizer == "adamw":  # decoupled decay is not in the gradient; add it here
+            grads_W = [
+                g + self.weight_decay * W for g, W in zip(grads_W, self.weights_, strict=True)
+            ]
+        if self.l1:
+            grads_W = [
+                g + self.l1 * np.sign(W) for g, W in zip(grads_W, self.weights_, strict=True)
+            ]
+        return loss + self._penalty(), grads_W, grads_b
+
+    def _dropout_masks(self, n: int, rng: np.random.Generator) -> list[np.ndarray | None] | None:
+        keeps = [self.input_keep_prob, *([self.keep_prob] * len(self.hidden))]
+        if all(p == 1.0 for p in keeps):
+            return None
+        masks: list[np.ndarray | None] = []
+        for p, W in zip(keeps, self.weights_, strict=True):
+            if p == 1.0:
+                masks.append(None)
+            else:
+                keep = rng.random((n, W.shape[0])) < p
+                masks.append(keep * np.asarray(1.0 / p, dtype=self.dtype))
+        return masks
+
+    # ------------------------------------------------------------------ optimisation
+    def _init_optimizer(self) -> None:
+        params = [*self.weights_, *self.biases_]
+        self._slots = [[np.zeros_like(p) for p in params] for _ in range(self._n_slots())]
+        self._step = 0
+
+    def _n_slots(self) -> int:
+        return {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[self.optimizer]
+
+    def _update(self, grads_W: list[np.ndarray], grads_b: list[np.ndarray]) -> None:
+        lr = self.lr
+        params = [*self.weights_, *self.biases_]
+        grads = [*grads_W, *grads_b]
+        if self.optimizer == "sgd":
+            for p, g in zip(params, grads, strict=True):
+                p -= lr * g
+        elif self.optimizer == "momentum":
+            for p, g, v in zip(params, grads, self._slots[0], strict=True):
+                v *= self.momentum
+                v -= lr * g
+                p += v
+        else:
+            self._step += 1
+            b1, b2 = self.beta1, self.beta2
+            step = lr * math.sqrt(1 - b2**self._step) / (1 - b1**self._step)
+            if self.optimizer == "adamw" and self.weight_decay:
+                for W in self.weights_:
+                    W *= 1.0 - lr * self.weight_decay
+            for p, g, m, v in zip(params, grads, *self._slots, strict=True):
+                m *= b1
+                m += (1 - b1) * g
+                v *= b2
+                v += (1 - b2) * (g * g)
+                p -= step * m / (np.sqrt(v) + self.eps)
+        if self.l1:
+            threshold = lr * self.l1
+            for W in self.weights_:
+                # proximal step of l1 * |W|: soft-threshold, exact zeros for small weights
+                np.copyto(W, np.sign(W) * np.maximum(np.abs(W) - threshold, 0.0))
+        if self.max_norm is not None:
+            for W in self.weights_:
+                norms = np.sqrt((W * W).sum(axis=0))
+                W *= np.minimum(1.0, self.max_norm / np.maximum(norms, 1e-12))
+
+    def _train_epoch(self, X: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -> float:
+        """One pass over the training data; returns the mean data loss of its forward passes."""
+        n = X.shape[0]
+        if self.batch_size is None or self.batch_size >= n:
+            batches: list[np.ndarray | slice] = [slice(None)]
+        else:
+            order = rng.permutation(n)
+            batches = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        total = 0.0
+        for batch in batches:
+            Xb, Yb = X[batch], Y[batch]
+            masks = self._dropout_masks(Xb.shape[0], rng)
+            acts, inputs, scores = self._forward(Xb, masks)
+            loss, dscores = self._data_loss(scores, Yb)
+            total += loss * Xb.shape[0]
+            self._update(*self._backward(acts, inputs, dscores, masks))
+        return total / n
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        X_val: Any = None,
+        y_val: Any = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> MLP:
+        """Train on ``X, y``; validate on ``X_val, y_val`` after every epoch when given.
+
+        ``on_epoch(epoch, metrics)`` is called after each epoch with that epoch's row of
+        ``history_``; returning True stops training (an exception it raises, e.g. Optuna's
+        ``TrialPruned``, propagates). Raises :class:`DivergenceError` on a NaN or infinite loss.
+        """
+        self._validate_params()
+        X = self._validate_X(X)
+        y = self._validate_y(y, X.shape[0])
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val must be given together")
+        if self.task == "classification":
+            self.classes_ = np.unique(y)
+            if len(self.classes_) < 2:
+                raise ValueError(f"y has {len(self.classes_)} class: classification needs >= 2")
+        Y = self._encode(y)
+        has_val = X_val is not None
+        if has_val:
+            X_val = self._validate_X(X_val, "X_val")
+            if X_val.shape[1] != X.shape[1]:
+                raise ValueError(f"X_val has {X_val.shape[1]} features, X has {X.shape[1]}")
+            Y_val = self._encode(self._validate_y(y_val, X_val.shape[0], "y_val"), "y_val")
+        early_stopping = bool(self.patience)
+        if early_stopping and not has_val:
+            raise ValueError(
+                f"patience={self.patience} needs validation data: pass X_val and "
+                "y_val to fit, or set patience=None"
+            )
+
+        # default_rng(seed) draws the initial weights (so seed=42 gives the seed chapter's);
+        # dropout masks and batch order come from an independent child stream.
+        self._init_weights(X.shape[1], Y.shape[1], np.random.default_rng(self.seed))
+        noise_seed = self.seed if self.noise_seed is None else self.noise_seed
+        train_rng = np.random.default_rng(np.random.SeedSequence(noise_seed).spawn(1)[0])
+        self._init_optimizer()
+        self.n_features_in_ = X.shape[1]
+        self.history_: dict[str, list[float]] = {"epoch": [], "train_loss": []}
+        if has_val:
+            self.history_["val_loss"] = []
+            if self.task == "classification":
+                self.history_["val_accuracy"] = []
+        self.best_epoch_: int | None = None
+        self.best_val_loss_ = math.inf
+        best_params: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+        if has_val:
+            val_buffers = [np.empty((len(X_val), b.size), self.dtype) for b in self.biases_]
+
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for epoch in range(1, self.max_epochs + 1):
+                row = {"epoch": epoch, "train_loss": self._train_epoch(X, Y, train_rng)}
+                if has_val:
+                    row.update(self._metrics(X_val, Y_val, "val_", val_buffers))
+                for key, value in row.items():
+                    self.history_[key].append(value)
+                self.stopped_epoch_ = epoch
+                bad = [k for k, v in row.items() if not math.isfinite(v)]
+                if bad:
+                    raise DivergenceError(
+                        f"training diverged at epoch {epoch}: {bad[0]} is "
+                        f"{row[bad[0]]} (try a smaller lr)"
+                    )
+                if has_val and row["val_loss"] < self.best_val_loss_ - self.min_delta:
+                    self.best_val_loss_, self.best_epoch_ = row["val_loss"], epoch
+                    if early_stopping:
+                        best_params = (
+                            [W.copy() for W in self.weights_],
+                            [b.copy() for b in self.biases_],
+                        )
+                if on_epoch is not None and on_epoch(epoch, dict(row)):
+                    break
+                if early_stopping and epoch - self.best_epoch_ >= self.patience:
+                    break
+        if best_params is not None:
+            self.weights_, self.biases_ = best_params
+        del self._slots
+        return self
+
+    # ------------------------------------------------------------------ inference
+    def _scores(self, X: Any) -> np.ndarray:
+        if not hasattr(self, "weights_"):
+            raise RuntimeError("this MLP is not fitted yet: call fit first")
+        X = self._validate_X(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, the network was fitted on {self.n_features_in_}"
+            )
+        return self._infer(X)
+
+    def _infer(self, X: np.ndarray, buffers: list[np.ndarray] | None = None) -> np.ndarray:
+        """Output scores without dropout, keeping no activations: for evaluation and prediction.
+
+        With ``buffers`` (one array per layer, of shape ``(len(X), fan_out)``) every layer writes
+        into them instead of new arrays. Validation runs on the same set every epoch, and fresh
+        arrays of a few hundred KiB cost page faults each time (glibc hands them back to the OS).
+
+        For relu a hidden layer costs one pass over its activations instead of two:
+        ``relu(P + c) = max(P, -c) + c``, and the constant row ``c`` is carried into the next
+        layer's bias (``c @ W``) instead of being added to every row.
+        """
+        act = _FORWARD[self.activation]
+        *hidden_layers, (W_out, b_out) = zip(self.weights_, self.biases_, strict=True)
+        A, shift = X, None  # the true activations are A + shift (shift: one row, or None)
+        for i, (W, b) in enumerate(hidden_layers):
+            Z = self._affine(A, W, None if buffers is None else buffers[i])
+            bias = b if shift is None else b + shift @ W
+            if self.activation == "relu":
+                A, shift = np.maximum(Z, -bias, out=Z), bias
+            else:
+                Z += bias
+                A = act(Z)
+        scores = self._affine(A, W_out, None if buffers is None else buffers[-1])
+        scores += b_out if shift is None else b_out + shift @ W_out
+        return scores
+
+    @staticmethod
+    def _affine(A: np.ndarray, W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``A @ W``; a layer with a single input is an outer product, and broadcasting does it
+        several times faster than a BLAS call with inner dimension 1."""
+        return np.multiply(A, W[0], out=out) if W.shape[0] == 1 else np.matmul(A, W, out=out)
+
+    def _metrics(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        prefix: str = "",
+        buffers: list[np.ndarray] | None = None,
+    ) -> dict[str, float]:
+        scores = self._infer(X, buffers)
+        loss, _ = self._data_loss(scores, Y)
+        metrics = {f"{prefix}loss": loss}
+        if self.task == "classification":
+            metrics[f"{prefix}accuracy"] = float((scores.argmax(1) == Y.argmax(1)).mean())
+        return metrics
+
+    def evaluate(self, X: Any, y: Any) -> dict[str, float]:
+        """Data loss (and accuracy for classification) of the fitted network on ``X, y``."""
+        scores = self._scores(X)
+        Y = self._encode(self._validate_y(y, scores.shape[0]))
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._metrics(self._validate_X(X), Y)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``."""
+        if self.task != "classification":
+            raise ValueError("predict_proba needs task='classification'")
+        scores = self._scores(X)
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return scores / scores.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class labels for classification; predictions of shape (n,) or (n, k) for regression."""
+        scores = self._scores(X)
+        if self.task == "classification":
+            return self.classes_[scores.argmax(axis=1)]
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def weight_norm(self) -> float:
+        """Euclidean norm of all weights (biases excluded)."""
+        return math.sqrt(sum(float(np.vdot(W, W)) for W in self.weights_))
+
+    def sparsity(self) -> float:
+        """Share of weights that are exactly zero."""
+        zeros = sum(int((W == 0).sum()) for W in self.weights_)
+        return zeros / sum(W.size for W in self.weights_)

@@ -1,0 +1,302 @@
+"""The MLP core: gradients against finite differences, regularisers, early stopping, manners."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from pipeline.mlp import MLP, DivergenceError
+
+
+def _problem(task: str, n: int = 12, d: int = 3, k: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    if task == "regression":
+        return X, rng.normal(size=(n, 2))
+    return X, rng.integers(0, k, size=n)
+
+
+def _onehot(model: MLP, y: np.ndarray) -> np.ndarray:
+    return model._encode(y) if model.task == "classification" else y
+
+
+def _numeric_gradient(f, params: list[np.ndarray], eps: float = 1e-5) -> list[np.ndarray]:
+    grads = []
+    for p in params:
+        g = np.zeros_like(p)
+        for idx in np.ndindex(p.shape):
+            old = p[idx]
+            p[idx] = old + eps
+            up = f()
+            p[idx] = old - eps
+            down = f()
+            p[idx] = old
+            g[idx] = (up - down) / (2 * eps)
+        grads.append(g)
+    return grads
+
+
+def _max_relative_error(analytic: list[np.ndarray], numeric: list[np.ndarray]) -> float:
+    """max over parameter arrays of |a - n| / max(|a|, |n|), in the Euclidean norm.
+
+    Per array rather than per entry: an entry whose true gradient is ~1e-7 cannot be resolved
+    by finite differences to a relative 1e-6, while its array as a whole can.
+    """
+    return max(
+        float(np.linalg.norm(a - n) / max(np.linalg.norm(a), np.linalg.norm(n), 1e-12))
+        for a, n in zip(analytic, numeric, strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("activation", "task", "weight_decay", "l1", "keep_prob", "optimizer"),
+    [
+        (act, task, wd, l1, kp, "sgd")
+        for act, task, (wd, l1), kp in itertools.product(
+            ("relu", "tanh", "sigmoid"),
+            ("regression", "classification"),
+            ((0.0, 0.0), (0.1, 0.0), (0.0, 0.05), (0.1, 0.05)),
+            (1.0, 0.6),
+        )
+    ]
+    + [("tanh", "regression", 0.1, 0.05, 0.6, "adamw")],
+)
+def test_gradients_match_central_differences(
+    activation, task, weight_decay, l1, keep_prob, optimizer
+):
+    X, y = _problem(task)
+    model = MLP(
+        hidden=(5, 4),
+        activation=activation,
+        task=task,
+        weight_decay=weight_decay,
+        l1=l1,
+        keep_prob=keep_prob,
+        input_keep_prob=0.8 if keep_prob < 1 else 1.0,
+        optimizer=optimizer,
+        max_epochs=1,
+        lr=1e-3,
+        seed=3,
+    ).fit(X, y)
+    # biases away from zero so that relu units are active on some rows and idle on others
+    for b in model.biases_:
+        b += np.random.default_rng(1).normal(0, 0.3, b.shape)
+    Y = _onehot(model, y)
+    masks = model._dropout_masks(len(X), np.random.default_rng(7))  # held fixed throughout
+    _, grads_W, grads_b = model.loss_and_gradients(X, Y, masks)
+    params = [*model.weights_, *model.biases_]
+    numeric = _numeric_gradient(lambda: model.loss_and_gradients(X, Y, masks)[0], params)
+    assert _max_relative_error([*grads_W, *grads_b], numeric) < 1e-6
+
+
+def test_gradient_check_detects_a_wrong_gradient():
+    """The check above can fail: a deliberately wrong weight-decay gradient is caught."""
+    X, y = _problem("regression")
+    model = MLP(hidden=(5,), weight_decay=0.1, max_epochs=1, seed=3).fit(X, y)
+    _, grads_W, grads_b = model.loss_and_gradients(X, y)
+    grads_W = [g + 0.1 * W for g, W in zip(grads_W, model.weights_, strict=True)]  # decay twice
+    numeric = _numeric_gradient(
+        lambda: model.loss_and_gradients(X, y)[0], [*model.weights_, *model.biases_]
+    )
+    assert _max_relative_error([*grads_W, *grads_b], numeric) > 1e-3
+
+
+def _numpy_forward(model: MLP, X: np.ndarray) -> np.ndarray:
+    """An independent forward pass written from the definition, for comparison."""
+    A = X
+    for i, (W, b) in enumerate(zip(model.weights_, model.biases_, strict=True)):
+        Z = A @ W + b
+        A = Z if i == len(model.weights_) - 1 else np.maximum(Z, 0)
+    return A
+
+
+def test_dropout_preserves_the_mean_activation_and_is_identity_at_inference():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 3))
+    y = rng.normal(size=4000)
+    model = MLP(hidden=(50,), keep_prob=0.5, max_epochs=2, seed=0).fit(X, y)
+    masks = model._dropout_masks(len(X), np.random.default_rng(1))
+    acts, inputs, _ = model._forward(X, masks)
+    clean, dropped = acts[1], inputs[1]
+    assert 0.45 < (dropped == 0).mean() < 0.55 + (clean == 0).mean()
+    # mean of the dropped-out activations = mean of the clean ones, within 4 standard errors
+    stderr = dropped.std() / np.sqrt(dropped.size)
+    assert abs(dropped.mean() - clean.mean()) < 4 * stderr
+    # inference: no masks, deterministic, equal to a plain forward pass
+    np.testing.assert_allclose(model.predict(X), _numpy_forward(model, X)[:, 0], rtol=1e-12)
+    np.testing.assert_array_equal(model.predict(X), model.predict(X))
+
+
+def test_strong_l1_gives_exact_zeros_monotonically():
+    X, y = _problem("regression", n=80, d=6)
+    sparsity = [
+        MLP(hidden=(32,), l1=l1, lr=0.05, max_epochs=300, seed=0).fit(X, y).sparsity()
+        for l1 in (0.0, 0.01, 0.05, 0.2)
+    ]
+    assert sparsity[0] == 0.0
+    assert sparsity == sorted(sparsity) and sparsity[-1] > 0.5
+
+
+def test_subgradient_free_l1_never_passes_zero():
+    """The proximal step sets small weights to exactly 0 instead of flipping their sign."""
+    X, y = _problem("regression", n=40, d=4)
+    model = MLP(hidden=(16,), l1=0.5, lr=0.05, max_epochs=200, seed=0).fit(X, y)
+    assert model.sparsity() > 0.9
+
+
+def test_weight_decay_shrinks_the_weights_monotonically():
+    X, y = _problem("regression", n=80, d=6)
+    norms = [
+        MLP(hidden=(32,), weight_decay=wd, lr=0.05, max_epochs=300, seed=0).fit(X, y).weight_norm()
+        for wd in (0.0, 0.01, 0.1, 1.0)
+    ]
+    assert norms == sorted(norms, reverse=True) and norms[-1] < 0.5 * norms[0]
+
+
+def test_adamw_decays_weights_apart_from_the_gradient():
+    X, y = _problem("regression", n=80, d=6)
+    plain = MLP(hidden=(32,), optimizer="adam", lr=0.01, max_epochs=200, seed=0).fit(X, y)
+    decoupled = MLP(
+        hidden=(32,), optimizer="adamw", weight_decay=1.0, lr=0.01, max_epochs=200, seed=0
+    ).fit(X, y)
+    assert decoupled.weight_norm() < 0.7 * plain.weight_norm()
+
+
+def test_max_norm_caps_every_incoming_weight_vector():
+    X, y = _problem("regression", n=80, d=6)
+    model = MLP(hidden=(32, 16), max_norm=0.5, lr=0.1, max_epochs=100, seed=0).fit(X, y)
+    for W in model.weights_:
+        assert np.sqrt((W**2).sum(axis=0)).max() <= 0.5 + 1e-12
+
+
+def test_early_stopping_stops_patience_after_best_and_restores_best_weights():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 2)), rng.normal(size=30)  # pure noise: validation soon worsens
+    Xv, yv = rng.normal(size=(30, 2)), rng.normal(size=30)
+    kwargs = dict(hidden=(64, 64), lr=0.05, optimizer="momentum", max_epochs=2000, seed=1)
+    stopped = MLP(patience=7, **kwargs).fit(X, y, Xv, yv)
+    best = stopped.best_epoch_
+    assert stopped.stopped_epoch_ == best + 7 < 2000
+    assert min(stopped.history_["val_loss"]) == stopped.history_["val_loss"][best - 1]
+    # the same run cut at the best epoch has the restored weights, so the same predictions
+    reference = MLP(**{**kwargs, "max_epochs": best}).fit(X, y, Xv, yv)
+    np.testing.assert_array_equal(stopped.predict(Xv), reference.predict(Xv))
+    assert stopped.evaluate(Xv, yv)["loss"] == pytest.approx(stopped.best_val_loss_, rel=1e-12)
+
+
+def test_min_delta_requires_a_real_improvement():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 2)), rng.normal(size=30)
+    kwargs = dict(hidden=(16,), lr=0.01, max_epochs=300, patience=5, seed=0)
+    loose = MLP(min_delta=0.0, **kwargs).fit(X, y, X, y)
+    strict = MLP(min_delta=0.05, **kwargs).fit(X, y, X, y)
+    assert strict.stopped_epoch_ < loose.stopped_epoch_
+
+
+def test_same_seed_same_weights_and_history_bit_for_bit():
+    X, y = _problem("classification", n=60)
+    kwargs = dict(
+        hidden=(8, 8),
+        task="classification",
+        keep_prob=0.7,
+        batch_size=16,
+        optimizer="adam",
+        lr=0.01,
+        max_epochs=20,
+    )
+    a, b = MLP(seed=5, **kwargs).fit(X, y, X, y), MLP(seed=5, **kwargs).fit(X, y, X, y)
+    c = MLP(seed=6, **kwargs).fit(X, y, X, y)
+    assert a.history_ == b.history_
+    for Wa, Wb in zip(a.weights_, b.weights_, strict=True):
+        np.testing.assert_array_equal(Wa, Wb)
+    assert a.history_ != c.history_
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_every_optimizer_learns_a_classification_task(optimizer, dtype):
+    from pipeline.data import load
+
+    d = load("moons", seed=0, n_samples=400, noise=0.1)
+    model = MLP(
+        hidden=(32,),
+        task="classification",
+        optimizer=optimizer,
+        lr=0.1 if "sgd" in optimizer else 0.01,
+        max_epochs=150,
+        batch_size=32,
+        seed=0,
+        dtype=dtype,
+    )
+    model.fit(d.X_train, d.y_train, d.X_val, d.y_val)
+    assert model.weights_[0].dtype == np.dtype(dtype)
+    assert model.history_["val_accuracy"][-1] > 0.9
+    assert model.history_["train_loss"][-1] < 0.5 * model.history_["train_loss"][0]
+    proba = model.predict_proba(d.X_test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert set(model.predict(d.X_test)) <= set(model.classes_)
+
+
+def test_string_labels_come_back_as_labels():
+    X, y = _problem("classification", n=40)
+    labels = np.array(["cat", "dog", "eel"])[y]
+    model = MLP(hidden=(8,), task="classification", max_epochs=5).fit(X, labels)
+    assert set(model.predict(X)) <= {"cat", "dog", "eel"}
+
+
+def test_on_epoch_sees_every_epoch_and_can_stop_training():
+    X, y = _problem("regression")
+    seen = []
+
+    def on_epoch(epoch, metrics):
+        seen.append((epoch, sorted(metrics)))
+        return epoch == 4
+
+    model = MLP(hidden=(4,), max_epochs=50).fit(X, y, X, y, on_epoch=on_epoch)
+    assert model.stopped_epoch_ == 4 and len(model.history_["train_loss"]) == 4
+    assert seen[0] == (1, ["epoch", "train_loss", "val_loss"])
+
+
+def test_divergence_raises_with_the_epoch():
+    X, y = _problem("regression")
+    with pytest.raises(DivergenceError, match="diverged at epoch"):
+        MLP(hidden=(64, 64), lr=1e3, max_epochs=100).fit(X, y * 1e3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"keep_prob": 0.0}, r"keep_prob=0\.0 .*\(0, 1\]"),
+        ({"keep_prob": 1.5}, r"keep_prob=1\.5"),
+        ({"weight_decay": -1e-3}, r"weight_decay=-0\.001 .*>= 0"),
+        ({"l1": float("nan")}, r"l1=nan"),
+        ({"patience": -1}, r"patience=-1"),
+        ({"hidden": (64, 0)}, r"hidden=\(64, 0\)"),
+        ({"activation": "gelu"}, r"activation='gelu' .*relu"),
+        ({"optimizer": "rmsprop"}, r"optimizer='rmsprop'"),
+        ({"lr": 0}, r"lr=0 "),
+        ({"batch_size": 0}, r"batch_size=0"),
+        ({"dtype": "float16"}, r"dtype='float16'"),
+        ({"max_norm": -1.0}, r"max_norm=-1\.0"),
+    ],
+)
+def test_invalid_hyperparameters_name_parameter_value_and_what_is_allowed(kwargs, match):
+    X, y = _problem("regression")
+    with pytest.raises(ValueError, match=match):
+        MLP(**kwargs).fit(X, y)
+
+
+def test_invalid_inputs_are_explained():
+    X, y = _problem("regression")
+    with pytest.raises(ValueError, match="different lengths: 12 samples in X, 11 in y"):
+        MLP().fit(X, y[:11])
+    X_nan = X.copy()
+    X_nan[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite values .*row 3, column 1"):
+        MLP().fit(X_nan, y)
+    with pytest.raises(ValueError, match="must be 2-D"):
+        MLP().fit(X[:, 0], y)
+    with pytest.raises(ValueError, match="patience=3 needs validation data"):
+        MLP(patience=3).fit(X, y)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        MLP().predict(X)
