@@ -3,7 +3,68 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from pipeline.config import ConfigError, load_sweep, parse_override
+
+    try:
+        overrides = [parse_override(text) for text in args.set]
+        for flag, key in (
+            ("n_trials", "study.n_trials"),
+            ("n_jobs", "study.n_jobs"),
+            ("seed", "study.seed"),
+            ("timeout", "study.timeout"),
+        ):
+            if getattr(args, flag) is not None:
+                overrides.append((key.split("."), getattr(args, flag)))
+        if args.no_tracking:
+            overrides.append((["tracking", "enabled"], False))
+        cfg = load_sweep(args.file, overrides)
+    except ConfigError as err:
+        print(f"error: invalid sweep\n{err}", file=sys.stderr)
+        return 2
+    from pipeline.sweep import run_sweep
+
+    try:
+        summary = run_sweep(
+            cfg, storage=args.storage, tracking_uri=args.tracking_uri, sweep_file=args.file
+        )
+    except ConfigError as err:
+        print(f"error: invalid sweep\n{err}", file=sys.stderr)
+        return 2
+    return 130 if summary.interrupted else 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    """Replace this process with the MLflow UI server over the store, on localhost only."""
+    import os
+    from pathlib import Path
+
+    from pipeline.tracking import DEFAULT_STORE, tracking_uri
+
+    uri = tracking_uri(args.tracking_uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+    ]
+    if uri.startswith("sqlite:///"):  # artifacts of experiments created by the UI itself
+        command += ["--default-artifact-root", (DEFAULT_STORE / "artifacts").resolve().as_uri()]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} over {uri} (Ctrl-C stops it)", flush=True)
+    os.execv(sys.executable, command)
+    return 0  # not reached
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -19,6 +80,48 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hyperparameter sweeps and experiment tracking for regularised NumPy MLPs.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="run (or resume) the Optuna study of a sweep file, logging to MLflow",
+        description="Run the study defined by a sweep file. Re-running the same file resumes "
+        "the study: its total stays the file's n_trials. Exit status 2 on an invalid file.",
+    )
+    sweep.add_argument("file", help="sweep definition, e.g. sweeps/default.toml")
+    sweep.add_argument("--n-trials", type=int, help="total trials of the study (study.n_trials)")
+    sweep.add_argument("--n-jobs", type=int, help="worker processes (study.n_jobs)")
+    sweep.add_argument("--seed", type=int, help="sampler and model seed (study.seed)")
+    sweep.add_argument("--timeout", type=float, help="seconds after which no trial starts")
+    sweep.add_argument(
+        "--storage",
+        help="Optuna storage: a journal file path or a database "
+        "URL (default: mlruns/optuna.journal)",
+    )
+    sweep.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite under mlruns/)",
+    )
+    sweep.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the sweep file, e.g. --set fixed.max_epochs=200 "
+        "or --set search.keep_prob.low=0.3 (repeatable)",
+    )
+    sweep.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    sweep.set_defaults(run=_sweep)
+
+    ui = commands.add_parser(
+        "ui",
+        help="the MLflow UI over the store, on 127.0.0.1",
+        description="Start the MLflow UI (and REST API) over the local "
+        "store (or --tracking-uri), bound to 127.0.0.1.",
+    )
+    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    ui.add_argument("--tracking-uri", help="store to browse (default: as for sweep)")
+    ui.set_defaults(run=_ui)
+
     bench = commands.add_parser(
         "bench", help="speed benchmarks, printed as ratios measured side by side"
     )

@@ -27,8 +27,10 @@ Conventions
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -622,6 +624,41 @@ class MLP:
         if self.task == "classification":
             return self.classes_[scores.argmax(axis=1)]
         return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def hidden_activations(
+        self, X: Any, rng: np.random.Generator | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each hidden layer, its activations on ``X`` without dropout and with the dropout
+        of training (masks drawn from ``rng``; the same array twice when keep_prob is 1)."""
+        X = self._validate_X(X)
+        masks = self._dropout_masks(len(X), rng or np.random.default_rng(self.seed))
+        acts, inputs, _ = self._forward(X, masks)
+        return list(zip(acts[1:], inputs[1:], strict=True))
+
+    def save(self, path: str | Path) -> None:
+        """Write hyperparameters and learned weights to one ``.npz`` file (see :meth:`load`)."""
+        if not hasattr(self, "weights_"):
+            raise RuntimeError("this MLP is not fitted yet: nothing to save")
+        arrays = {f"W{i}": W for i, W in enumerate(self.weights_)}
+        arrays |= {f"b{i}": b for i, b in enumerate(self.biases_)}
+        if self.task == "classification":
+            arrays["classes"] = self.classes_
+        params = {**self.get_params(), "hidden": list(self.hidden)}
+        np.savez(path, params=np.array(json.dumps(params)), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MLP:
+        """An MLP saved by :meth:`save`, ready to ``predict``."""
+        with np.load(path, allow_pickle=False) as f:
+            params = json.loads(str(f["params"]))
+            model = cls(**{**params, "hidden": tuple(params["hidden"])})
+            n_layers = len(params["hidden"]) + 1
+            model.weights_ = [f[f"W{i}"] for i in range(n_layers)]
+            model.biases_ = [f[f"b{i}"] for i in range(n_layers)]
+            if "classes" in f:
+                model.classes_ = f["classes"]
+        model.n_features_in_ = model.weights_[0].shape[0]
+        return model
 
     def weight_norm(self) -> float:
         """Euclidean norm of all weights (biases excluded)."""

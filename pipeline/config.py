@@ -1,0 +1,338 @@
+"""Sweep files: ``sweeps/*.toml`` read, overridden from the command line, and validated.
+
+Everything is checked before anything runs or is written, and every problem is reported as
+``FILE: KEY = VALUE: what is allowed``. The keys of ``[fixed]`` and ``[search]`` are the MLP's
+own hyperparameter names (plus ``width`` and ``depth``, which build ``hidden``), and their values
+are checked by the MLP's own validation, so the two can never disagree.
+
+In a sweep file ``0`` means "off" where the MLP takes ``None``: ``batch_size = 0`` is full-batch
+training, ``max_norm = 0`` no max-norm constraint (``patience = 0`` is already "off").
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline import data
+from pipeline.mlp import MLP
+
+# Hyperparameters a sweep may fix or search: the MLP's, less those the data set decides.
+MODEL_KEYS = tuple(p for p in inspect.signature(MLP).parameters if p not in ("task",))
+ARCHITECTURE_KEYS = ("width", "depth")
+SEARCHABLE_KEYS = tuple(k for k in MODEL_KEYS if k not in ("hidden", "seed", "noise_seed"))
+SEARCHABLE_KEYS += ARCHITECTURE_KEYS
+ZERO_MEANS_NONE = ("batch_size", "max_norm")
+METRICS = {"val_loss": "minimize", "val_accuracy": "maximize"}
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
+PRUNERS = ("median", "hyperband", "none")
+
+
+class ConfigError(ValueError):
+    """A sweep file or override is invalid. ``str()`` is the message for the user."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class FloatParam(_Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> FloatParam:
+        _check_range(self.low, self.high, self.log)
+        if self.step is not None and (self.step <= 0 or self.log):
+            raise ValueError("step must be > 0, and cannot be combined with log = true")
+        return self
+
+    def values_to_check(self) -> list[Any]:
+        return [self.low, self.high]
+
+
+class IntParam(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> IntParam:
+        _check_range(self.low, self.high, self.log)
+        if self.step < 1 or (self.log and self.step != 1):
+            raise ValueError("step must be >= 1, and 1 with log = true")
+        return self
+
+    def values_to_check(self) -> list[Any]:
+        return [self.low, self.high]
+
+
+class CategoricalParam(_Strict):
+    type: Literal["categorical"]
+    choices: Annotated[list[str | int | float | bool], Field(min_length=1)]
+
+    def values_to_check(self) -> list[Any]:
+        return list(self.choices)
+
+
+def _check_range(low: float, high: float, log: bool) -> None:
+    if low >= high:
+        raise ValueError(f"low ({low}) must be < high ({high})")
+    if log and low <= 0:
+        raise ValueError(f"log = true needs low > 0 (got low = {low})")
+
+
+SearchParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+
+
+class StudySection(_Strict):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str = ""
+    metric: Literal["val_loss", "val_accuracy"] = "val_loss"
+    direction: Literal["minimize", "maximize"] | None = None
+    n_trials: Annotated[int, Field(ge=1)]
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    n_jobs: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: os.cpu_count() or 1)
+    seed: Annotated[int, Field(ge=0)] = 0
+    storage: str | None = None
+
+
+class DataSection(BaseModel):
+    # the data set's own options (``n_val``, ``path``, ...) sit beside name and seed
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    name: str
+    seed: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> DataSection:
+        if self.name not in data.NAMES:
+            raise ValueError(f"unknown data set {self.name!r}; known: {', '.join(data.NAMES)}")
+        unknown = set(self.options) - set(data.options(self.name))
+        if unknown:
+            raise ValueError(
+                f"data set {self.name!r} has no option(s) {sorted(unknown)}; "
+                f"it accepts {sorted(data.options(self.name))}"
+            )
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SamplerSection(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    name: Literal["tpe", "random", "cmaes", "qmc", "grid"] = "tpe"
+    seed: Annotated[int, Field(ge=0)] | None = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class PrunerSection(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    name: Literal["median", "hyperband", "none"] = "median"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TrackingSection(_Strict):
+    enabled: bool = True
+    uri: str | None = None
+    # per-epoch values logged as MLflow metrics, at most this many per curve (0: every epoch)
+    curve_points: Annotated[int, Field(ge=0)] = 100
+
+
+class SweepConfig(_Strict):
+    """A validated sweep. ``source`` names the file it came from, for messages."""
+
+    study: StudySection
+    data: DataSection
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    search: dict[str, SearchParam] = Field(default_factory=dict)
+    sampler: SamplerSection = Field(default_factory=SamplerSection)
+    pruner: PrunerSection = Field(default_factory=PrunerSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    source: str = "<sweep>"
+
+    @property
+    def task(self) -> str:
+        if self.data.name == "csv":
+            return self.data.options.get("task", "")
+        return "regression" if self.data.name in ("sine", "diabetes") else "classification"
+
+    @property
+    def direction(self) -> str:
+        return self.study.direction or METRICS[self.study.metric]
+
+    @property
+    def sampler_seed(self) -> int:
+        return self.study.seed if self.sampler.seed is None else self.sampler.seed
+
+
+def _model_check(key: str, value: Any) -> str | None:
+    """None when the MLP accepts ``key = value``; else what it says is allowed."""
+    if key in ARCHITECTURE_KEYS:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        return None if ok else "an integer >= 1"
+    kwargs = {key: model_value(key, value)}
+    if key == "hidden" and isinstance(value, list):
+        kwargs["hidden"] = tuple(value)
+    try:
+        MLP(**kwargs)._validate_params()
+    except ValueError as err:
+        return str(err).split(" must be ", 1)[-1]
+    return None
+
+
+def model_value(key: str, value: Any) -> Any:
+    """A sweep file's value as the MLP takes it (0 -> None for batch_size and max_norm)."""
+    if key in ZERO_MEANS_NONE and value == 0:
+        return None
+    if key == "hidden" and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _cross_checks(cfg: SweepConfig) -> list[str]:
+    problems = []
+    for key, value in cfg.fixed.items():
+        if key not in MODEL_KEYS + ARCHITECTURE_KEYS:
+            problems.append(
+                f"fixed.{key} = {value!r}: unknown hyperparameter; allowed: "
+                f"{', '.join(MODEL_KEYS + ARCHITECTURE_KEYS)}"
+            )
+        elif (why := _model_check(key, value)) is not None:
+            problems.append(f"fixed.{key} = {value!r}: must be {why}")
+    for key, param in cfg.search.items():
+        if key not in SEARCHABLE_KEYS:
+            problems.append(
+                f"search.{key}: the model has no searchable hyperparameter {key!r}; "
+                f"allowed: {', '.join(SEARCHABLE_KEYS)}"
+            )
+            continue
+        if key in cfg.fixed:
+            problems.append(f"search.{key}: {key!r} is both fixed and searched; keep one")
+        for value in param.values_to_check():
+            if (why := _model_check(key, value)) is not None:
+                where = (
+                    "choices"
+                    if param.type == "categorical"
+                    else ("low" if value == param.values_to_check()[0] else "high")
+                )
+                problems.append(f"search.{key}.{where} = {value!r}: {key} must be {why}")
+                break
+    architecture = set(ARCHITECTURE_KEYS) & (set(cfg.fixed) | set(cfg.search))
+    if "hidden" in cfg.fixed and architecture:
+        problems.append(f"fixed.hidden: give either hidden or {sorted(architecture)}, not both")
+    if cfg.task == "regression" and cfg.study.metric == "val_accuracy":
+        problems.append(
+            "study.metric = 'val_accuracy': accuracy needs a classification data "
+            f"set; {cfg.data.name!r} is regression (use 'val_loss')"
+        )
+    if cfg.sampler.name == "grid":
+        for key, param in cfg.search.items():
+            if isinstance(param, FloatParam) and param.step is None:
+                problems.append(
+                    f"search.{key}: the grid sampler needs a step for float ranges, "
+                    "or categorical choices"
+                )
+    problems += _check_factory_options(cfg)
+    return problems
+
+
+def _check_factory_options(cfg: SweepConfig) -> list[str]:
+    """Extra sampler/pruner keys are passed to Optuna: try them now, not in a worker."""
+    from pipeline.study import make_pruner, make_sampler
+
+    problems = []
+    for section, make in (("sampler", make_sampler), ("pruner", make_pruner)):
+        try:
+            make(cfg, worker=0)
+        except (TypeError, ValueError) as err:
+            options = getattr(cfg, section).options
+            problems.append(
+                f"{section} = {getattr(cfg, section).name!r} with options {options}: {err}"
+            )
+    return problems
+
+
+def _format_pydantic(err: ValidationError, prefix: str = "") -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"] if not str(p).startswith(("function-", "tagged-union"))]
+        # the discriminated union adds the chosen type ('float', ...) to the path; drop it
+        loc = [p for p in loc if p not in ("float", "int", "categorical", "FloatParam")]
+        key = prefix + ".".join(loc)
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown key")
+        elif e["type"] == "missing":
+            problems.append(f"{key}: missing (required)")
+        elif "input" in e and not isinstance(e["input"], dict):
+            problems.append(f"{key} = {e['input']!r}: {message}")
+        else:
+            problems.append(f"{key}: {message}")
+    return problems
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``KEY=VALUE`` from ``--set``: a dotted key into the sweep file and a TOML value
+    (a bare word that is not valid TOML is taken as a string)."""
+    if "=" not in text:
+        raise ConfigError("--set", [f"{text!r}: expected KEY=VALUE, e.g. fixed.max_epochs=200"])
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def load_sweep(
+    path: str | Path, overrides: list[tuple[list[str], Any]] | None = None
+) -> SweepConfig:
+    """Read, override and validate a sweep file; raises :class:`ConfigError`."""
+    source = str(path)
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(source, ["no such file"]) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(source, [f"not valid TOML: {err}"]) from None
+    for keys, value in overrides or []:
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(source, [f"--set {'.'.join(keys)}: {k} is not a table"])
+        node[keys[-1]] = value
+    try:
+        cfg = SweepConfig(**raw, source=source)
+    except ValidationError as err:
+        raise ConfigError(source, _format_pydantic(err)) from None
+    except TypeError as err:  # e.g. a top-level key that is not a table
+        raise ConfigError(source, [str(err)]) from None
+    problems = _cross_checks(cfg)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg

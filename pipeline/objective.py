@@ -1,0 +1,125 @@
+"""One trial: hyperparameters from the sweep and the trial, an MLP trained on the splits, its
+validation metric reported each epoch for pruning, and the result.
+
+Nothing here talks to MLflow: the worker logs the :class:`TrialResult` it returns. The test
+split is never touched here; only the sweep's end evaluates its best configuration on it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from pipeline.config import ARCHITECTURE_KEYS, SweepConfig, model_value
+from pipeline.data import Dataset
+from pipeline.mlp import MLP
+from pipeline.study import OVERRIDES, suggest
+
+COMPLETE, PRUNED, FAILED, INTERRUPTED = "complete", "pruned", "failed", "interrupted"
+
+
+class StopRequested(Exception):  # noqa: N818 - a request, not an error
+    """The sweep is being stopped (Ctrl-C): the trial ends where it is."""
+
+
+@dataclass
+class TrialResult:
+    hyperparameters: dict[str, Any]  # every hyperparameter, fixed and searched, as in the file
+    state: str = COMPLETE
+    value: float | None = None  # the objective (final validation metric), when complete
+    reason: str | None = None  # why it failed or was pruned
+    history: dict[str, list[float]] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    model: MLP | None = None
+    model_path: Path | None = None  # where the worker saved the model of a complete trial
+
+
+def hyperparameters(
+    cfg: SweepConfig, searched: dict[str, Any], overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Fixed, then searched, then a baseline's overrides, under the sweep file's names; the
+    model seed defaults to the study seed, so all trials start from the same weights."""
+    values = {"seed": cfg.study.seed, **cfg.fixed, **searched, **(overrides or {})}
+    if set(ARCHITECTURE_KEYS) & values.keys():
+        values.pop("hidden", None)
+    return values
+
+
+def build_model(values: dict[str, Any], task: str) -> MLP:
+    kwargs = {k: model_value(k, v) for k, v in values.items() if k not in ARCHITECTURE_KEYS}
+    if set(ARCHITECTURE_KEYS) & values.keys():
+        default_depth = len(MLP().hidden)
+        kwargs["hidden"] = (values.get("width", 64),) * values.get("depth", default_depth)
+    return MLP(task=task, **kwargs)
+
+
+def final_metrics(model: MLP, d: Dataset, train_time: float) -> dict[str, float]:
+    """Per-trial summary metrics of the trained model, without the test split.
+
+    ``final_*`` are measured on the model the trial returns (with early stopping: the restored
+    best epoch; else the last epoch); the objective is ``final_<metric>``. ``gen_gap`` is
+    validation loss minus training loss, both measured at inference (no dropout).
+    """
+    train = model.evaluate(d.X_train, d.y_train)
+    val = model.evaluate(d.X_val, d.y_val)
+    metrics = {
+        "final_val_loss": val["loss"],
+        "best_val_loss": model.best_val_loss_,
+        "final_train_loss": train["loss"],
+        "gen_gap": val["loss"] - train["loss"],
+        "best_epoch": float(model.best_epoch_ or model.stopped_epoch_),
+        "stopped_epoch": float(model.stopped_epoch_),
+        "weight_norm": model.weight_norm(),
+        "sparsity": model.sparsity(),
+        "train_time": train_time,
+    }
+    if "accuracy" in val:
+        metrics["final_val_accuracy"] = val["accuracy"]
+        metrics["final_train_accuracy"] = train["accuracy"]
+    return metrics
+
+
+def run_trial(
+    trial: optuna.Trial, cfg: SweepConfig, d: Dataset, stop_requested: Any = lambda: False
+) -> TrialResult:
+    """Train the trial's configuration; report ``cfg.study.metric`` every epoch for pruning.
+
+    Returns a result in every case but Ctrl-C: pruned and failed trials (a diverging loss, an
+    error in training) keep their partial history and the reason.
+    """
+    values = hyperparameters(cfg, suggest(trial, cfg), trial.user_attrs.get(OVERRIDES))
+    result = TrialResult(hyperparameters=values)
+    metric = cfg.study.metric
+
+    def on_epoch(epoch: int, row: dict[str, float]) -> None:
+        if stop_requested():
+            raise StopRequested
+        trial.report(row[metric], step=epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}: {metric} {row[metric]:.4g}")
+
+    start = time.perf_counter()
+    try:
+        model = build_model(values, d.task)
+        result.model = model
+        model.fit(d.X_train, d.y_train, d.X_val, d.y_val, on_epoch=on_epoch)
+    except optuna.TrialPruned as pruned:
+        result.state, result.reason = PRUNED, str(pruned)
+    except StopRequested:
+        result.state, result.reason = INTERRUPTED, "interrupted: the sweep was stopped"
+    except Exception as err:  # a diverging loss, or any error: the trial fails, the sweep goes on
+        result.state, result.reason = FAILED, f"{type(err).__name__}: {err}"
+    elapsed = time.perf_counter() - start
+    model = result.model
+    result.history = getattr(model, "history_", {}) if model is not None else {}
+    result.metrics = {"train_time": elapsed}
+    if result.state == PRUNED:
+        result.metrics["stopped_epoch"] = float(model.stopped_epoch_)
+    if result.state == COMPLETE:
+        result.metrics = final_metrics(model, d, elapsed)
+        result.value = result.metrics[f"final_{metric}"]
+    return result

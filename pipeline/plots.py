@@ -1,0 +1,143 @@
+"""Figures. Each function takes data and returns a matplotlib Figure built without pyplot, so no
+global figure state is kept and nothing needs closing; the Agg backend renders them to PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+SMALL = (5.0, 3.2)
+DPI = 72
+
+
+def _figure() -> Figure:
+    # fixed margins: a layout engine would cost more than the drawing (figures are per trial)
+    fig = Figure(figsize=SMALL, dpi=DPI)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.9)
+    return fig
+
+
+def learning_curves(
+    history: dict[str, list[float]], best_epoch: int | None = None, title: str = ""
+) -> Figure:
+    """Training and validation loss per epoch, the best epoch marked."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    epochs = history.get("epoch", [])
+    ax.plot(epochs, history.get("train_loss", []), label="train (with dropout)", lw=1.2)
+    if "val_loss" in history:
+        ax.plot(epochs, history["val_loss"], label="validation", lw=1.2)
+    if best_epoch:
+        ax.axvline(best_epoch, color="grey", ls=":", lw=1, label=f"best epoch {best_epoch}")
+    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    _clip_y(ax, [history.get("train_loss", []), history.get("val_loss", [])])
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _clip_y(ax, series: Sequence[Sequence[float]]) -> None:
+    """Keep the first epochs' large losses from flattening the rest of the curve."""
+    values = np.concatenate([np.asarray(s, float) for s in series if len(s)] or [np.zeros(1)])
+    values = values[np.isfinite(values)]
+    if values.size:
+        top = np.percentile(values, 98) * 1.1
+        ax.set_ylim(max(0.0, values.min() * 0.9), top if top > values.min() else None)
+
+
+def weight_histogram(weights: Sequence[np.ndarray], title: str = "") -> Figure:
+    """Distribution of all weights; exact zeros (what L1's proximal step makes) are counted."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    w = np.concatenate([np.ravel(W) for W in weights])
+    counts, edges = np.histogram(w, bins=60)
+    ax.stairs(counts, edges, fill=True, alpha=0.8)
+    zeros = float((w == 0).mean())
+    ax.set(xlabel="weight", ylabel="count", title=title or "weights")
+    ax.text(
+        0.02,
+        0.92,
+        f"{zeros:.0%} exactly zero\n||W|| = {np.linalg.norm(w):.3g}",
+        transform=ax.transAxes,
+        fontsize=8,
+        va="top",
+    )
+    return fig
+
+
+def activation_histogram(
+    clean: np.ndarray, dropped: np.ndarray, keep_prob: float, title: str = ""
+) -> Figure:
+    """Hidden activations without and with inverted dropout: the mean is preserved although a
+    share ``1 - keep_prob`` of the units is zeroed (the chapter's figure)."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    top = max(float(np.percentile(dropped, 99.5)), 1e-9)
+    bins = np.linspace(0 if clean.min() >= 0 else -top, top, 60)
+    for data, label in ((clean, "no dropout"), (dropped, f"dropout, keep_prob={keep_prob:.2f}")):
+        counts, edges = np.histogram(np.clip(data, bins[0], bins[-1]), bins=bins, density=True)
+        ax.stairs(counts, edges, label=f"{label}: mean {data.mean():.3f}", alpha=0.7)
+    ax.set(
+        xlabel="activation (last hidden layer)",
+        ylabel="density",
+        title=title or "hidden activations",
+    )
+    ax.legend(fontsize=8)
+    return fig
+
+
+def study_figures(study, params: Sequence[str], folder, importance_seed: int = 0) -> list[str]:
+    """Optuna's own plots of a study, saved as PNGs in ``folder``; returns the files written.
+
+    Parameter importances use fANOVA once at least 10 trials completed with every parameter
+    (Optuna's default evaluator says little with few trials). A plot that cannot be drawn yet
+    (too few trials) is left out.
+    """
+    import warnings
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ov
+    from optuna.importance import FanovaImportanceEvaluator
+    from optuna.trial import TrialState
+
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if set(params) <= set(t.params)
+    ]
+    plotters = {
+        "optimization_history": lambda: ov.plot_optimization_history(study),
+        "intermediate_values": lambda: ov.plot_intermediate_values(study),
+        "parallel_coordinate": lambda: ov.plot_parallel_coordinate(study, params=list(params)),
+        "slice": lambda: ov.plot_slice(study, params=list(params)),
+    }
+    if len(complete) >= 10 and len(params) >= 2:
+        evaluator = FanovaImportanceEvaluator(seed=importance_seed)
+        plotters["param_importances"] = lambda: ov.plot_param_importances(
+            study, evaluator=evaluator, params=list(params)
+        )
+    if {"keep_prob", "weight_decay"} <= set(params):
+        plotters["contour_keep_prob_weight_decay"] = lambda: ov.plot_contour(
+            study, params=["keep_prob", "weight_decay"]
+        )
+    written = []
+    for name, plot in plotters.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                axes = plot()
+        except (ValueError, ZeroDivisionError, RuntimeError):
+            continue
+        first = axes.flat[0] if hasattr(axes, "flat") else axes
+        figure = first.get_figure()
+        path = Path(folder) / f"{name}.png"
+        figure.savefig(path, dpi=DPI, bbox_inches="tight")
+        plt.close(figure)
+        written.append(str(path))
+    return written

@@ -1,0 +1,428 @@
+"""MLflow: the store, one experiment per study, a parent run per study and a child run per trial.
+
+Everything goes through an explicit ``MlflowClient`` (no global active run), so worker processes
+log their own trials without sharing state. The local default store is SQLite under
+``mlruns/`` with artifacts beside it; the parent process creates it (and the experiment) before
+any worker starts, because fresh SQLite stores race when several processes create them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from pipeline import plots
+from pipeline.config import SweepConfig
+from pipeline.mlp import MLP
+from pipeline.objective import COMPLETE, FAILED, INTERRUPTED, PRUNED, TrialResult
+
+if TYPE_CHECKING:
+    from pipeline.sweep import SweepSummary
+
+DEFAULT_STORE = Path("mlruns")
+ROLE = "pipeline.role"  # "study" on parent runs, "trial" on child runs
+STATUS = {COMPLETE: "FINISHED", PRUNED: "KILLED", FAILED: "FAILED", INTERRUPTED: "KILLED"}
+BATCH = 1000  # MLflow takes at most 1000 metrics per log_batch call
+
+
+def tracking_uri(override: str | None = None) -> str:
+    """``override``, else ``MLFLOW_TRACKING_URI``, else SQLite in ``./mlruns/mlflow.db``.
+
+    Set explicitly, never left to MLflow's own default: a stray ``./mlruns`` folder in the
+    working directory would otherwise change it."""
+    if override:
+        return override
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(DEFAULT_STORE / 'mlflow.db').resolve()}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Artifacts of a local SQLite store live beside its database, in ``artifacts/``."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def prepare_experiment(uri: str, name: str) -> str:
+    """Create the store and the study's experiment when missing; return the experiment id."""
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    root = _artifact_root(uri)
+    return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _params(values: dict[str, Any]) -> list[Param]:
+    return [
+        Param(k, json.dumps(v) if isinstance(v, list | tuple) else str(v))
+        for k, v in sorted(values.items())
+    ]
+
+
+def _log_metrics(client: MlflowClient, run_id: str, metrics: Iterable[Metric]) -> None:
+    metrics = list(metrics)
+    for i in range(0, len(metrics), BATCH):
+        client.log_batch(run_id, metrics=metrics[i : i + BATCH])
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+# ---------------------------------------------------------------------------- parent run
+def find_parent_run(client: MlflowClient, experiment_id: str) -> str | None:
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{ROLE}` = 'study'",
+        run_view_type=ViewType.ACTIVE_ONLY,
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def start_parent_run(
+    client: MlflowClient,
+    experiment_id: str,
+    study: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+) -> tuple[str, bool]:
+    """The study's parent run, reused when the sweep is resumed; returns (run id, resumed)."""
+    run_id = find_parent_run(client, experiment_id)
+    resumed = run_id is not None
+    if resumed:
+        client.update_run(run_id, status="RUNNING")
+        logged = client.get_run(run_id).data.params
+        # params cannot change once logged: keep the first, note what a resume changed
+        changed = {k: v for k, v in params.items() if k in logged and logged[k] != str(v)}
+        params = {k: v for k, v in params.items() if k not in logged}
+        tags = {**tags, **{f"resumed_with.{k}": str(v) for k, v in changed.items()}}
+    else:
+        run = client.create_run(experiment_id, run_name=study, tags={ROLE: "study"})
+        run_id = run.info.run_id
+    client.log_batch(
+        run_id, params=_params(params), tags=[RunTag(k, str(v)) for k, v in tags.items()]
+    )
+    return run_id, resumed
+
+
+def close_interrupted_runs(client: MlflowClient, experiment_id: str) -> int:
+    """Child runs left RUNNING by a sweep that died become KILLED, tagged ``interrupted``."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{ROLE}` = 'trial' and attributes.status = 'RUNNING'",
+        max_results=10000,
+    )
+    for run in runs:
+        client.set_tag(run.info.run_id, "state", INTERRUPTED)
+        client.set_tag(
+            run.info.run_id,
+            "fail_reason",
+            "interrupted: the sweep running it stopped before it finished",
+        )
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return len(runs)
+
+
+# ---------------------------------------------------------------------------- child runs
+class TrialLogger:
+    """Logs trials as child runs of the study's parent run; one per worker process."""
+
+    def __init__(
+        self, uri: str, experiment_id: str, parent_run_id: str, study: str, curve_points: int = 0
+    ) -> None:
+        self.client = MlflowClient(uri)
+        self.curve_points = curve_points
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.study = study
+
+    def start(self, trial_number: int, user_attrs: dict[str, Any]) -> str:
+        tags = {
+            MLFLOW_PARENT_RUN_ID: self.parent_run_id,
+            ROLE: "trial",
+            "study": self.study,
+            "trial": str(trial_number),
+            "state": "running",
+        }
+        for key in ("baseline", "retry_of"):
+            if key in user_attrs:
+                tags[key] = str(user_attrs[key])
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial-{trial_number:04d}", tags=tags
+        )
+        return run.info.run_id
+
+    def finish(self, run_id: str, result: TrialResult, train_X: np.ndarray | None = None) -> None:
+        """Params, curves (batched), final metrics, tags, artifacts; then the run's status."""
+        now = _now_ms()
+        history = result.history
+        steps = curve_steps(
+            history.get("epoch", []), self.curve_points, result.metrics.get("best_epoch")
+        )
+        curves = [
+            Metric(key, float(history[key][i]), now, int(history["epoch"][i]))
+            for key in ("train_loss", "val_loss", "val_accuracy")
+            if key in history
+            for i in steps
+            if np.isfinite(history[key][i])
+        ]
+        finals = [Metric(k, float(v), now, 0) for k, v in result.metrics.items() if np.isfinite(v)]
+        if result.value is not None:
+            finals.append(Metric("objective", float(result.value), now, 0))
+        tags = [RunTag("state", result.state)]
+        if result.reason:
+            tags.append(
+                RunTag("fail_reason" if result.state != PRUNED else "prune_reason", result.reason)
+            )
+        if result.state == PRUNED:
+            tags.append(RunTag("pruned", "true"))
+            tags.append(RunTag("pruned_epoch", str(int(result.metrics["stopped_epoch"]))))
+        self.client.log_batch(run_id, params=_params(result.hyperparameters), tags=tags)
+        _log_metrics(self.client, run_id, finals + curves)
+        self._log_artifacts(run_id, result, train_X)
+        self.client.set_terminated(run_id, status=STATUS[result.state])
+
+    def _log_artifacts(self, run_id: str, result: TrialResult, train_X: np.ndarray | None) -> None:
+        """Every trial: its full per-epoch history (CSV). A complete trial also: its weights
+        and three figures (learning curves, weight histogram, hidden activations with dropout).
+        Figures cost more than a short trial's training, so pruned and failed trials, which
+        are many and short, keep their curves as metrics and CSV only."""
+        model, history = result.model, result.history
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            if history.get("epoch"):
+                write_history(history, folder / "history.csv")
+            if result.state == COMPLETE:
+                best = result.metrics.get("best_epoch")
+                plots.learning_curves(history, int(best) if best else None).savefig(
+                    folder / "curves.png"
+                )
+                plots.weight_histogram(model.weights_).savefig(folder / "weights.png")
+                if result.model_path is not None:
+                    shutil.copyfile(result.model_path, folder / "model.npz")
+                if train_X is not None:
+                    clean, dropped = model.hidden_activations(train_X)[-1]
+                    plots.activation_histogram(clean, dropped, model.keep_prob).savefig(
+                        folder / "activations.png"
+                    )
+            if any(folder.iterdir()):
+                self.client.log_artifacts(run_id, tmp)
+
+    def end_interrupted(self, run_id: str) -> None:
+        self.client.set_tag(run_id, "state", INTERRUPTED)
+        self.client.set_terminated(run_id, status="KILLED")
+
+
+def curve_steps(epochs: list[int], most: int, best_epoch: float | None = None) -> list[int]:
+    """Indices of the epochs whose values are logged as MLflow metrics: every epoch when there
+    are at most ``most`` (or ``most`` is 0), else ``most`` evenly spread ones, always with the
+    first, the last and the best epoch. MLflow stores metrics row by row, which costs as much
+    as an epoch of a small network; the full history is in each run's ``history.csv``."""
+    n = len(epochs)
+    if most <= 0 or n <= most:
+        return list(range(n))
+    picks = set(np.linspace(0, n - 1, most).round().astype(int).tolist())
+    if best_epoch:
+        picks.add(
+            min(
+                n - 1, max(0, epochs.index(int(best_epoch)) if int(best_epoch) in epochs else n - 1)
+            )
+        )
+    return sorted(picks)
+
+
+def write_history(history: dict[str, list[float]], path: Path) -> None:
+    keys = list(history)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(keys)
+        writer.writerows(zip(*(history[k] for k in keys), strict=True))
+
+
+def log_summary(
+    client: MlflowClient, run_id: str, metrics: dict[str, float], tags: dict[str, str] | None = None
+) -> None:
+    now = _now_ms()
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(k, float(v), now, 0)
+            for k, v in metrics.items()
+            if v is not None and np.isfinite(v)
+        ],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
+
+
+# ---------------------------------------------------------------------------- the study
+def _versions() -> dict[str, str]:
+    import mlflow
+    import optuna
+
+    return {
+        "numpy_version": np.__version__,
+        "optuna_version": optuna.__version__,
+        "mlflow_version": mlflow.__version__,
+    }
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for k, v in value.items():
+            flat |= _flatten(f"{prefix}.{k}" if prefix else str(k), v)
+        return flat
+    return {prefix: value}
+
+
+@dataclass
+class StudyTracker:
+    """The study's experiment and parent run, from the parent process."""
+
+    uri: str
+    experiment_id: str
+    run_id: str
+    client: MlflowClient
+
+    @classmethod
+    def open(
+        cls, cfg: SweepConfig, storage: str, uri: str | None, sweep_file: str | None
+    ) -> StudyTracker:
+        uri = tracking_uri(uri or cfg.tracking.uri)
+        experiment_id = prepare_experiment(uri, cfg.study.name)
+        client = MlflowClient(uri)
+        resolved = cfg.model_dump(mode="json", exclude={"source"})
+        resolved["study"]["direction"] = cfg.direction
+        params = {k: v for k, v in _flatten("", resolved).items() if v is not None}
+        tags = {
+            "study": cfg.study.name,
+            "storage": storage,
+            "sampler": cfg.sampler.name,
+            "pruner": cfg.pruner.name,
+            "data": cfg.data.name,
+            **_versions(),
+        }
+        if commit := git_commit():
+            tags["git_commit"] = commit
+        run_id, _ = start_parent_run(client, experiment_id, cfg.study.name, params, tags)
+        tracker = cls(uri, experiment_id, run_id, client)
+        tracker.close_interrupted_runs()
+        if sweep_file:
+            client.log_artifact(run_id, sweep_file)
+        client.log_dict(run_id, resolved, "sweep_resolved.json")
+        return tracker
+
+    def close_interrupted_runs(self) -> int:
+        return close_interrupted_runs(self.client, self.experiment_id)
+
+    def trial_runs(self) -> dict[int, str]:
+        """Trial number -> child run id (the newest, for a trial logged twice)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{ROLE}` = 'trial'",
+            max_results=50000,
+            order_by=["attributes.start_time ASC"],
+        )
+        return {int(r.data.tags["trial"]): r.info.run_id for r in runs}
+
+    def finish(self, study: Any, summary: SweepSummary, dataset: Any) -> None:
+        """Summary metrics, Optuna's plots, the trials table, test metrics and the best model;
+        then the parent run's status (KILLED when the sweep was interrupted)."""
+        states = summary.states
+        metrics = {
+            "n_complete": states["complete"],
+            "n_pruned": states["pruned"],
+            "n_failed": states["failed"],
+            "wall_time": summary.wall_seconds,
+            "train_time": summary.compute_seconds,
+        }
+        if summary.best is not None:
+            metrics["best_value"] = summary.best.value
+            metrics["best_trial"] = summary.best.number
+        trial_runs = self.trial_runs()
+        for name, m in summary.test_metrics.items():
+            for key in ("test_loss", "test_accuracy"):
+                if key in m:
+                    metrics[f"{name}.{key}"] = m[key]
+            run_id = trial_runs.get(m["trial"])
+            if run_id:  # test metrics sit apart, under test_*, and never feed selection
+                log_summary(
+                    self.client, run_id, {k: v for k, v in m.items() if k.startswith("test_")}
+                )
+        log_summary(
+            self.client,
+            self.run_id,
+            metrics,
+            tags={"best_run_id": trial_runs.get(summary.best.number, "")}
+            if summary.best is not None
+            else None,
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "plots").mkdir()
+            plots.study_figures(study, list(study_params(study)), folder / "plots")
+            table = study.trials_dataframe()
+            table.to_csv(folder / "trials.csv", index=False)
+            table.to_parquet(folder / "trials.parquet", index=False)
+            best = summary.test_metrics.get("best")
+            if best is not None:
+                (folder / "best_model").mkdir()
+                best["model"].save(folder / "best_model" / "model.npz")
+            self.client.log_artifacts(self.run_id, tmp)
+        self.client.set_terminated(
+            self.run_id, status="KILLED" if summary.interrupted else "FINISHED"
+        )
+
+
+def study_params(study: Any) -> list[str]:
+    names: dict[str, None] = {}
+    for t in study.get_trials(deepcopy=False):
+        names |= dict.fromkeys(t.params)
+    return list(names)
+
+
+def load_best_model(study: str, uri: str | None = None) -> MLP:
+    """The best model of a study, as logged to its parent run, ready to ``predict``."""
+    import mlflow.artifacts
+
+    client = MlflowClient(tracking_uri(uri))
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        raise ValueError(f"no MLflow experiment named {study!r} in {tracking_uri(uri)}")
+    run_id = find_parent_run(client, experiment.experiment_id)
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="best_model/model.npz", tracking_uri=tracking_uri(uri)
+    )
+    return MLP.load(path)

@@ -1,0 +1,120 @@
+"""A sweep worker: runs in its own process (joblib/loky), takes trials from the shared study until
+the budget, the deadline or a stop request ends it, and logs each to MLflow.
+
+Order within a trial: the MLflow child run is finished before Optuna is told, so a worker that
+dies in between leaves a RUNNING trial, which the next run marks failed and retries.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from optuna.trial import TrialState
+from threadpoolctl import threadpool_limits
+
+from pipeline.config import SweepConfig
+from pipeline.data import load
+from pipeline.objective import COMPLETE, FAILED, INTERRUPTED, PRUNED, run_trial
+from pipeline.study import FAIL_REASON, load_study, reserve_trial
+from pipeline.study import INTERRUPTED as INTERRUPTED_ATTR
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What a worker needs besides the sweep config; plain data, so it pickles."""
+
+    storage: str
+    deadline: float | None  # time.time() after which no trial starts
+    stop_file: str  # exists once the sweep is asked to stop
+    models_dir: str  # each complete trial's network is saved here, for the test evaluation
+    tracking_uri: str | None = None  # None: tracking off
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+
+
+@dataclass
+class WorkerReport:
+    worker: int
+    trials: int = 0
+    compute_seconds: float = 0.0  # time spent inside MLP.fit
+    tracking_seconds: float = 0.0  # time spent logging to MLflow
+    busy_seconds: float = 0.0  # from start-up to the end of the loop
+
+
+def model_path(models_dir: str | Path, trial_number: int) -> Path:
+    return Path(models_dir) / f"trial-{trial_number:04d}.npz"
+
+
+def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerReport:
+    started = time.perf_counter()
+    in_child = threading.current_thread() is threading.main_thread()
+    if in_child:
+        # Ctrl-C reaches every process of the terminal; the parent asks workers to stop
+        # through ctx.stop_file instead, so that each ends its trial cleanly.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
+    report = WorkerReport(worker)
+    with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread per worker process
+        study = load_study(cfg, ctx.storage, worker)
+        dataset = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
+        logger = None
+        if ctx.tracking_uri is not None:
+            from pipeline.tracking import TrialLogger
+
+            logger = TrialLogger(
+                ctx.tracking_uri,
+                ctx.experiment_id,
+                ctx.parent_run_id,
+                cfg.study.name,
+                cfg.tracking.curve_points,
+            )
+        Path(ctx.models_dir).mkdir(parents=True, exist_ok=True)
+        stop_file = Path(ctx.stop_file)
+        parent = os.getppid()
+
+        def stop_requested() -> bool:
+            # asked to stop (Ctrl-C), or orphaned: a parent killed with -9 must not leave its
+            # workers running the sweep on their own (getppid changes once it is gone)
+            return stop_file.exists() or (in_child and os.getppid() != parent)
+
+        while not stop_requested() and (ctx.deadline is None or time.time() < ctx.deadline):
+            trial = reserve_trial(study, ctx.storage, cfg.study.n_trials)
+            if trial is None:
+                break
+            tic = time.perf_counter()
+            run_id = logger.start(trial.number, trial.user_attrs) if logger else None
+            report.tracking_seconds += time.perf_counter() - tic
+            result = run_trial(trial, cfg, dataset, stop_requested)
+            report.trials += 1
+            report.compute_seconds += result.metrics.get("train_time", 0.0)
+            if result.state == COMPLETE:
+                result.model_path = model_path(ctx.models_dir, trial.number)
+                result.model.save(result.model_path)
+            if result.reason:
+                trial.set_user_attr(FAIL_REASON, result.reason)
+            if result.state == INTERRUPTED:
+                trial.set_user_attr(INTERRUPTED_ATTR, True)
+            if logger:
+                tic = time.perf_counter()
+                try:
+                    logger.finish(run_id, result, dataset.X_train)
+                except Exception as err:  # tracking trouble must not lose the trial
+                    warnings.warn(
+                        f"trial {trial.number}: MLflow logging failed: {err}", stacklevel=1
+                    )
+                report.tracking_seconds += time.perf_counter() - tic
+            if result.state == COMPLETE and not math.isfinite(result.value):
+                result.state = FAILED
+            state = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED}.get(
+                result.state, TrialState.FAIL
+            )
+            study.tell(trial, result.value if state == TrialState.COMPLETE else None, state=state)
+    report.busy_seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,199 @@
+"""Sweep files: every shipped file is valid; every kind of bad file or override gets one clear
+error naming the file, the key, the value and what is allowed, exit status 2, nothing written."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, load_sweep, parse_override
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = sorted((ROOT / "sweeps").glob("*.toml"))
+
+GOOD = """
+[study]
+name = "t"
+n_trials = 4
+
+[data]
+name = "sine"
+
+[fixed]
+max_epochs = 20
+
+[search]
+keep_prob = { type = "float", low = 0.5, high = 1.0 }
+weight_decay = { type = "float", low = 1e-5, high = 1e-1, log = true }
+patience = { type = "int", low = 0, high = 10 }
+optimizer = { type = "categorical", choices = ["sgd", "adam"] }
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.name for p in SWEEPS])
+def test_shipped_sweeps_are_valid(path):
+    cfg = load_sweep(path)
+    assert cfg.study.n_trials >= 1 and cfg.search
+
+
+def test_expected_sweeps_are_shipped():
+    assert {"default.toml", "smoke.toml", "digits.toml", "breast_cancer.toml", "moons.toml"} <= {
+        p.name for p in SWEEPS
+    }
+
+
+def test_a_good_file_resolves_names_and_defaults(tmp_path):
+    cfg = load_sweep(write(tmp_path, GOOD))
+    assert cfg.direction == "minimize" and cfg.task == "regression"
+    assert cfg.sampler.name == "tpe" and cfg.pruner.name == "median"
+    assert cfg.study.n_jobs == (os.cpu_count() or 1)
+    assert set(cfg.search) == {"keep_prob", "weight_decay", "patience", "optimizer"}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("[study]", "[study]\ncolour = 'red'"), "study.colour: unknown key"),
+        (("[fixed]", "[extra]\nx = 1\n[fixed]"), "extra: unknown key"),
+        (("n_trials = 4", "n_trials = 'many'"), "study.n_trials = 'many': Input should be"),
+        (("n_trials = 4", "n_trials = 0"), "study.n_trials = 0: Input should be greater than"),
+        (
+            ("low = 0.5, high = 1.0", "low = 1.0, high = 0.5"),
+            "search.keep_prob: low (1.0) must be < high (0.5)",
+        ),
+        (
+            ("low = 1e-5, high = 1e-1, log = true", "low = 0.0, high = 1e-1, log = true"),
+            "search.weight_decay: log = true needs low > 0",
+        ),
+        (
+            ("low = 0.5, high = 1.0", "low = 0.5, high = 1.5"),
+            "search.keep_prob.high = 1.5: keep_prob must be a number in (0, 1]",
+        ),
+        (
+            ("low = 0.5, high = 1.0", "low = 0.0, high = 1.0"),
+            "search.keep_prob.low = 0.0: keep_prob must be a number in (0, 1]",
+        ),
+        (
+            ("max_epochs = 20", "max_epochs = 20\nl1 = -0.1"),
+            "fixed.l1 = -0.1: must be a finite number >= 0",
+        ),
+        (
+            ("max_epochs = 20", "max_epochs = 20\nkeep_prob = 0.8"),
+            "search.keep_prob: 'keep_prob' is both fixed and searched",
+        ),
+        (
+            ("[search]", "[search]\ncolour = { type = 'float', low = 0.0, high = 1.0 }"),
+            "search.colour: the model has no searchable hyperparameter 'colour'",
+        ),
+        (
+            ("max_epochs = 20", "max_epochs = 20\nlearning_rate = 0.1"),
+            "fixed.learning_rate = 0.1: unknown hyperparameter",
+        ),
+        (('name = "sine"', 'name = "mnist"'), "unknown data set 'mnist'; known: sine"),
+        (('name = "sine"', 'name = "sine"\nn_vall = 10'), "has no option(s) ['n_vall']"),
+        (
+            ("[search]", "[sampler]\nname = 'bayes'\n[search]"),
+            "sampler.name = 'bayes': Input should be 'tpe', 'random', 'cmaes', 'qmc' or 'grid'",
+        ),
+        (("[search]", "[pruner]\nname = 'asha'\n[search]"), "pruner.name = 'asha': Input should"),
+        (
+            ("[search]", "[pruner]\nname = 'median'\nwarmup = 3\n[search]"),
+            "pruner = 'median' with options {'warmup': 3}",
+        ),
+        (
+            ('choices = ["sgd", "adam"]', 'choices = ["sgd", "lbfgs"]'),
+            "search.optimizer.choices = 'lbfgs': optimizer must be one of",
+        ),
+        (("[study]", "[study]\nmetric = 'val_accuracy'"), "accuracy needs a classification"),
+        (
+            ('type = "int", low = 0', 'type = "integer", low = 0'),
+            "search.patience: Input tag 'integer'",
+        ),
+    ],
+)
+def test_each_bad_file_names_the_file_key_value_and_what_is_allowed(tmp_path, change, expected):
+    old, new = change
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(ConfigError) as err:
+        load_sweep(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ")
+    assert expected in message
+
+
+def test_broken_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_sweep(write(tmp_path, "[study\nname = 'x'"))
+    with pytest.raises(ConfigError, match="no such file"):
+        load_sweep(tmp_path / "nope.toml")
+
+
+def test_overrides_are_validated_like_the_file(tmp_path):
+    path = write(tmp_path, GOOD)
+    cfg = load_sweep(
+        path, [parse_override("fixed.max_epochs=7"), parse_override("search.keep_prob.low=0.3")]
+    )
+    assert cfg.fixed["max_epochs"] == 7 and cfg.search["keep_prob"].low == 0.3
+    with pytest.raises(ConfigError, match=r"fixed\.max_epochs = 'lots': must be an integer"):
+        load_sweep(path, [parse_override("fixed.max_epochs=lots")])
+    with pytest.raises(ConfigError, match=r"search\.keep_prob\.high = 2\.0: keep_prob must be"):
+        load_sweep(path, [parse_override("search.keep_prob.high=2.0")])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_override("fixed.max_epochs")
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--n-trials", "0"], "study.n_trials = 0"),
+        (["--n-jobs", "-2"], "study.n_jobs = -2"),
+        (["--set", "fixed.keep_prob=7"], "fixed.keep_prob = 7: must be a number in (0, 1]"),
+        (["--set", "data.name=nope"], "unknown data set 'nope'"),
+    ],
+)
+def test_cli_rejects_bad_input_with_status_2_and_writes_nothing(tmp_path, args, expected):
+    path = write(tmp_path, GOOD)
+    result = _cli(tmp_path, "sweep", str(path), *args)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr and str(path) in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml"]  # no store, no journal
+
+
+def test_cli_rejects_a_csv_that_cannot_be_loaded_before_writing(tmp_path):
+    path = write(
+        tmp_path,
+        GOOD.replace(
+            'name = "sine"', 'name = "csv"\npath = "missing.csv"\ntarget = "y"\ntask = "regression"'
+        ),
+    )
+    result = _cli(tmp_path, "sweep", str(path))
+    assert result.returncode == 2 and "data: csv: path='missing.csv': no such file" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml"]
+
+
+def test_help_documents_every_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("sweep", "ui", "bench"):
+        assert command in result.stdout
