@@ -61,6 +61,7 @@ def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerRepor
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
     report = WorkerReport(worker)
+    parent = os.getppid()
     with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread per worker process
         study = load_study(cfg, ctx.storage, worker)
         dataset = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
@@ -77,7 +78,6 @@ def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerRepor
             )
         Path(ctx.models_dir).mkdir(parents=True, exist_ok=True)
         stop_file = Path(ctx.stop_file)
-        parent = os.getppid()
 
         def stop_requested() -> bool:
             # asked to stop (Ctrl-C), or orphaned: a parent killed with -9 must not leave its
@@ -117,4 +117,6 @@ def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerRepor
             )
             study.tell(trial, result.value if state == TrialState.COMPLETE else None, state=state)
     report.busy_seconds = time.perf_counter() - started
+    if in_child and os.getppid() != parent:
+        os._exit(0)  # orphaned: nobody will collect the report, and loky would idle on
     return report

@@ -1,0 +1,120 @@
+"""Helpers for the end-to-end tests: run the real CLI in a folder, read the real stores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from mlflow import MlflowClient
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "sweeps" / "smoke.toml"
+
+
+def long_sweep(folder: Path, max_epochs: int = 200_000) -> Path:
+    """Four trials of the smoke sweep that run long enough to be stopped or killed midway:
+    no early stopping, no pruning."""
+    text = SMOKE.read_text().replace('name = "smoke"', 'name = "long"')
+    text = text.replace("max_epochs = 60", f"max_epochs = {max_epochs}")
+    text = text.replace("n_trials = 8", "n_trials = 4").replace('name = "median"', 'name = "none"')
+    text = "\n".join(
+        line
+        for line in text.splitlines()
+        if not line.startswith(("patience =", "n_startup_trials = 3", "n_warmup_steps"))
+    )
+    path = folder / "long.toml"
+    path.write_text(text)
+    return path
+
+
+def env() -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return {**clean, "PYTHONUNBUFFERED": "1"}
+
+
+def sweep(
+    folder: Path, *args: str, sweep_file: Path = SMOKE, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python -m pipeline sweep`` in ``folder``, whose ``mlruns/`` then holds both stores."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "sweep", str(sweep_file), *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(),
+    )
+
+
+def start_sweep(folder: Path, *args: str, sweep_file: Path = SMOKE) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "sweep", str(sweep_file), *args],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(),
+    )
+
+
+def study(folder: Path, name: str = "smoke") -> optuna.Study:
+    storage = JournalStorage(JournalFileBackend(str(folder / "mlruns" / "optuna.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def client(folder: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+
+
+def runs(folder: Path, name: str = "smoke") -> tuple[object, list]:
+    """(parent run, child runs) of a study's experiment."""
+    c = client(folder)
+    experiment = c.get_experiment_by_name(name)
+    found = c.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in found if r.data.tags.get("pipeline.role") == "study"]
+    children = [r for r in found if r.data.tags.get("pipeline.role") == "trial"]
+    assert len(parents) == 1, [p.info.run_name for p in parents]
+    return parents[0], children
+
+
+def worker_pids(parent_pid: int) -> list[int]:
+    """The loky worker processes started by a sweep."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent_pid and b"loky" in cmdline and b"resource_tracker" not in cmdline:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def wait_for(predicate, timeout: float = 120, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def running_trials(folder: Path, name: str = "smoke") -> int:
+    try:
+        s = study(folder, name)
+    except Exception:  # not created yet
+        return 0
+    return sum(t.state == optuna.trial.TrialState.RUNNING for t in s.get_trials(deepcopy=False))
+
+
+def kill(pid: int, sig: int = signal.SIGKILL) -> None:
+    os.kill(pid, sig)

@@ -1,0 +1,312 @@
+"""End to end: the real CLI, real worker processes, the real Optuna journal and MLflow store.
+
+Slow (each sweep starts Python processes and an MLflow store): marked ``slow``; CI runs them.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from e2e import (
+    client,
+    env,
+    kill,
+    long_sweep,
+    running_trials,
+    runs,
+    start_sweep,
+    study,
+    sweep,
+    wait_for,
+    worker_pids,
+)
+from optuna.trial import TrialState
+
+from pipeline.data import load
+from pipeline.tracking import load_best_model
+
+pytestmark = pytest.mark.slow
+
+STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("smoke")
+    result = sweep(folder)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return folder, result
+
+
+def test_smoke_sweep_runs_the_budget_with_two_workers(smoke):
+    folder, result = smoke
+    s = study(folder)
+    assert len(s.trials) == 8
+    assert all(t.state.is_finished() for t in s.trials)
+    baselines = {t.user_attrs.get("baseline") for t in s.trials} - {None}
+    assert baselines == {"unregularised", "chapter", "chapter-dropout-0.7"}
+    assert "test split (evaluated once" in result.stdout
+    assert "2 worker(s)" in result.stdout
+
+
+def test_every_trial_is_a_child_run_with_params_curves_and_artifacts(smoke):
+    folder, _ = smoke
+    parent, children = runs(folder)
+    s = study(folder)
+    assert len(children) == len(s.trials) == 8
+    c = client(folder)
+    by_trial = {int(r.data.tags["trial"]): r for r in children}
+    for t in s.trials:
+        run = by_trial[t.number]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.run_name == f"trial-{t.number:04d}"
+        assert run.info.status == STATUS[t.state]
+        for key, value in t.params.items():  # the trial's params, under the file's names
+            assert float(run.data.params[key]) == pytest.approx(value)
+        assert run.data.params["max_epochs"] in ("60", "500")  # fixed, or the chapter's
+        epochs = c.get_metric_history(run.info.run_id, "val_loss")
+        stopped = int(run.data.metrics["stopped_epoch"])
+        assert sorted(m.step for m in epochs) == list(range(1, stopped + 1))  # full length
+        files = {a.path for a in c.list_artifacts(run.info.run_id)}
+        assert "history.csv" in files
+        if t.state == TrialState.COMPLETE:
+            assert {"curves.png", "weights.png", "activations.png", "model.npz"} <= files
+            assert run.data.metrics["objective"] == pytest.approx(t.value)
+        if t.state == TrialState.PRUNED:
+            assert (
+                run.data.tags["pruned"] == "true"
+                and "pruned at epoch" in run.data.tags["prune_reason"]
+            )
+
+
+def test_parent_run_holds_config_summary_plots_table_and_best_model(smoke):
+    folder, _ = smoke
+    parent, _ = runs(folder)
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "smoke"
+    assert parent.data.params["study.n_trials"] == "8"
+    assert parent.data.params["data.name"] == "sine"
+    for tag in (
+        "storage",
+        "sampler",
+        "pruner",
+        "numpy_version",
+        "optuna_version",
+        "mlflow_version",
+    ):
+        assert parent.data.tags[tag]
+    s = study(folder)
+    assert parent.data.metrics["best_value"] == pytest.approx(s.best_value)
+    counts = {state: sum(t.state == state for t in s.trials) for state in STATUS}
+    assert parent.data.metrics["n_complete"] == counts[TrialState.COMPLETE]
+    assert parent.data.metrics["n_pruned"] == counts[TrialState.PRUNED]
+    c = client(folder)
+    files = {a.path for a in c.list_artifacts(parent.info.run_id)}
+    assert {"smoke.toml", "trials.csv", "trials.parquet", "plots", "best_model"} <= files
+    plots = {a.path for a in c.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimization_history.png" in plots
+    assert "plots/contour_keep_prob_weight_decay.png" in plots
+    # the best model loads back and predicts what its trial measured on validation
+    model = load_best_model("smoke", f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+    d = load("sine", seed=1)
+    val_mse = float(np.mean((model.predict(d.X_val) - d.y_val[:, 0]) ** 2))
+    assert val_mse == pytest.approx(s.best_value, rel=1e-9)
+
+
+def test_test_split_is_reported_apart_for_best_and_baselines(smoke):
+    folder, _ = smoke
+    parent, children = runs(folder)
+    assert "best.test_loss" in parent.data.metrics
+    assert "chapter.test_loss" in parent.data.metrics
+    # the chapter's configuration, run by the sweep, reproduces the chapter's figure
+    assert parent.data.metrics["chapter.test_loss"] == pytest.approx(0.05770, abs=5e-6)
+    with_test = [r for r in children if "test_loss" in r.data.metrics]
+    assert 1 <= len(with_test) <= 4  # only the best and the baselines, never the others
+
+
+def test_rerun_resumes_and_more_trials_extend_the_study(smoke, tmp_path):
+    folder, _ = smoke
+    again = sweep(folder)
+    assert again.returncode == 0, again.stderr
+    assert "8 of 8 trials done before" in again.stdout
+    assert len(study(folder).trials) == 8
+    parent, children = runs(folder)  # asserts a single parent run
+    assert len(children) == 8
+    more = sweep(folder, "--n-trials", "10")
+    assert more.returncode == 0, more.stderr
+    assert len(study(folder).trials) == 10 and len(runs(folder)[1]) == 10
+
+
+def test_fixed_seed_and_one_worker_repeat_exactly(tmp_path):
+    values = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        result = sweep(folder, "--n-jobs", "1", "--seed", "3", "--no-tracking")
+        assert result.returncode == 0, result.stderr
+        values.append([(t.params, t.value, t.state) for t in study(folder).trials])
+    assert values[0] == values[1]
+
+
+def test_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(tmp_path):
+    result = sweep(tmp_path, "--set", "fixed.lr=1000.0", "--n-trials", "5")
+    assert result.returncode == 0, result.stderr
+    trials = study(tmp_path).trials
+    assert len(trials) == 5
+    diverged = [t for t in trials if t.state == TrialState.FAIL]
+    assert diverged and all("diverged" in t.user_attrs["fail_reason"] for t in diverged)
+    _, children = runs(tmp_path)
+    failed = [r for r in children if r.info.status == "FAILED"]
+    assert len(failed) == len(diverged)
+    assert all("diverged" in r.data.tags["fail_reason"] for r in failed)
+
+
+def _no_running_runs(folder):
+    _, children = runs(folder, "long")
+    return [r.info.run_name for r in children if r.info.status == "RUNNING"]
+
+
+def test_a_killed_worker_loses_nothing_and_its_trial_is_retried(tmp_path):
+    proc = start_sweep(tmp_path, sweep_file=long_sweep(tmp_path, max_epochs=20_000))
+    try:
+        wait_for(lambda: running_trials(tmp_path, "long") >= 2, what="two running trials")
+        victim = worker_pids(proc.pid)[0]
+        kill(victim)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, output
+    assert "a worker died" in output
+    trials = study(tmp_path, "long").trials
+    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
+    assert interrupted
+    retries = {t.user_attrs.get("retry_of"): t for t in trials if "retry_of" in t.user_attrs}
+    for t in interrupted:  # parameters run again, and the retry finished
+        assert retries[t.number].params == t.params
+        assert retries[t.number].state.is_finished()
+    counted = [t for t in trials if not t.user_attrs.get("interrupted")]
+    assert len(counted) == 4 and all(t.state.is_finished() for t in counted)
+    assert _no_running_runs(tmp_path) == []
+
+
+def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path):
+    long = long_sweep(tmp_path)
+    proc = start_sweep(tmp_path, sweep_file=long)
+    try:
+        wait_for(lambda: running_trials(tmp_path, "long") >= 2, what="two running trials")
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, output
+    assert "interrupted: re-run the same command" in output
+    s = study(tmp_path, "long")
+    assert not [t for t in s.trials if t.state == TrialState.RUNNING]
+    assert _no_running_runs(tmp_path) == []
+    parent, _ = runs(tmp_path, "long")
+    assert parent.info.status == "KILLED"
+    # the re-run finishes the study: short trials this time, same study and budget
+    again = sweep(tmp_path, "--set", "fixed.max_epochs=30", sweep_file=long)
+    assert again.returncode == 0, again.stdout + again.stderr
+    counted = [t for t in study(tmp_path, "long").trials if not t.user_attrs.get("interrupted")]
+    assert len(counted) == 4 and all(t.state.is_finished() for t in counted)
+    assert runs(tmp_path, "long")[0].info.status == "FINISHED"
+
+
+def test_kill_9_of_the_sweep_leaves_readable_stores_and_a_rerun_recovers(tmp_path):
+    long = long_sweep(tmp_path)
+    proc = start_sweep(tmp_path, sweep_file=long)
+    try:
+        wait_for(lambda: running_trials(tmp_path, "long") >= 2, what="two running trials")
+        workers = worker_pids(proc.pid)
+        proc.kill()  # the parent, with -9
+        proc.wait(timeout=30)
+        for pid in workers:  # orphaned workers notice and stop at their next epoch
+            wait_for(lambda pid=pid: not _alive(pid), timeout=60, what=f"worker {pid} to end")
+    finally:
+        proc.kill()
+    assert len(study(tmp_path, "long").trials) >= 2  # the journal is readable
+    again = sweep(tmp_path, "--set", "fixed.max_epochs=30", sweep_file=long)
+    assert again.returncode == 0, again.stdout + again.stderr
+    trials = study(tmp_path, "long").trials
+    counted = [t for t in trials if not t.user_attrs.get("interrupted")]
+    assert len(counted) == 4 and all(t.state.is_finished() for t in counted)
+    assert any(t.user_attrs.get("interrupted") for t in trials)
+    assert _no_running_runs(tmp_path) == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_resolved_config_is_logged_as_json(smoke):
+    folder, _ = smoke
+    parent, _ = runs(folder)
+    path = client(folder).download_artifacts(parent.info.run_id, "sweep_resolved.json", str(folder))
+    resolved = json.loads(Path(path).read_text())
+    assert resolved["study"]["name"] == "smoke" and resolved["study"]["direction"] == "minimize"
+
+
+def test_ui_server_answers_its_rest_api_with_the_runs_and_serves_an_artifact(smoke):
+    folder, _ = smoke
+    _, children = runs(folder)
+    with socket.socket() as sock:  # a free port on the loopback interface
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "ui", "--port", str(port), "--tracking-uri", uri],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env(),
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        experiment = wait_for(
+            lambda: _get_json(
+                f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke"
+            ),
+            timeout=120,
+            what="the MLflow UI to answer",
+        )
+        found = _post_json(
+            f"{base}/api/2.0/mlflow/runs/search",
+            {"experiment_ids": [experiment["experiment"]["experiment_id"]], "max_results": 100},
+        )
+        assert {r["info"]["run_id"] for r in found["runs"]} >= {r.info.run_id for r in children}
+        complete = next(r for r in children if r.info.status == "FINISHED")
+        with urllib.request.urlopen(
+            f"{base}/get-artifact?path=curves.png&run_uuid={complete.info.run_id}", timeout=30
+        ) as response:
+            assert response.read(8) == b"\x89PNG\r\n\x1a\n"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _get_json(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())
+    except OSError:  # not listening yet
+        return None
+
+
+def _post_json(url: str, body: dict):
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
