@@ -7,16 +7,23 @@ interleaved with the others, and the best time of each is compared.
 from __future__ import annotations
 
 import importlib.util
+import os
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from threadpoolctl import threadpool_limits
 
 from pipeline.data import load
 from pipeline.mlp import MLP
+
+if TYPE_CHECKING:
+    from pipeline.config import SweepConfig
+    from pipeline.sweep import SweepSummary
 
 SEED_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "reference.py"
 CHAPTER = dict(hidden=(64, 64), lr=0.01, max_epochs=500, weight_decay=0.001, seed=42)
@@ -111,6 +118,130 @@ def bench_digits(repeats: int = 3, epochs: int = 5) -> None:
             )
 
 
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SWEEP = ROOT / "sweeps" / "default.toml"
+
+
+def _bench_config(name: str, unsearch: tuple[str, ...] = (), **sections: dict) -> SweepConfig:
+    """The default sweep renamed, without the ``unsearch`` keys, its tables updated."""
+    import tomllib
+
+    from pipeline.config import SweepConfig
+
+    raw = tomllib.loads(DEFAULT_SWEEP.read_text())
+    raw["study"]["name"] = name
+    for key in unsearch:
+        del raw["search"][key]
+    for table, values in sections.items():
+        raw[table] = values if table in ("sampler", "pruner") else {**raw.get(table, {}), **values}
+    return SweepConfig(**raw, source=str(DEFAULT_SWEEP))
+
+
+def _run_sweep(folder: Path, cfg: SweepConfig) -> SweepSummary:
+    """A sweep in ``folder`` (fresh stores), its workers started afresh (loky would otherwise
+    reuse the previous run's warm processes), its output discarded."""
+    from joblib.externals.loky import get_reusable_executor
+    from rich.console import Console
+
+    from pipeline.sweep import run_sweep
+
+    get_reusable_executor().shutdown(wait=True)
+    with open(os.devnull, "w") as devnull:
+        return run_sweep(
+            cfg,
+            storage=str(folder / "optuna.journal"),
+            tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+            console=Console(file=devnull),
+        )
+
+
+def bench_throughput(n_trials: int = 16, epochs: int = 1500) -> None:
+    """Trials per second of the workers' phase with 1 and 2 workers. Both runs do the same
+    work: the same parameter sets, queued in the same order, at a fixed number of epochs
+    (no pruning, no early stopping), with MLflow on."""
+    import numpy as np
+
+    from pipeline.study import create_study
+
+    print(
+        f"== sweep throughput: default sweep, the same {n_trials} trials ({epochs} epochs, "
+        "no pruning) with 1 and 2 workers, MLflow on"
+    )
+    rng = np.random.default_rng(0)
+    params = [
+        {
+            "keep_prob": float(rng.uniform(0.5, 1.0)),
+            "lr": float(rng.uniform(0.005, 0.02)),
+            "weight_decay": float(10 ** rng.uniform(-5, -1)),
+            "l1": float(10 ** rng.uniform(-6, -2)),
+        }
+        for _ in range(n_trials)
+    ]
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for jobs in (1, 2):
+            folder = Path(tmp) / f"jobs{jobs}"
+            folder.mkdir()
+            cfg = _bench_config(
+                f"bench-{jobs}",
+                unsearch=("patience",),
+                study={"n_trials": n_trials, "n_jobs": jobs},
+                fixed={"max_epochs": epochs, "patience": 0},
+                pruner={"name": "none"},
+            )
+            study = create_study(cfg, str(folder / "optuna.journal"))
+            for p in params:
+                study.enqueue_trial(p)
+            summary = _run_sweep(folder, cfg)
+            done = sum(summary.states[k] for k in ("complete", "pruned", "failed"))
+            rates[jobs] = done / summary.parallel_seconds
+            print(
+                f"   {jobs} worker(s): {done} trials in {summary.parallel_seconds:5.1f} s "
+                f"= {rates[jobs]:.3f} trials/s (training {summary.compute_seconds:.1f} s)"
+            )
+    print(f"   2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
+
+
+def bench_default_sweep() -> None:
+    """The default sweep, as `make sweep` runs it, with MLflow tracking on and off."""
+    print("== default sweep (sweeps/default.toml), MLflow tracking on and off")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for tracking in (True, False):
+            folder = Path(tmp) / f"tracking-{tracking}"
+            folder.mkdir()
+            s = _run_sweep(folder, _bench_config("bench-default", tracking={"enabled": tracking}))
+            results[tracking] = s
+            print(
+                f"   tracking {'on ' if tracking else 'off'}: wall {s.wall_seconds:6.1f} s "
+                f"(workers' phase {s.parallel_seconds:5.1f} s on {s.n_jobs} cores), training "
+                f"{s.compute_seconds:6.1f} s, MLflow logging in workers {s.tracking_seconds:5.1f}"
+                f" s, {s.states['complete']} complete and {s.states['pruned']} pruned trials,"
+                " best test MSE "
+                f"{s.test_metrics.get('best', {}).get('test_loss', float('nan')):.4f}"
+            )
+    on, off = results[True], results[False]
+    print(
+        f"   sweep overhead (start-up, sampling, storage, logging, idle cores) in the "
+        f"workers' phase: {on.parallel_overhead:.1%} of training with tracking, "
+        f"{off.parallel_overhead:.1%} without"
+    )
+    print(
+        f"   whole sweep, core-seconds not training: "
+        f"{(on.wall_seconds * on.n_jobs - on.compute_seconds) / on.compute_seconds:.1%} "
+        "of training (includes set-up, test evaluation, study plots)"
+    )
+    # the two runs sample different trials (parallel TPE), so compare wall per training second
+    per_on = on.wall_seconds / on.compute_seconds
+    per_off = off.wall_seconds / off.compute_seconds
+    print(
+        f"   tracking adds {per_on / per_off - 1:.1%} to the wall time per second of training"
+        f" (raw wall ratio {on.wall_seconds / off.wall_seconds:.2f}; the runs' trials differ)"
+    )
+
+
 def main() -> None:
     bench_seed_task()
     bench_digits()
+    bench_throughput()
+    bench_default_sweep()

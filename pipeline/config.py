@@ -149,6 +149,9 @@ class SamplerSection(BaseModel):
 class PrunerSection(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
     name: Literal["median", "hyperband", "none"] = "median"
+    # the validation metric goes to Optuna (and the pruner decides) every this many epochs;
+    # None: about 100 times over max_epochs. Every report is a write to the study storage.
+    report_every: Annotated[int, Field(ge=1)] | None = None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -183,6 +186,12 @@ class SweepConfig(_Strict):
     @property
     def direction(self) -> str:
         return self.study.direction or METRICS[self.study.metric]
+
+    @property
+    def report_every(self) -> int:
+        if self.pruner.report_every is not None:
+            return self.pruner.report_every
+        return max(1, int(self.fixed.get("max_epochs", 500)) // 100)
 
     @property
     def sampler_seed(self) -> int:

@@ -95,12 +95,15 @@ def run_trial(
     result = TrialResult(hyperparameters=values)
     metric = cfg.study.metric
 
+    every = cfg.report_every
+
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
         if stop_requested():
             raise StopRequested
-        trial.report(row[metric], step=epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch}: {metric} {row[metric]:.4g}")
+        if epoch % every == 0:
+            trial.report(row[metric], step=epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}: {metric} {row[metric]:.4g}")
 
     start = time.perf_counter()
     try:

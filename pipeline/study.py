@@ -142,8 +142,11 @@ def create_study(cfg: SweepConfig, url: str) -> optuna.Study:
 
 
 def counts_toward_budget(t: FrozenTrial) -> bool:
-    """Every trial counts, except one interrupted by a dead or stopped sweep: its parameters
-    are run again by a retry, which counts in its place."""
+    """Every trial started counts, except one interrupted by a dead or stopped sweep: its
+    parameters are run again by a retry, which counts in its place. Queued (WAITING) trials
+    count once a worker takes them."""
+    if t.state == TrialState.WAITING:
+        return False
     return not (t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED))
 
 

@@ -46,21 +46,23 @@ class SweepSummary:
     states: dict[str, int]
     best: FrozenTrial | None
     test_metrics: dict[str, dict[str, float]]  # "best" and each baseline -> test metrics
-    wall_seconds: float
-    compute_seconds: float
+    wall_seconds: float  # the whole sweep, set up to summary
+    parallel_seconds: float  # the workers' phase
+    compute_seconds: float  # training (MLP.fit) inside all trials
     n_jobs: int
-    tracking_seconds: float = 0.0
+    tracking_seconds: float = 0.0  # MLflow logging inside the workers
     worker_seconds: float = 0.0
     interrupted: bool = False
     worker_errors: list[str] = field(default_factory=list)
     parent_run_id: str | None = None
 
     @property
-    def overhead(self) -> float:
-        """Core-seconds not spent in training, as a share of the training's own."""
+    def parallel_overhead(self) -> float:
+        """Core-seconds of the workers' phase not spent training (process start-up, sampling,
+        storage, logging, idle workers), as a share of the training's own core-seconds."""
         if self.compute_seconds <= 0:
             return math.nan
-        return (self.wall_seconds * self.n_jobs - self.compute_seconds) / self.compute_seconds
+        return (self.parallel_seconds * self.n_jobs - self.compute_seconds) / self.compute_seconds
 
 
 def _load_data(cfg: SweepConfig) -> Dataset:
@@ -70,7 +72,7 @@ def _load_data(cfg: SweepConfig) -> Dataset:
         raise ConfigError(cfg.source, [f"data: {err}"]) from None
 
 
-def _state_counts(study: optuna.Study) -> dict[str, int]:
+def _state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
     counts = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
     names = {
         TrialState.COMPLETE: "complete",
@@ -79,8 +81,8 @@ def _state_counts(study: optuna.Study) -> dict[str, int]:
         TrialState.RUNNING: "running",
         TrialState.WAITING: "waiting",
     }
-    for t in study.get_trials(deepcopy=False):
-        if st.counts_toward_budget(t):
+    for t in trials:
+        if st.counts_toward_budget(t) or t.state == TrialState.WAITING:
             counts[names[t.state]] += 1
     return counts
 
@@ -100,7 +102,7 @@ def run_sweep(
     sweep_file: str | None = None,
     console: Console | None = None,
 ) -> SweepSummary:
-    console = console or Console(stderr=False)
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
     started = time.perf_counter()
     dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
     url = st.storage_url(cfg, storage)
@@ -118,7 +120,7 @@ def run_sweep(
         from pipeline.tracking import StudyTracker
 
         tracker = StudyTracker.open(cfg, url, tracking_uri, sweep_file)
-    done_before = st.budget_used(study) - _state_counts(study)["waiting"]
+    done_before = st.budget_used(study)
     console.print(
         f"study [bold]{cfg.study.name}[/]: {done_before} of {cfg.study.n_trials} "
         f"trials done before, {cfg.study.n_jobs} worker(s), storage {url}"
@@ -141,6 +143,7 @@ def run_sweep(
             experiment_id=tracker.experiment_id if tracker else None,
             parent_run_id=tracker.run_id if tracker else None,
         )
+        parallel_started = time.perf_counter()
         for _ in range(MAX_RESTARTS + 1):
             try:
                 reports += _run_workers(cfg, ctx, study, console)
@@ -161,18 +164,19 @@ def run_sweep(
             console.print(
                 "[red]workers kept dying; stopping. Re-run the same command to resume.[/]"
             )
+        parallel_seconds = time.perf_counter() - parallel_started
         # runs left RUNNING by a worker that did not get to end them
         if tracker:
             tracker.close_interrupted_runs()
 
-    wall = time.perf_counter() - started
     summary = SweepSummary(
         study_name=cfg.study.name,
         n_trials=cfg.study.n_trials,
-        states=_state_counts(study),
+        states=_state_counts(study.get_trials(deepcopy=False)),
         best=_best(study),
         test_metrics={},
-        wall_seconds=wall,
+        wall_seconds=math.nan,
+        parallel_seconds=parallel_seconds,
         compute_seconds=sum(r.compute_seconds for r in reports),
         n_jobs=cfg.study.n_jobs,
         tracking_seconds=sum(r.tracking_seconds for r in reports),
@@ -183,8 +187,10 @@ def run_sweep(
     )
     if not interrupted:
         summary.test_metrics = evaluate_on_test(cfg, study, dataset, models_dir)
+    summary.wall_seconds = time.perf_counter() - started
     if tracker:
         tracker.finish(study, summary, dataset)
+        summary.wall_seconds = time.perf_counter() - started
     print_summary(cfg, study, summary, console)
     return summary
 
@@ -244,8 +250,10 @@ def _show_progress(
             alive = thread.is_alive()
             trials = study.get_trials(deepcopy=False)
             finished = [t for t in trials if t.state.is_finished() and st.counts_toward_budget(t)]
-            counts = _state_counts(study)
-            best = _best(study)
+            counts = _state_counts(trials)
+            complete = [t for t in trials if t.state == TrialState.COMPLETE]
+            pick = max if cfg.direction == "maximize" else min
+            best = pick(complete, key=lambda t: t.value) if complete else None
             best_text = f"best {best.value:.4g} (#{best.number})" if best else "best -"
             progress.update(
                 task,
@@ -260,14 +268,15 @@ def _show_progress(
                     if t.number not in seen:
                         seen.add(t.number)
                         value = f"{t.value:.4g}" if t.value is not None else "-"
-                        print(
+                        console.print(
                             f"trial {t.number:4d} {t.state.name.lower():8s} value {value:>8s}"
                             f"  [{len(seen)}/{total}] {best_text}",
-                            flush=True,
+                            highlight=False,
+                            soft_wrap=True,
                         )
             if not alive:
                 return
-            time.sleep(0.5)
+            time.sleep(1.0)
 
 
 def evaluate_on_test(

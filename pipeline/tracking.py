@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from pipeline.sweep import SweepSummary
 
 DEFAULT_STORE = Path("mlruns")
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
 ROLE = "pipeline.role"  # "study" on parent runs, "trial" on child runs
 STATUS = {COMPLETE: "FINISHED", PRUNED: "KILLED", FAILED: "FAILED", INTERRUPTED: "KILLED"}
 BATCH = 1000  # MLflow takes at most 1000 metrics per log_batch call
