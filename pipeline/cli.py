@@ -43,7 +43,7 @@ def _ui(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from pipeline.tracking import DEFAULT_STORE, tracking_uri
+    from pipeline.store import DEFAULT_STORE, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
     if uri.startswith("sqlite:///"):
@@ -65,6 +65,26 @@ def _ui(args: argparse.Namespace) -> int:
     print(f"MLflow UI on http://127.0.0.1:{args.port} over {uri} (Ctrl-C stops it)", flush=True)
     os.execv(sys.executable, command)
     return 0  # not reached
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline import analysis
+    from pipeline.report import write_reports
+
+    try:
+        studies = args.studies or analysis.studies(args.tracking_uri)
+        if not studies:
+            print("error: no study in the store yet: run `make sweep` first", file=sys.stderr)
+            return 2
+        pages = write_reports(studies, args.tracking_uri, Path(args.out))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for page in pages:
+        print(f"wrote {page}")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -121,6 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     ui.add_argument("--tracking-uri", help="store to browse (default: as for sweep)")
     ui.set_defaults(run=_ui)
+
+    report = commands.add_parser(
+        "report",
+        help="write reports/<study>/ (tables, figures, CSV and parquet) for studies",
+        description="Analyse studies from the MLflow store: a report per study under "
+        "reports/<study>/ (also logged to its parent run), and with several studies a "
+        "side-by-side comparison under reports/<a>-vs-<b>/.",
+    )
+    report.add_argument(
+        "studies",
+        nargs="*",
+        metavar="STUDY",
+        help="study names (default: every study in the store)",
+    )
+    report.add_argument("--tracking-uri", help="store to read (default: as for sweep)")
+    report.add_argument("--out", default="reports", help="folder for reports (default reports)")
+    report.set_defaults(run=_report)
 
     bench = commands.add_parser(
         "bench", help="speed benchmarks, printed as ratios measured side by side"

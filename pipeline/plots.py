@@ -141,3 +141,123 @@ def study_figures(study, params: Sequence[str], folder, importance_seed: int = 0
         plt.close(figure)
         written.append(str(path))
     return written
+
+
+# ---------------------------------------------------------------------------- report figures
+WIDE = (10.0, 3.4)
+
+
+def curves_figure(curves, labels: dict[int, str], title: str = "") -> Figure:
+    """Validation (solid) and training (dashed) loss per epoch of some trials, by label;
+    ``curves`` is :func:`pipeline.analysis.curves`'s long frame."""
+    fig = Figure(figsize=WIDE, dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    colours = matplotlib.colormaps["tab10"].colors
+    for i, (trial, label) in enumerate(labels.items()):
+        colour = colours[i % len(colours)]
+        for metric, style in (("val_loss", "-"), ("train_loss", "--")):
+            part = curves[(curves["trial"] == trial) & (curves["metric"] == metric)]
+            if len(part):
+                ax.plot(
+                    part["epoch"],
+                    part["value"],
+                    style,
+                    color=colour,
+                    lw=1.3,
+                    label=f"{label} ({'validation' if metric == 'val_loss' else 'train'})",
+                )
+    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    _clip_y(ax, [curves["value"].to_numpy()])
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def effects_figure(
+    frame, params: Sequence[str], objective: str, log_params: Sequence[str] = (), title: str = ""
+) -> Figure:
+    """The objective of every complete trial against each hyperparameter (one panel each),
+    with the running median, so that both the trend and the spread show."""
+    complete = frame[frame["state"] == "complete"]
+    params = [p for p in params if p in complete.columns and complete[p].notna().any()]
+    fig = Figure(figsize=(3.2 * max(len(params), 1), 3.2), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(len(params), 1), sharey=True))
+    for ax, param in zip(axes, params, strict=False):
+        data = complete[[param, objective]].dropna()
+        x = data[param]
+        if not np.issubdtype(np.asarray(x).dtype, np.number):  # categories at 0, 1, 2, ...
+            names = sorted(x.astype(str).unique())
+            x = x.astype(str).map({name: i for i, name in enumerate(names)})
+            ax.set_xticks(range(len(names)), names)
+        ax.scatter(x, data[objective], s=14, alpha=0.7)
+        _log_axis(ax, np.asarray(x, float), param in log_params)
+        order = np.argsort(np.asarray(x, float))
+        window = max(3, len(order) // 6)
+        if len(order) >= window:
+            xs = np.asarray(x, float)[order]
+            ys = data[objective].to_numpy()[order]
+            medians = [
+                np.median(ys[max(0, i - window // 2) : i + window // 2 + 1]) for i in range(len(ys))
+            ]
+            ax.plot(xs, medians, color="black", lw=1.2)
+        ax.set(xlabel=param)
+    axes[0].set_ylabel(objective)
+    _clip_y(axes[0], [complete[objective].dropna().to_numpy()])
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _log_axis(ax, x: np.ndarray, log: bool) -> None:
+    """A log axis for a log-scale parameter; symmetric-log when some values are 0 (the
+    baselines' "off"), so that they still show, at the left."""
+    if not log or not len(x):
+        return
+    positive = x[x > 0]
+    if len(positive) == len(x):
+        ax.set_xscale("log")
+    elif len(positive):
+        ax.set_xscale("symlog", linthresh=float(positive.min()))
+
+
+def importance_figure(table, title: str = "") -> Figure:
+    """Horizontal bars of parameter importances, largest on top."""
+    fig = Figure(figsize=(5.5, 0.5 + 0.4 * max(len(table), 1)), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    ordered = table.iloc[::-1]
+    ax.barh(ordered["param"], ordered["importance"])
+    ax.set(xlabel="share of the objective's variation explained", title=title)
+    return fig
+
+
+def gap_figure(
+    frame, params: Sequence[str], log_params: Sequence[str] = (), title: str = ""
+) -> Figure:
+    """Generalisation gap (validation minus training loss) against each regulariser's
+    strength, complete trials."""
+    complete = frame[frame["state"] == "complete"]
+    params = [p for p in params if p in complete.columns and complete[p].notna().any()]
+    fig = Figure(figsize=(3.2 * max(len(params), 1), 3.2), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(len(params), 1), sharey=True))
+    for ax, param in zip(axes, params, strict=False):
+        data = complete[[param, "gen_gap"]].dropna()
+        ax.scatter(data[param].astype(float), data["gen_gap"], s=14, alpha=0.7, color="tab:red")
+        _log_axis(ax, data[param].to_numpy(float), param in log_params)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(xlabel=param)
+    axes[0].set_ylabel("generalisation gap")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def best_so_far_figure(series: dict, title: str = "") -> Figure:
+    """Best objective so far against trial number, one line per study (for comparisons)."""
+    fig = Figure(figsize=(6.5, 3.4), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    for name, table in series.items():
+        ax.step(table["trial"], table["best_so_far"], where="post", label=name)
+        ax.scatter(table["trial"], table["value"], s=8, alpha=0.3)
+    ax.set(xlabel="trial", ylabel="objective (validation)", title=title)
+    _clip_y(ax, [t["value"].to_numpy() for t in series.values()])
+    ax.legend(fontsize=8)
+    return fig

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
@@ -23,34 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline import plots
 from pipeline.config import SweepConfig
 from pipeline.mlp import MLP
 from pipeline.objective import COMPLETE, FAILED, INTERRUPTED, PRUNED, TrialResult
+from pipeline.store import ROLE, find_parent_run, tracking_uri
 
 if TYPE_CHECKING:
     from pipeline.sweep import SweepSummary
 
-DEFAULT_STORE = Path("mlruns")
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
-ROLE = "pipeline.role"  # "study" on parent runs, "trial" on child runs
 STATUS = {COMPLETE: "FINISHED", PRUNED: "KILLED", FAILED: "FAILED", INTERRUPTED: "KILLED"}
 BATCH = 1000  # MLflow takes at most 1000 metrics per log_batch call
-
-
-def tracking_uri(override: str | None = None) -> str:
-    """``override``, else ``MLFLOW_TRACKING_URI``, else SQLite in ``./mlruns/mlflow.db``.
-
-    Set explicitly, never left to MLflow's own default: a stray ``./mlruns`` folder in the
-    working directory would otherwise change it."""
-    if override:
-        return override
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{(DEFAULT_STORE / 'mlflow.db').resolve()}"
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -102,17 +88,6 @@ def git_commit() -> str | None:
 
 
 # ---------------------------------------------------------------------------- parent run
-def find_parent_run(client: MlflowClient, experiment_id: str) -> str | None:
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{ROLE}` = 'study'",
-        run_view_type=ViewType.ACTIVE_ONLY,
-        max_results=1,
-        order_by=["attributes.start_time ASC"],
-    )
-    return runs[0].info.run_id if runs else None
-
-
 def start_parent_run(
     client: MlflowClient,
     experiment_id: str,

@@ -20,3 +20,14 @@ def reference():
     sys.modules["seed_reference"] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """A folder whose mlruns/ holds the smoke sweep's stores, and the sweep's output."""
+    from e2e import sweep
+
+    folder = tmp_path_factory.mktemp("smoke")
+    result = sweep(folder)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return folder, result

@@ -195,5 +195,5 @@ def test_help_documents_every_command():
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, check=True
     )
-    for command in ("sweep", "ui", "bench"):
+    for command in ("sweep", "ui", "report", "bench"):
         assert command in result.stdout

@@ -37,14 +37,6 @@ pytestmark = pytest.mark.slow
 STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("smoke")
-    result = sweep(folder)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return folder, result
-
-
 def test_smoke_sweep_runs_the_budget_with_two_workers(smoke):
     folder, result = smoke
     s = study(folder)

@@ -1,0 +1,241 @@
+"""Reports: ``reports/<study>/index.html`` with tables and figures that answer "which
+regularisation, and how much?", the frames behind them as CSV and parquet, and the same folder
+logged to the study's parent run. Several studies also get ``reports/<a>-vs-<b>/``.
+
+Reads the MLflow store through :mod:`pipeline.analysis` only.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from pipeline import analysis, plots
+from pipeline.store import tracking_uri
+
+STYLE = """<style>
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f3f3f3; } img { max-width: 100%; } .lead { font-size: 16px; }
+</style>"""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:.4g}"
+    return "" if value is None or value is pd.NA else str(value)
+
+
+def _table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p><i>nothing to show yet</i></p>"
+    frame = frame.astype(object).where(frame.notna(), None)  # pd.NA would print as <NA>
+    return frame.to_html(
+        index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0, escape=True
+    )
+
+
+class _Page:
+    """An HTML page being written into a folder, with its figures and frames."""
+
+    def __init__(self, folder: Path, title: str) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parts = [
+            f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title>{STYLE}<h1>{html.escape(title)}</h1>"
+        ]
+
+    def text(self, markup: str) -> None:
+        self.parts.append(markup)
+
+    def heading(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def figure(self, name: str, fig: Any) -> None:
+        fig.savefig(self.folder / f"{name}.png")
+        self.parts.append(f"<img src='{name}.png' alt='{html.escape(name)}'>")
+
+    def frame(self, name: str, frame: pd.DataFrame, show: pd.DataFrame | None = None) -> None:
+        """Show a table and keep the whole frame as CSV and parquet beside the page."""
+        frame.to_csv(self.folder / f"{name}.csv", index=False)
+        _parquet_safe(frame).to_parquet(self.folder / f"{name}.parquet", index=False)
+        self.parts.append(_table(frame if show is None else show))
+
+    def write(self) -> Path:
+        path = self.folder / "index.html"
+        path.write_text("\n".join(self.parts))
+        return path
+
+
+def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Tuples (e.g. hidden layer sizes) as text, so that every column has one parquet type."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(lambda v: None if v is None else str(v))
+    return frame
+
+
+def study_report(
+    study: str, uri: str | None = None, out: Path = Path("reports"), log_to_mlflow: bool = True
+) -> Path:
+    """Write ``out/<study>/`` and return the page's path."""
+    info = analysis.study_info(study, uri)
+    frame = analysis.runs(study, uri)
+    objective, direction = analysis.objective_of(info)
+    params = analysis.searched(info)
+    log_params = tuple(p for p in params if analysis.is_log_scale(info, p))
+    page = _Page(Path(out) / study, f"Study {study}")
+    description = info["params"].get("study.description", "")
+    page.text(
+        f"<p>{html.escape(str(description))}</p><p>data set <b>{info['params'].get('data.name')}"
+        f"</b>, {len(frame)} trials, objective <b>{objective}</b> ({direction}) on the "
+        "validation split; the test split was evaluated once, after selection.</p>"
+    )
+    if frame.empty:
+        page.text("<p>No trials yet.</p>")
+        return page.write()
+
+    board = analysis.leaderboard(frame, objective, direction, n=10)
+    versus = analysis.best_against_baselines(frame, objective, direction)
+    page.heading("The answer at a glance")
+    page.text(_headline(board, versus, params, objective))
+
+    page.heading("Best configuration against the baselines (validation, and test once)")
+    page.frame("best_vs_baselines", versus)
+    page.heading("Leaderboard (complete trials by the objective)")
+    shown = ["trial", objective, *params, "gen_gap", "stopped_epoch", "baseline"]
+    page.frame("leaderboard", board, board[[c for c in shown if c in board.columns]])
+
+    labels = {
+        int(t): str(name) for t, name in zip(versus["trial"], versus["configuration"], strict=True)
+    }
+    if labels:
+        curves = analysis.curves(
+            study, uri, metrics=("train_loss", "val_loss"), trials=list(labels)
+        )
+        page.heading("Learning curves: best and baselines")
+        page.figure("learning_curves", plots.curves_figure(curves, labels))
+        curves.to_csv(page.folder / "curves.csv", index=False)
+        curves.to_parquet(page.folder / "curves.parquet", index=False)
+
+    page.heading("Effect of each hyperparameter on the objective")
+    page.figure("effects", plots.effects_figure(frame, params, objective, log_params))
+    page.frame("marginal_effects", analysis.marginal_effects(frame, params, objective, log_params))
+
+    page.heading("Parameter importances")
+    importances = analysis.importances(frame, params, objective, log_params)
+    if len(importances):
+        page.figure("importances", plots.importance_figure(importances))
+    page.frame("importances", importances)
+
+    regs = [p for p in params if p in analysis.REGULARISERS]
+    page.heading("What each regulariser does: generalisation gap, weight norm, sparsity")
+    if regs:
+        page.figure("gap_vs_strength", plots.gap_figure(frame, regs, log_params))
+    page.frame("regulariser_effects", analysis.regulariser_effects(frame, regs, log_params))
+
+    page.heading("Pruned and failed trials")
+    page.frame("pruning", analysis.pruning_summary(frame))
+    failed = frame[frame["state"].astype(str).isin(["failed", "interrupted"])]
+    if len(failed):
+        page.frame("failures", failed[["trial", "state", "reason"]])
+
+    _parquet_safe(frame).to_parquet(page.folder / "runs.parquet", index=False)
+    frame.to_csv(page.folder / "runs.csv", index=False)
+    path = page.write()
+    if log_to_mlflow:
+        MlflowClient(tracking_uri(uri)).log_artifacts(info["run_id"], str(page.folder), "report")
+    return path
+
+
+def _headline(board: pd.DataFrame, versus: pd.DataFrame, params: list[str], objective: str) -> str:
+    if board.empty:
+        return "<p class='lead'>No trial completed yet.</p>"
+    best = board.iloc[0]
+    settings = ", ".join(f"{p} = {_fmt(best[p])}" for p in params if p in best.index)
+    lines = [
+        f"<p class='lead'>Best: trial {int(best['trial'])} with {settings}: "
+        f"{objective} {_fmt(best[objective])}."
+    ]
+    if "test_loss" in versus.columns:
+        tests = {
+            row["configuration"]: row["test_loss"]
+            for _, row in versus.iterrows()
+            if pd.notna(row.get("test_loss"))
+        }
+        if tests:
+            parts = [f"{name} {_fmt(value)}" for name, value in tests.items()]
+            lines.append(f"Test loss (evaluated once): {'; '.join(parts)}.")
+    return " ".join(lines) + "</p>"
+
+
+def comparison_report(
+    studies: list[str], uri: str | None = None, out: Path = Path("reports")
+) -> Path:
+    """Several studies side by side (e.g. two data sets, or TPE against random search)."""
+    page = _Page(Path(out) / "-vs-".join(studies), "Comparison: " + " vs ".join(studies))
+    rows, importances, progress = [], [], {}
+    for study in studies:
+        info = analysis.study_info(study, uri)
+        frame = analysis.runs(study, uri)
+        objective, direction = analysis.objective_of(info)
+        params = analysis.searched(info)
+        log_params = tuple(p for p in params if analysis.is_log_scale(info, p))
+        board = analysis.leaderboard(frame, objective, direction, n=1)
+        states = frame["state"].astype(str).value_counts() if len(frame) else pd.Series()
+        metrics = info["metrics"]
+        rows.append(
+            {
+                "study": study,
+                "data": info["params"].get("data.name"),
+                "sampler": info["params"].get("sampler.name"),
+                "pruner": info["params"].get("pruner.name"),
+                "objective": objective,
+                "trials": len(frame),
+                "complete": int(states.get("complete", 0)),
+                "pruned": int(states.get("pruned", 0)),
+                "failed": int(states.get("failed", 0)),
+                "best": board[objective].iloc[0] if len(board) else math.nan,
+                "best_test_loss": metrics.get("best.test_loss", math.nan),
+                "unregularised_test_loss": metrics.get("unregularised.test_loss", math.nan),
+                "wall_time_s": metrics.get("wall_time", math.nan),
+            }
+        )
+        if len(frame):
+            progress[study] = analysis.best_so_far(frame, objective, direction)
+            imp = analysis.importances(frame, params, objective, log_params)
+            importances.append(imp.assign(study=study))
+    page.heading("Studies")
+    page.frame("studies", pd.DataFrame(rows))
+    if progress:
+        page.heading("Best objective so far, by trial")
+        page.figure("best_so_far", plots.best_so_far_figure(progress))
+    page.heading("Parameter importances by study")
+    if importances:
+        table = (
+            pd.concat(importances)
+            .pivot_table(index="param", columns="study", values="importance")
+            .reset_index()
+        )
+        page.frame("importances", table)
+    return page.write()
+
+
+def write_reports(
+    studies: list[str], uri: str | None = None, out: Path = Path("reports")
+) -> list[Path]:
+    """A report per study, and a comparison when there are several; returns the pages."""
+    pages = [study_report(s, uri, out) for s in studies]
+    if len(studies) > 1:
+        pages.append(comparison_report(studies, uri, out))
+    return pages
