@@ -87,11 +87,14 @@ _FORWARD = {"relu": _relu, "tanh": lambda z: np.tanh(z, out=z), "sigmoid": _sigm
 
 
 def _activation_grad(name: str, a: np.ndarray, da: np.ndarray) -> np.ndarray:
+    """``da * f'(z)``, in place in ``da`` (a fresh array of the backward pass)."""
     if name == "relu":
-        return da * (a > 0)
-    if name == "tanh":
-        return da * (1.0 - a * a)
-    return da * (a * (1.0 - a))
+        da *= a > 0
+    elif name == "tanh":
+        da *= 1.0 - a * a
+    else:
+        da *= a * (1.0 - a)
+    return da
 
 
 class MLP:
@@ -313,17 +316,23 @@ class MLP:
             A = Z if i == n_layers - 1 else act(Z)
         return acts, inputs, A
 
-    def _data_loss(self, scores: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
-        """Mean data loss and its gradient with respect to the output scores."""
+    def _data_loss(
+        self, scores: np.ndarray, Y: np.ndarray, gradient: bool = True
+    ) -> tuple[float, np.ndarray | None]:
+        """Mean data loss and (unless ``gradient`` is False) its gradient with respect to the
+        output scores."""
         n = scores.shape[0]
         if self.task == "regression":
             diff = scores - Y
-            return float(np.vdot(diff, diff)) / diff.size, diff * (2.0 / diff.size)
+            loss = float(np.vdot(diff, diff)) / diff.size
+            if gradient:
+                diff *= 2.0 / diff.size
+            return loss, diff if gradient else None
         shifted = scores - scores.max(axis=1, keepdims=True)
         log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         log_probs = shifted - log_norm
         loss = -float(np.vdot(Y, log_probs)) / n
-        return loss, (np.exp(log_probs) - Y) / n
+        return loss, (np.exp(log_probs) - Y) / n if gradient else None
 
     def _backward(
         self,
@@ -597,7 +606,7 @@ class MLP:
         buffers: list[np.ndarray] | None = None,
     ) -> dict[str, float]:
         scores = self._infer(X, buffers)
-        loss, _ = self._data_loss(scores, Y)
+        loss, _ = self._data_loss(scores, Y, gradient=False)
         metrics = {f"{prefix}loss": loss}
         if self.task == "classification":
             metrics[f"{prefix}accuracy"] = float((scores.argmax(1) == Y.argmax(1)).mean())
