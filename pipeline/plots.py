@@ -139,7 +139,9 @@ def study_figures(study, params: Sequence[str], folder, importance_seed: int = 0
         first = axes.flat[0] if hasattr(axes, "flat") else axes
         figure = first.get_figure()
         path = Path(folder) / f"{name}.png"
-        figure.savefig(path, dpi=DPI, bbox_inches="tight")
+        with warnings.catch_warnings():  # "tight layout not applied" on crowded slice plots
+            warnings.simplefilter("ignore")
+            figure.savefig(path, dpi=DPI, bbox_inches="tight")
         plt.close(figure)
         written.append(str(path))
     return written
