@@ -94,11 +94,10 @@ def start_parent_run(
     study: str,
     params: dict[str, Any],
     tags: dict[str, str],
-) -> tuple[str, bool]:
-    """The study's parent run, reused when the sweep is resumed; returns (run id, resumed)."""
+) -> str:
+    """The study's parent run, reused when the sweep is resumed."""
     run_id = find_parent_run(client, experiment_id)
-    resumed = run_id is not None
-    if resumed:
+    if run_id is not None:
         client.update_run(run_id, status="RUNNING")
         logged = client.get_run(run_id).data.params
         # params cannot change once logged: keep the first, note what a resume changed
@@ -111,7 +110,7 @@ def start_parent_run(
     client.log_batch(
         run_id, params=_params(params), tags=[RunTag(k, str(v)) for k, v in tags.items()]
     )
-    return run_id, resumed
+    return run_id
 
 
 def close_interrupted_runs(client: MlflowClient, experiment_id: str) -> int:
@@ -186,8 +185,11 @@ class TrialLogger:
         if result.state == PRUNED:
             tags.append(RunTag("pruned", "true"))
             tags.append(RunTag("pruned_epoch", str(int(result.metrics["stopped_epoch"]))))
-        self.client.log_batch(run_id, params=_params(result.hyperparameters), tags=tags)
-        _log_metrics(self.client, run_id, finals + curves)
+        metrics = finals + curves  # one call for params, tags and up to 1000 values
+        self.client.log_batch(
+            run_id, metrics=metrics[:BATCH], params=_params(result.hyperparameters), tags=tags
+        )
+        _log_metrics(self.client, run_id, metrics[BATCH:])
         self._log_artifacts(run_id, result, train_X)
         self.client.set_terminated(run_id, status=STATUS[result.state])
 
@@ -217,10 +219,6 @@ class TrialLogger:
             if any(folder.iterdir()):
                 self.client.log_artifacts(run_id, tmp)
 
-    def end_interrupted(self, run_id: str) -> None:
-        self.client.set_tag(run_id, "state", INTERRUPTED)
-        self.client.set_terminated(run_id, status="KILLED")
-
 
 def curve_steps(epochs: list[int], most: int, best_epoch: float | None = None) -> list[int]:
     """Indices of the epochs whose values are logged as MLflow metrics: every epoch when there
@@ -231,12 +229,8 @@ def curve_steps(epochs: list[int], most: int, best_epoch: float | None = None) -
     if most <= 0 or n <= most:
         return list(range(n))
     picks = set(np.linspace(0, n - 1, most).round().astype(int).tolist())
-    if best_epoch:
-        picks.add(
-            min(
-                n - 1, max(0, epochs.index(int(best_epoch)) if int(best_epoch) in epochs else n - 1)
-            )
-        )
+    if best_epoch and int(best_epoch) in epochs:
+        picks.add(epochs.index(int(best_epoch)))
     return sorted(picks)
 
 
@@ -313,7 +307,7 @@ class StudyTracker:
         }
         if commit := git_commit():
             tags["git_commit"] = commit
-        run_id, _ = start_parent_run(client, experiment_id, cfg.study.name, params, tags)
+        run_id = start_parent_run(client, experiment_id, cfg.study.name, params, tags)
         tracker = cls(uri, experiment_id, run_id, client)
         tracker.close_interrupted_runs()
         if sweep_file:

@@ -1,0 +1,19 @@
+"""Pieces of the MLflow logging that need no store."""
+
+from pipeline.tracking import curve_steps
+
+
+def test_short_curves_are_logged_at_every_epoch():
+    epochs = list(range(1, 61))
+    assert curve_steps(epochs, 100) == list(range(60))
+    assert curve_steps(epochs, 0) == list(range(60))
+
+
+def test_long_curves_are_thinned_keeping_first_last_and_best():
+    epochs = list(range(1, 3001))
+    steps = curve_steps(epochs, 100, best_epoch=1234)
+    assert 100 <= len(steps) <= 101
+    assert steps[0] == 0 and steps[-1] == 2999 and 1233 in steps
+    assert steps == sorted(set(steps))
+    gaps = [b - a for a, b in zip(steps, steps[1:], strict=False)]
+    assert max(gaps) <= 31  # evenly spread
