@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from pipeline.config import ConfigError, load_sweep, parse_override
+    from pipeline.config import ConfigError, check_locations, load_sweep, parse_override
 
     try:
         overrides = [parse_override(text) for text in args.set]
@@ -23,6 +23,9 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.no_tracking:
             overrides.append((["tracking", "enabled"], False))
         cfg = load_sweep(args.file, overrides)
+        check_locations(
+            args.storage or cfg.study.storage, args.tracking_uri or cfg.tracking.uri, args.file
+        )
     except ConfigError as err:
         print(f"error: invalid sweep\n{err}", file=sys.stderr)
         return 2
@@ -33,7 +36,7 @@ def _sweep(args: argparse.Namespace) -> int:
             cfg, storage=args.storage, tracking_uri=args.tracking_uri, sweep_file=args.file
         )
     except ConfigError as err:
-        print(f"error: invalid sweep\n{err}", file=sys.stderr)
+        print(f"error: cannot run the sweep\n{err}", file=sys.stderr)
         return 2
     return 130 if summary.interrupted else 0
 

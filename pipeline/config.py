@@ -304,6 +304,40 @@ def _format_pydantic(err: ValidationError, prefix: str = "") -> list[str]:
     return problems
 
 
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "http", "https", "file", "databricks")
+
+
+def check_locations(
+    storage: str | None, tracking: str | None, source: str = "command line"
+) -> None:
+    """``--storage`` and ``--tracking-uri`` (or the file's) are plausible before anything is
+    written: a known scheme, or for a journal file a folder that exists or can be made."""
+    problems = []
+    if storage:
+        scheme = storage.split("://", 1)[0].split("+", 1)[0] if "://" in storage else None
+        if scheme is not None and scheme not in STORAGE_SCHEMES:
+            problems.append(
+                f"storage = {storage!r}: must be a journal file path or an Optuna "
+                f"database URL ({', '.join(s + '://...' for s in STORAGE_SCHEMES)})"
+            )
+        elif scheme is None and Path(storage).is_dir():
+            problems.append(
+                f"storage = {storage!r}: is a folder; give a journal file path, "
+                "e.g. mlruns/optuna.journal"
+            )
+    if tracking:
+        scheme = tracking.split(":", 1)[0].split("+", 1)[0] if ":" in tracking else None
+        if scheme not in TRACKING_SCHEMES:
+            problems.append(
+                f"tracking uri = {tracking!r}: must be an MLflow tracking URI "
+                "(sqlite:///path/mlflow.db, http://host:port, postgresql://..., "
+                "file:///path)"
+            )
+    if problems:
+        raise ConfigError(source, problems)
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``KEY=VALUE`` from ``--set``: a dotted key into the sweep file and a TOML value
     (a bare word that is not valid TOML is taken as a string)."""

@@ -106,7 +106,22 @@ def run_sweep(
     started = time.perf_counter()
     dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
     url = st.storage_url(cfg, storage)
-    study = st.create_study(cfg, url)
+    tracker = None
+    if cfg.tracking.enabled:  # before the study: an unreachable store must not leave one
+        from pipeline.tracking import StudyTracker
+
+        try:
+            tracker = StudyTracker.open(cfg, url, tracking_uri, sweep_file)
+        except Exception as err:
+            raise ConfigError(
+                cfg.source, [f"tracking uri: cannot use the MLflow store: {err}"]
+            ) from None
+    try:
+        study = st.create_study(cfg, url)
+    except Exception as err:
+        raise ConfigError(
+            cfg.source, [f"storage = {url!r}: cannot open the study: {err}"]
+        ) from None
     recovered = st.recover_interrupted(study)
     if recovered:
         console.print(
@@ -114,12 +129,6 @@ def run_sweep(
             "marked failed (interrupted) and queued again[/]"
         )
     st.enqueue_baselines(study, cfg)
-
-    tracker = None
-    if cfg.tracking.enabled:
-        from pipeline.tracking import StudyTracker
-
-        tracker = StudyTracker.open(cfg, url, tracking_uri, sweep_file)
     done_before = st.budget_used(study)
     console.print(
         f"study [bold]{cfg.study.name}[/]: {done_before} of {cfg.study.n_trials} "

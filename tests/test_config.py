@@ -169,6 +169,9 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         (["--n-jobs", "-2"], "study.n_jobs = -2"),
         (["--set", "fixed.keep_prob=7"], "fixed.keep_prob = 7: must be a number in (0, 1]"),
         (["--set", "data.name=nope"], "unknown data set 'nope'"),
+        (["--storage", "redis://localhost/0"], "storage = 'redis://localhost/0': must be a"),
+        (["--storage", "."], "storage = '.': is a folder"),
+        (["--tracking-uri", "ftp://host/x"], "tracking uri = 'ftp://host/x': must be an MLflow"),
     ],
 )
 def test_cli_rejects_bad_input_with_status_2_and_writes_nothing(tmp_path, args, expected):
