@@ -238,22 +238,22 @@ def baselines(cfg: SweepConfig) -> dict[str, dict[str, Any]]:
     return result
 
 
-def recover_interrupted(study: optuna.Study) -> list[int]:
+def recover_interrupted(study: optuna.Study, url: str) -> list[int]:
     """Mark trials left RUNNING by a dead sweep as failed (interrupted), and queue their
     parameters again once. Call only while no worker of this study is running."""
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get(RETRY_OF) for t in trials}
-    storage = study._storage
+    storage = optuna.storages.get_storage(make_storage(url))
+    study_id = storage.get_study_id_from_name(study.study_name)
     marked = []
     for t in trials:
         if t.state == TrialState.RUNNING:
-            storage.set_trial_user_attr(t._trial_id, INTERRUPTED, True)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            storage.set_trial_user_attr(trial_id, INTERRUPTED, True)
             storage.set_trial_user_attr(
-                t._trial_id,
-                FAIL_REASON,
-                "interrupted: the sweep running it stopped before it finished",
+                trial_id, FAIL_REASON, "interrupted: the sweep running it stopped before it ended"
             )
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
             marked.append(t.number)
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get(INTERRUPTED) and t.number not in retried:

@@ -122,7 +122,7 @@ def run_sweep(
         raise ConfigError(
             cfg.source, [f"storage = {url!r}: cannot open the study: {err}"]
         ) from None
-    recovered = st.recover_interrupted(study)
+    recovered = st.recover_interrupted(study, url)
     if recovered:
         console.print(
             f"[yellow]trials {recovered} were left running by a sweep that stopped; "
@@ -166,7 +166,7 @@ def run_sweep(
                     f"[red]a worker died ({type(err).__name__}); its trial is marked "
                     "interrupted and retried[/]"
                 )
-                st.recover_interrupted(study)
+                st.recover_interrupted(study, url)
                 if tracker:
                     tracker.close_interrupted_runs()
         else:
