@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ class SweepSummary:
     tracking_seconds: float = 0.0  # MLflow logging inside the workers
     worker_seconds: float = 0.0
     interrupted: bool = False
-    worker_errors: list[str] = field(default_factory=list)
     parent_run_id: str | None = None
 
     @property
@@ -139,7 +138,6 @@ def run_sweep(
     models_dir = st.models_dir(url, cfg.study.name)
     deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
     reports: list[WorkerReport] = []
-    errors: list[str] = []
     interrupted = False
     with tempfile.TemporaryDirectory() as tmp:
         stop_file = Path(tmp) / "stop"
@@ -161,7 +159,6 @@ def run_sweep(
                 interrupted = True
                 break
             except Exception as err:  # a worker died (kill -9, segfault): recover, go on
-                errors.append(f"{type(err).__name__}: {err}")
                 console.print(
                     f"[red]a worker died ({type(err).__name__}); its trial is marked "
                     "interrupted and retried[/]"
@@ -191,7 +188,6 @@ def run_sweep(
         tracking_seconds=sum(r.tracking_seconds for r in reports),
         worker_seconds=sum(r.busy_seconds for r in reports),
         interrupted=interrupted,
-        worker_errors=errors,
         parent_run_id=tracker.run_id if tracker else None,
     )
     if not interrupted:
