@@ -39,7 +39,7 @@ def learning_curves(
         ax.axvline(best_epoch, color="grey", ls=":", lw=1, label=f"best epoch {best_epoch}")
     ax.set(xlabel="epoch", ylabel="loss", title=title)
     _clip_y(ax, [history.get("train_loss", []), history.get("val_loss", [])])
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")  # "best" would search the data: slow
     return fig
 
 
@@ -89,7 +89,7 @@ def activation_histogram(
         ylabel="density",
         title=title or "hidden activations",
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")  # "best" would search the data: slow
     return fig
 
 
@@ -263,5 +263,5 @@ def best_so_far_figure(series: dict, title: str = "") -> Figure:
         ax.scatter(table["trial"], table["value"], s=8, alpha=0.3)
     ax.set(xlabel="trial", ylabel="objective (validation)", title=title)
     _clip_y(ax, [t["value"].to_numpy() for t in series.values()])
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")  # "best" would search the data: slow
     return fig
