@@ -28,10 +28,10 @@ setup: $(VENV)/.installed ## Create .venv and install the project with its dev e
 sweep: setup ## Run a sweep: make sweep [SWEEP=sweeps/digits.toml] [N_JOBS=2]
 	$(PY) -m pipeline sweep $(SWEEP) $(if $(N_JOBS),--n-jobs $(N_JOBS))
 
-ui: setup ## MLflow UI over the local store on http://127.0.0.1:$(PORT)
+ui: setup ## MLflow UI over the local store on 127.0.0.1: make ui [PORT=5000]
 	$(PY) -m pipeline ui --port $(PORT)
 
-report: setup ## Write reports/<study>/ for a study: make report [STUDY="sine-regularisation"]
+report: setup ## Reports under reports/ for every study, or make report STUDY="a b" (compared)
 	$(PY) -m pipeline report $(STUDY)
 
 test: setup ## Run the whole test suite (slow end-to-end tests included)
