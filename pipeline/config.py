@@ -274,9 +274,9 @@ def _check_factory_options(cfg: SweepConfig) -> list[str]:
     from pipeline.study import make_pruner, make_sampler
 
     problems = []
-    for section, make in (("sampler", make_sampler), ("pruner", make_pruner)):
+    for section, make in (("sampler", lambda c: make_sampler(c, 0)), ("pruner", make_pruner)):
         try:
-            make(cfg, worker=0)
+            make(cfg)
         except (TypeError, ValueError) as err:
             options = getattr(cfg, section).options
             problems.append(

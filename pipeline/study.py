@@ -72,7 +72,7 @@ def make_sampler(cfg: SweepConfig, worker: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GridSampler(grid_space(cfg), seed=seed, **options)
 
 
-def make_pruner(cfg: SweepConfig, worker: int = 0) -> optuna.pruners.BasePruner:
+def make_pruner(cfg: SweepConfig) -> optuna.pruners.BasePruner:
     options = cfg.pruner.options
     if cfg.pruner.name == "median":
         return optuna.pruners.MedianPruner(

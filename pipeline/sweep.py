@@ -194,7 +194,7 @@ def run_sweep(
         summary.test_metrics = evaluate_on_test(cfg, study, dataset, models_dir)
     summary.wall_seconds = time.perf_counter() - started
     if tracker:
-        tracker.finish(study, summary, dataset)
+        tracker.finish(study, summary)
         summary.wall_seconds = time.perf_counter() - started
     print_summary(cfg, study, summary, console)
     return summary

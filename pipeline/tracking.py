@@ -328,7 +328,7 @@ class StudyTracker:
         )
         return {int(r.data.tags["trial"]): r.info.run_id for r in runs}
 
-    def finish(self, study: Any, summary: SweepSummary, dataset: Any) -> None:
+    def finish(self, study: Any, summary: SweepSummary) -> None:
         """Summary metrics, Optuna's plots, the trials table, test metrics and the best model;
         then the parent run's status (KILLED when the sweep was interrupted)."""
         states = summary.states
