@@ -37,7 +37,7 @@ def _fmt(value: Any) -> str:
 def _table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p><i>nothing to show yet</i></p>"
-    frame = frame.astype(object).where(frame.notna(), None)  # pd.NA would print as <NA>
+    frame = frame.astype(object).where(frame.notna(), "")  # NaN, None and pd.NA as blanks
     return frame.to_html(
         index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0, escape=True
     )
@@ -107,8 +107,9 @@ def study_report(
 
     board = analysis.leaderboard(frame, objective, direction, n=10)
     versus = analysis.best_against_baselines(frame, objective, direction)
+    importances = analysis.importances(frame, params, objective, log_params)
     page.heading("The answer at a glance")
-    page.text(_headline(board, versus, params, objective))
+    page.text(_headline(board, versus, params, objective, importances))
 
     page.heading("Best configuration against the baselines (validation, and test once)")
     page.frame("best_vs_baselines", versus)
@@ -133,7 +134,6 @@ def study_report(
     page.frame("marginal_effects", analysis.marginal_effects(frame, params, objective, log_params))
 
     page.heading("Parameter importances")
-    importances = analysis.importances(frame, params, objective, log_params)
     if len(importances):
         page.figure("importances", plots.importance_figure(importances))
     page.frame("importances", importances)
@@ -158,7 +158,13 @@ def study_report(
     return path
 
 
-def _headline(board: pd.DataFrame, versus: pd.DataFrame, params: list[str], objective: str) -> str:
+def _headline(
+    board: pd.DataFrame,
+    versus: pd.DataFrame,
+    params: list[str],
+    objective: str,
+    importances: pd.DataFrame,
+) -> str:
     if board.empty:
         return "<p class='lead'>No trial completed yet.</p>"
     best = board.iloc[0]
@@ -176,6 +182,14 @@ def _headline(board: pd.DataFrame, versus: pd.DataFrame, params: list[str], obje
         if tests:
             parts = [f"{name} {_fmt(value)}" for name, value in tests.items()]
             lines.append(f"Test loss (evaluated once): {'; '.join(parts)}.")
+    if len(importances):
+        shares = [
+            f"{row.param} {row.importance:.0%}"
+            for row in importances.itertuples()
+            if row.importance >= 0.05
+        ]
+        if shares:
+            lines.append(f"What mattered most for {objective}: {', '.join(shares)}.")
     return " ".join(lines) + "</p>"
 
 
