@@ -259,7 +259,7 @@ def _show_progress(
             complete = [t for t in trials if t.state == TrialState.COMPLETE]
             pick = max if cfg.direction == "maximize" else min
             best = pick(complete, key=lambda t: t.value) if complete else None
-            best_text = f"best {best.value:.4g} (#{best.number})" if best else "best -"
+            best_text = _best_text(best)
             progress.update(
                 task,
                 completed=len(finished),
@@ -282,6 +282,14 @@ def _show_progress(
             if not alive:
                 return
             time.sleep(1.0)
+
+
+def _best_text(best: FrozenTrial | None) -> str:
+    """The best value so far and its parameters, for the progress display."""
+    if best is None:
+        return "best -"
+    params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+    return f"best {best.value:.4g} (#{best.number}{': ' + params if params else ''})"
 
 
 def evaluate_on_test(
@@ -349,6 +357,12 @@ def print_summary(
     )
     if summary.interrupted:
         console.print("[yellow]interrupted: re-run the same command to resume the study[/]")
+    elif summary.parent_run_id:
+        console.print(
+            f"browse the runs with `make ui` (experiment {cfg.study.name}); "
+            "answer the question with `make report`",
+            highlight=False,
+        )
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not complete:
         return
