@@ -150,7 +150,7 @@ class PrunerSection(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
     name: Literal["median", "hyperband", "none"] = "median"
     # the validation metric goes to Optuna (and the pruner decides) every this many epochs;
-    # None: about 100 times over max_epochs. Every report is a write to the study storage.
+    # None: about 50 times over max_epochs. Every report is a write to the study storage.
     report_every: Annotated[int, Field(ge=1)] | None = None
 
     @property
@@ -191,7 +191,7 @@ class SweepConfig(_Strict):
     def report_every(self) -> int:
         if self.pruner.report_every is not None:
             return self.pruner.report_every
-        return max(1, int(self.fixed.get("max_epochs", 500)) // 100)
+        return max(1, int(self.fixed.get("max_epochs", 500)) // 50)
 
     @property
     def sampler_seed(self) -> int:

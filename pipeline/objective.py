@@ -98,12 +98,13 @@ def run_trial(
     every = cfg.report_every
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
+        if epoch % every:  # each report and each stop check is a system call or a file write
+            return
         if stop_requested():
             raise StopRequested
-        if epoch % every == 0:
-            trial.report(row[metric], step=epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch}: {metric} {row[metric]:.4g}")
+        trial.report(row[metric], step=epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}: {metric} {row[metric]:.4g}")
 
     start = time.perf_counter()
     try:
