@@ -92,6 +92,8 @@ def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerRepor
             run_id = logger.start(trial.number, trial.user_attrs) if logger else None
             report.tracking_seconds += time.perf_counter() - tic
             result = run_trial(trial, cfg, dataset, stop_requested)
+            if result.state == COMPLETE and not math.isfinite(result.value):
+                result.state, result.reason = FAILED, f"objective is {result.value}"
             report.trials += 1
             report.compute_seconds += result.metrics.get("train_time", 0.0)
             if result.state == COMPLETE:
@@ -110,8 +112,6 @@ def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerRepor
                         f"trial {trial.number}: MLflow logging failed: {err}", stacklevel=1
                     )
                 report.tracking_seconds += time.perf_counter() - tic
-            if result.state == COMPLETE and not math.isfinite(result.value):
-                result.state = FAILED
             state = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED}.get(
                 result.state, TrialState.FAIL
             )
