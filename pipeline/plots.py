@@ -176,15 +176,22 @@ def curves_figure(curves, labels: dict[int, str], title: str = "") -> Figure:
     return fig
 
 
+def _panels(frame, params: Sequence[str]) -> tuple:
+    """Complete trials, the parameters they have values for, and a figure with one panel
+    (sharing the y axis) per parameter."""
+    complete = frame[frame["state"] == "complete"]
+    params = [p for p in params if p in complete.columns and complete[p].notna().any()]
+    fig = Figure(figsize=(3.2 * max(len(params), 1), 3.2), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(len(params), 1), sharey=True))
+    return complete, params, fig, axes
+
+
 def effects_figure(
     frame, params: Sequence[str], objective: str, log_params: Sequence[str] = (), title: str = ""
 ) -> Figure:
     """The objective of every complete trial against each hyperparameter (one panel each),
     with the running median, so that both the trend and the spread show."""
-    complete = frame[frame["state"] == "complete"]
-    params = [p for p in params if p in complete.columns and complete[p].notna().any()]
-    fig = Figure(figsize=(3.2 * max(len(params), 1), 3.2), dpi=DPI, layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, max(len(params), 1), sharey=True))
+    complete, params, fig, axes = _panels(frame, params)
     for ax, param in zip(axes, params, strict=False):
         data = complete[[param, objective]].dropna()
         x = data[param]
@@ -238,10 +245,7 @@ def gap_figure(
 ) -> Figure:
     """Generalisation gap (validation minus training loss) against each regulariser's
     strength, complete trials."""
-    complete = frame[frame["state"] == "complete"]
-    params = [p for p in params if p in complete.columns and complete[p].notna().any()]
-    fig = Figure(figsize=(3.2 * max(len(params), 1), 3.2), dpi=DPI, layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, max(len(params), 1), sharey=True))
+    complete, params, fig, axes = _panels(frame, params)
     for ax, param in zip(axes, params, strict=False):
         data = complete[[param, "gen_gap"]].dropna()
         ax.scatter(data[param].astype(float), data["gen_gap"], s=14, alpha=0.7, color="tab:red")
