@@ -198,8 +198,9 @@ def searched(info: dict[str, Any]) -> list[str]:
     return names
 
 
-def is_log_scale(info: dict[str, Any], param: str) -> bool:
-    return bool(info["params"].get(f"search.{param}.log", False))
+def log_scale_params(info: dict[str, Any]) -> tuple[str, ...]:
+    """The searched hyperparameters of a study that its sweep file searched on a log scale."""
+    return tuple(p for p in searched(info) if info["params"].get(f"search.{p}.log", False))
 
 
 def leaderboard(

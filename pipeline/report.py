@@ -93,7 +93,7 @@ def study_report(
     frame = analysis.runs(study, uri)
     objective, direction = analysis.objective_of(info)
     params = analysis.searched(info)
-    log_params = tuple(p for p in params if analysis.is_log_scale(info, p))
+    log_params = analysis.log_scale_params(info)
     page = _Page(Path(out) / study, f"Study {study}")
     description = info["params"].get("study.description", "")
     page.text(
@@ -204,7 +204,7 @@ def comparison_report(
         frame = analysis.runs(study, uri)
         objective, direction = analysis.objective_of(info)
         params = analysis.searched(info)
-        log_params = tuple(p for p in params if analysis.is_log_scale(info, p))
+        log_params = analysis.log_scale_params(info)
         board = analysis.leaderboard(frame, objective, direction, n=1)
         states = frame["state"].astype(str).value_counts() if len(frame) else pd.Series()
         metrics = info["metrics"]
