@@ -19,10 +19,22 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from pipeline.store import ROLE, find_parent_run, tracking_uri
+from pipeline.names import (
+    BASELINE,
+    COMPLETE,
+    FAIL_REASON,
+    FAILED,
+    INTERRUPTED,
+    PRUNE_REASON,
+    PRUNED,
+    REGULARISERS,
+    ROLE,
+    ROLE_TRIAL,
+    STATE,
+    TRIAL,
+)
+from pipeline.store import find_parent_run, tracking_uri
 
-# the regularisers of the chapter and their relatives, as named in sweep files
-REGULARISERS = ("keep_prob", "input_keep_prob", "weight_decay", "l1", "patience", "max_norm")
 EFFECT_METRICS = ("gen_gap", "weight_norm", "sparsity")
 
 
@@ -82,19 +94,19 @@ def runs(study_or_experiment: str, tracking_uri: str | None = None) -> pd.DataFr
     experiment = _experiment(client, study_or_experiment)
     found = client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`{ROLE}` = 'trial'",
+        filter_string=f"tags.`{ROLE}` = '{ROLE_TRIAL}'",
         max_results=50000,
         order_by=["attributes.start_time ASC"],
     )
     rows = {}
     for r in found:
         row: dict[str, Any] = {
-            "trial": int(r.data.tags["trial"]),
+            "trial": int(r.data.tags[TRIAL]),
             "run_id": r.info.run_id,
-            "state": r.data.tags.get("state", ""),
+            "state": r.data.tags.get(STATE, ""),
             "status": r.info.status,
-            "baseline": r.data.tags.get("baseline"),
-            "reason": r.data.tags.get("fail_reason") or r.data.tags.get("prune_reason"),
+            "baseline": r.data.tags.get(BASELINE),
+            "reason": r.data.tags.get(FAIL_REASON) or r.data.tags.get(PRUNE_REASON),
             "duration": ((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000,
         }
         row |= {f"param.{k}": _typed(v) for k, v in r.data.params.items()}
@@ -207,7 +219,7 @@ def leaderboard(
     frame: pd.DataFrame, objective: str = "final_val_loss", direction: str = "minimize", n: int = 10
 ) -> pd.DataFrame:
     """The best complete trials by the objective (validation), best first."""
-    complete = frame[frame["state"] == "complete"]
+    complete = frame[frame["state"] == COMPLETE]
     return complete.sort_values(objective, ascending=direction == "minimize").head(n)
 
 
@@ -217,7 +229,7 @@ def best_against_baselines(
     """The best configuration and each baseline, on validation and (evaluated once, at the end
     of the sweep) on test."""
     top = leaderboard(frame, objective, direction, n=1).assign(configuration="best")
-    baselines = frame[frame["baseline"].notna() & (frame["state"] == "complete")]
+    baselines = frame[frame["baseline"].notna() & (frame["state"] == COMPLETE)]
     baselines = baselines.assign(configuration=baselines["baseline"])
     columns = [
         "configuration",
@@ -264,7 +276,7 @@ def marginal_effects(
 ) -> pd.DataFrame:
     """For each hyperparameter, the objective of complete trials binned by its value: count,
     mean, standard deviation, median and best. One row per (param, bin)."""
-    complete = frame[frame["state"] == "complete"]
+    complete = frame[frame["state"] == COMPLETE]
     parts = []
     for param in params:
         if param not in complete.columns or complete[param].isna().all():
@@ -299,7 +311,7 @@ def importances(
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.inspection import permutation_importance
 
-    complete = frame[frame["state"] == "complete"]
+    complete = frame[frame["state"] == COMPLETE]
     usable = [p for p in params if p in complete.columns and complete[p].notna().any()]
     data = complete[usable + [objective]].dropna()
     if len(data) < 8 or not usable:
@@ -327,7 +339,7 @@ def regulariser_effects(
     """Each searched regulariser's effect on the generalisation gap, the weight norm and the
     share of exactly-zero weights: Spearman correlation over complete trials, and the mean of
     each metric in the lowest and highest bin of the regulariser."""
-    complete = frame[frame["state"] == "complete"]
+    complete = frame[frame["state"] == COMPLETE]
     rows = []
     for param in [p for p in params if p in REGULARISERS and p in complete.columns]:
         data = complete[[param, *EFFECT_METRICS]].dropna()
@@ -354,7 +366,7 @@ def pruning_summary(frame: pd.DataFrame, max_epochs: int | None = None) -> pd.Da
     """Trials by state, and the epochs pruning saved (epochs pruned trials did not run, out of
     ``max_epochs`` each; the fixed max_epochs of the sweep when not given)."""
     counts = frame["state"].astype(str).value_counts()
-    pruned = frame[frame["state"] == "pruned"]
+    pruned = frame[frame["state"] == PRUNED]
     if max_epochs is None and "max_epochs" in frame.columns:
         max_epochs = frame["max_epochs"].dropna().astype(float).median()
     run = float(frame["stopped_epoch"].fillna(0).sum()) if "stopped_epoch" in frame else math.nan
@@ -367,10 +379,10 @@ def pruning_summary(frame: pd.DataFrame, max_epochs: int | None = None) -> pd.Da
         [
             {
                 "trials": len(frame),
-                "complete": int(counts.get("complete", 0)),
-                "pruned": int(counts.get("pruned", 0)),
-                "failed": int(counts.get("failed", 0)),
-                "interrupted": int(counts.get("interrupted", 0)),
+                COMPLETE: int(counts.get(COMPLETE, 0)),
+                PRUNED: int(counts.get(PRUNED, 0)),
+                FAILED: int(counts.get(FAILED, 0)),
+                INTERRUPTED: int(counts.get(INTERRUPTED, 0)),
                 "epochs_run": run,
                 "epochs_saved_by_pruning": saved,
                 "share_saved": saved / (saved + run) if saved + run else math.nan,
@@ -383,7 +395,7 @@ def best_so_far(
     frame: pd.DataFrame, objective: str = "final_val_loss", direction: str = "minimize"
 ) -> pd.DataFrame:
     """The best objective after each trial (complete trials, in trial order)."""
-    complete = frame[frame["state"] == "complete"].sort_values("trial")
+    complete = frame[frame["state"] == COMPLETE].sort_values("trial")
     values = complete[objective]
     best = values.cummin() if direction == "minimize" else values.cummax()
     return pd.DataFrame(

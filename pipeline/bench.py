@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING
 
 from threadpoolctl import threadpool_limits
 
+from pipeline.config import model_kwargs
 from pipeline.data import load
 from pipeline.mlp import MLP
+from pipeline.names import CHAPTER, COMPLETE, FAILED, PRUNED
 
 if TYPE_CHECKING:
     from pipeline.config import SweepConfig
-    from pipeline.sweep import SweepSummary
+    from pipeline.results import SweepSummary
 
 SEED_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "reference.py"
-CHAPTER = dict(hidden=(64, 64), lr=0.01, max_epochs=500, weight_decay=0.001, seed=42)
 
 
 def _best_times(candidates: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -62,7 +63,9 @@ def bench_seed_task(repeats: int = 5, reference_path: Path = SEED_REFERENCE) -> 
 
     def ours(dtype: str) -> Callable[[], None]:
         def run() -> None:
-            net = MLP(**CHAPTER, dtype=dtype).fit(d.X_train, d.y_train, d.X_test, d.y_test)
+            net = MLP(**model_kwargs(CHAPTER), dtype=dtype).fit(
+                d.X_train, d.y_train, d.X_test, d.y_test
+            )
             results[dtype] = net.history_["val_loss"][-2]  # the chapter's "final" (see mlp.py)
 
         return run
@@ -74,7 +77,7 @@ def bench_seed_task(repeats: int = 5, reference_path: Path = SEED_REFERENCE) -> 
         times = _best_times(
             {"chapter": chapter, "float64": ours("float64"), "float32": ours("float32")}, repeats
         )
-    epochs = CHAPTER["max_epochs"]
+    epochs = int(CHAPTER["max_epochs"])
     for name, seconds in times.items():
         ratio = times["chapter"] / seconds
         print(
@@ -193,7 +196,7 @@ def bench_throughput(n_trials: int = 16, epochs: int = 1500) -> None:
             for p in params:
                 study.enqueue_trial(p)
             summary = _run_sweep(folder, cfg)
-            done = sum(summary.states[k] for k in ("complete", "pruned", "failed"))
+            done = sum(summary.states[k] for k in (COMPLETE, PRUNED, FAILED))
             rates[jobs] = done / summary.parallel_seconds
             print(
                 f"   {jobs} worker(s): {done} trials in {summary.parallel_seconds:5.1f} s "
@@ -216,7 +219,7 @@ def bench_default_sweep() -> None:
                 f"   tracking {'on ' if tracking else 'off'}: wall {s.wall_seconds:6.1f} s "
                 f"(workers' phase {s.parallel_seconds:5.1f} s on {s.n_jobs} cores), training "
                 f"{s.compute_seconds:6.1f} s, MLflow logging in workers {s.tracking_seconds:5.1f}"
-                f" s, {s.states['complete']} complete and {s.states['pruned']} pruned trials,"
+                f" s, {s.states[COMPLETE]} complete and {s.states[PRUNED]} pruned trials,"
                 " best test MSE "
                 f"{s.test_metrics.get('best', {}).get('test_loss', float('nan')):.4f}"
             )

@@ -12,25 +12,29 @@ training, ``max_norm = 0`` no max-norm constraint (``patience = 0`` is already "
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
+import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline import data
-from pipeline.mlp import MLP
+from pipeline.mlp import MLP, PARAMETER_CONSTRAINTS, POSITIVE_INT
+from pipeline.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler
 
 # Hyperparameters a sweep may fix or search: the MLP's, less those the data set decides.
-MODEL_KEYS = tuple(p for p in inspect.signature(MLP).parameters if p not in ("task",))
+MLP_DEFAULTS = {p.name: p.default for p in inspect.signature(MLP).parameters.values()}
+MODEL_KEYS = tuple(p for p in MLP_DEFAULTS if p not in ("task",))
+# ``width`` and ``depth`` build ``hidden`` = (width,) * depth; either may be fixed or searched.
 ARCHITECTURE_KEYS = ("width", "depth")
 SEARCHABLE_KEYS = tuple(k for k in MODEL_KEYS if k not in ("hidden", "seed", "noise_seed"))
 SEARCHABLE_KEYS += ARCHITECTURE_KEYS
 ZERO_MEANS_NONE = ("batch_size", "max_norm")
 METRICS = {"val_loss": "minimize", "val_accuracy": "maximize"}
-SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
-PRUNERS = ("median", "hyperband", "none")
 
 
 class ConfigError(ValueError):
@@ -121,14 +125,7 @@ class DataSection(BaseModel):
 
     @model_validator(mode="after")
     def _known(self) -> DataSection:
-        if self.name not in data.NAMES:
-            raise ValueError(f"unknown data set {self.name!r}; known: {', '.join(data.NAMES)}")
-        unknown = set(self.options) - set(data.options(self.name))
-        if unknown:
-            raise ValueError(
-                f"data set {self.name!r} has no option(s) {sorted(unknown)}; "
-                f"it accepts {sorted(data.options(self.name))}"
-            )
+        data.check_options(self.name, self.options)
         return self
 
     @property
@@ -138,7 +135,7 @@ class DataSection(BaseModel):
 
 class SamplerSection(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
-    name: Literal["tpe", "random", "cmaes", "qmc", "grid"] = "tpe"
+    name: Literal[SAMPLERS] = "tpe"
     seed: Annotated[int, Field(ge=0)] | None = None
 
     @property
@@ -148,7 +145,7 @@ class SamplerSection(BaseModel):
 
 class PrunerSection(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
-    name: Literal["median", "hyperband", "none"] = "median"
+    name: Literal[PRUNERS] = "median"
     # the validation metric goes to Optuna (and the pruner decides) every this many epochs;
     # None: about 50 times over max_epochs. Every report is a write to the study storage.
     report_every: Annotated[int, Field(ge=1)] | None = None
@@ -179,19 +176,46 @@ class SweepConfig(_Strict):
 
     @property
     def task(self) -> str:
-        if self.data.name == "csv":
-            return self.data.options.get("task", "")
-        return "regression" if self.data.name in ("sine", "diabetes") else "classification"
+        return data.task(self.data.name, self.data.options)
 
     @property
     def direction(self) -> str:
         return self.study.direction or METRICS[self.study.metric]
 
     @property
+    def max_epochs(self) -> int:
+        """The fixed ``max_epochs``, else the MLP's default."""
+        return int(self.fixed.get("max_epochs", MLP_DEFAULTS["max_epochs"]))
+
+    @property
     def report_every(self) -> int:
         if self.pruner.report_every is not None:
             return self.pruner.report_every
-        return max(1, int(self.fixed.get("max_epochs", 500)) // 50)
+        return max(1, self.max_epochs // 50)
+
+    def grid_space(self) -> dict[str, list[Any]]:
+        """The search space as the grid sampler takes it: every value of every parameter."""
+        space = {}
+        for key, p in self.search.items():
+            if p.type == "categorical":
+                space[key] = list(p.choices)
+            elif p.type == "int":
+                space[key] = list(range(p.low, p.high + 1, p.step))
+            else:
+                n = int(math.floor((p.high - p.low) / p.step + 1e-9)) + 1
+                space[key] = [float(v) for v in np.round(p.low + p.step * np.arange(n), 12)]
+        return space
+
+    def sampler_for(self, worker: int) -> optuna.samplers.BaseSampler:
+        """The sweep's sampler for one worker; each gets its own seed (one seed everywhere
+        would make every worker suggest the same parameters)."""
+        grid = self.grid_space() if self.sampler.name == "grid" else None
+        return make_sampler(
+            self.sampler.name, self.sampler.options, self.sampler_seed + worker, grid
+        )
+
+    def make_pruner(self) -> optuna.pruners.BasePruner:
+        return make_pruner(self.pruner.name, self.pruner.options, self.max_epochs)
 
     @property
     def sampler_seed(self) -> int:
@@ -200,17 +224,8 @@ class SweepConfig(_Strict):
 
 def _model_check(key: str, value: Any) -> str | None:
     """None when the MLP accepts ``key = value``; else what it says is allowed."""
-    if key in ARCHITECTURE_KEYS:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-        return None if ok else "an integer >= 1"
-    kwargs = {key: model_value(key, value)}
-    if key == "hidden" and isinstance(value, list):
-        kwargs["hidden"] = tuple(value)
-    try:
-        MLP(**kwargs)._validate_params()
-    except ValueError as err:
-        return str(err).split(" must be ", 1)[-1]
-    return None
+    constraint = POSITIVE_INT if key in ARCHITECTURE_KEYS else PARAMETER_CONSTRAINTS[key]
+    return None if constraint.test(model_value(key, value)) else constraint.allowed
 
 
 def model_value(key: str, value: Any) -> Any:
@@ -220,6 +235,40 @@ def model_value(key: str, value: Any) -> Any:
     if key == "hidden" and isinstance(value, list):
         return tuple(value)
     return value
+
+
+def in_sweep_terms(cfg: SweepConfig, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as this sweep names them: where it builds the network from width and depth,
+    a (uniform) ``hidden`` becomes width and depth."""
+    uses_width_depth = set(ARCHITECTURE_KEYS) & (set(cfg.fixed) | set(cfg.search))
+    if not uses_width_depth or "hidden" not in values:
+        return dict(values)
+    hidden = values["hidden"]
+    rest = {k: v for k, v in values.items() if k != "hidden"}
+    return rest | {"width": hidden[0], "depth": len(hidden)}
+
+
+def trial_values(
+    cfg: SweepConfig, searched: dict[str, Any], overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A trial's hyperparameters under the sweep file's names: fixed, then searched, then a
+    baseline's overrides. The model seed defaults to the study seed, so all trials start from
+    the same weights."""
+    values = {"seed": cfg.study.seed, **cfg.fixed, **searched, **(overrides or {})}
+    if set(ARCHITECTURE_KEYS) & values.keys():
+        values.pop("hidden", None)
+    return values
+
+
+def model_kwargs(values: dict[str, Any]) -> dict[str, Any]:
+    """Sweep-file hyperparameters as MLP keywords: 0 -> None where the MLP takes None, and
+    ``width``/``depth`` (each defaulting to the MLP's own) -> ``hidden``."""
+    kwargs = {k: model_value(k, v) for k, v in values.items() if k not in ARCHITECTURE_KEYS}
+    if set(ARCHITECTURE_KEYS) & values.keys():
+        default = MLP_DEFAULTS["hidden"]
+        width, depth = values.get("width", default[0]), values.get("depth", len(default))
+        kwargs["hidden"] = (width,) * depth
+    return kwargs
 
 
 def _cross_checks(cfg: SweepConfig) -> list[str]:
@@ -271,10 +320,11 @@ def _cross_checks(cfg: SweepConfig) -> list[str]:
 
 def _check_factory_options(cfg: SweepConfig) -> list[str]:
     """Extra sampler/pruner keys are passed to Optuna: try them now, not in a worker."""
-    from pipeline.study import make_pruner, make_sampler
-
     problems = []
-    for section, make in (("sampler", lambda c: make_sampler(c, 0)), ("pruner", make_pruner)):
+    for section, make in (
+        ("sampler", lambda c: c.sampler_for(0)),
+        ("pruner", SweepConfig.make_pruner),
+    ):
         try:
             make(cfg)
         except (TypeError, ValueError) as err:

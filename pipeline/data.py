@@ -39,6 +39,16 @@ class Dataset:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
 
+REGRESSION = ("sine", "diabetes")  # every other bundled set is classification; a CSV says
+
+
+def task(name: str, options: dict[str, Any] | None = None) -> str:
+    """``regression`` or ``classification``: a bundled set's own, or a CSV's ``task`` option."""
+    if name == "csv":
+        return str((options or {}).get("task", ""))
+    return "regression" if name in REGRESSION else "classification"
+
+
 def _sine(
     seed: int = 1, n_train: int = 100, n_val: int = 100, n_test: int = 500, noise: float = 0.5
 ) -> Dataset:
@@ -59,7 +69,7 @@ def _sine(
     X_train, y_train = draw(n_train, noise)
     X_test, y_test = draw(n_test, 0.0)
     X_val, y_val = draw(n_val, noise)
-    return Dataset("sine", "regression", X_train, y_train, X_val, y_val, X_test, y_test)
+    return Dataset("sine", task("sine"), X_train, y_train, X_val, y_val, X_test, y_test)
 
 
 def _split(
@@ -123,14 +133,16 @@ def _split(
     return Dataset(name, task, scale(X_train), y_train, scale(X_val), y_val, scale(X_test), y_test)
 
 
-def _sklearn(loader_name: str, task: str) -> Callable[..., Dataset]:
+def _sklearn(loader_name: str) -> Callable[..., Dataset]:
+    kind = task(loader_name)
+
     def load_bundled(seed: int = 0, val_size: float = 0.2, test_size: float = 0.2) -> Dataset:
         import sklearn.datasets
 
         X, y = getattr(sklearn.datasets, f"load_{loader_name}")(return_X_y=True)
-        return _split(loader_name, task, X.astype(float), y, seed, val_size, test_size)
+        return _split(loader_name, kind, X.astype(float), y, seed, val_size, test_size)
 
-    load_bundled.__doc__ = f"scikit-learn's bundled `{loader_name}` ({task})."
+    load_bundled.__doc__ = f"scikit-learn's bundled `{loader_name}` ({kind})."
     return load_bundled
 
 
@@ -145,7 +157,7 @@ def _moons(
     from sklearn.datasets import make_moons
 
     X, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
-    return _split("moons", "classification", X, y, seed, val_size, test_size)
+    return _split("moons", task("moons"), X, y, seed, val_size, test_size)
 
 
 def _circles(
@@ -160,7 +172,7 @@ def _circles(
     from sklearn.datasets import make_circles
 
     X, y = make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
-    return _split("circles", "classification", X, y, seed, val_size, test_size)
+    return _split("circles", task("circles"), X, y, seed, val_size, test_size)
 
 
 def _csv(
@@ -217,11 +229,11 @@ def _csv(
 
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "sine": _sine,
-    "digits": _sklearn("digits", "classification"),
-    "breast_cancer": _sklearn("breast_cancer", "classification"),
-    "wine": _sklearn("wine", "classification"),
-    "iris": _sklearn("iris", "classification"),
-    "diabetes": _sklearn("diabetes", "regression"),
+    "digits": _sklearn("digits"),
+    "breast_cancer": _sklearn("breast_cancer"),
+    "wine": _sklearn("wine"),
+    "iris": _sklearn("iris"),
+    "diabetes": _sklearn("diabetes"),
     "moons": _moons,
     "circles": _circles,
     "csv": _csv,
@@ -240,16 +252,21 @@ def options(name: str) -> dict[str, Any]:
     }
 
 
-def load(name: str, seed: int | None = None, **opts: Any) -> Dataset:
-    """Load data set ``name`` with its ``opts`` (see :func:`options`); ``seed`` fixes the split
-    (and, for synthetic sets, the samples). The default seed is the set's own (1 for ``sine``,
-    the chapter's; 0 for the others)."""
+def check_options(name: str, opts: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for an unknown data set or an option it does not take."""
     unknown = set(opts) - set(options(name))
     if unknown:
         raise ValueError(
             f"data set {name!r} has no option(s) {sorted(unknown)}; it accepts "
             f"{sorted(options(name))}"
         )
+
+
+def load(name: str, seed: int | None = None, **opts: Any) -> Dataset:
+    """Load data set ``name`` with its ``opts`` (see :func:`options`); ``seed`` fixes the split
+    (and, for synthetic sets, the samples). The default seed is the set's own (1 for ``sine``,
+    the chapter's; 0 for the others)."""
+    check_options(name, opts)
     if seed is not None:
         opts["seed"] = seed
     return LOADERS[name](**opts)

@@ -30,14 +30,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid")
 TASKS = ("regression", "classification")
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 DTYPES = ("float64", "float32")
 
 EpochCallback = Callable[[int, dict[str, float]], bool | None]
@@ -47,33 +46,16 @@ class DivergenceError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
 
-def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed: {name} must be {allowed}")
+# ---------------------------------------------------------------------------- activations
+@dataclass(frozen=True)
+class Activation:
+    """A hidden activation, in place on its argument, and its derivative written in terms of
+    the OUTPUT ``a = f(z)``, which is what the forward pass keeps."""
+
+    forward: Callable[[np.ndarray], np.ndarray]
+    derivative: Callable[[np.ndarray], np.ndarray]  # f'(z) as a function of a = f(z)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-
-
-def _check_probability(name: str, value: Any) -> None:
-    _check(_is_number(value) and 0 < value <= 1, name, value, "a number in (0, 1]")
-
-
-def _check_non_negative(name: str, value: Any) -> None:
-    ok = _is_number(value) and math.isfinite(value) and value >= 0
-    _check(ok, name, value, "a finite number >= 0")
-
-
-def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-    if allow_none and value is None:
-        return
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
-    _check(ok, name, value, "an integer >= 1" + (" or None" if allow_none else ""))
-
-
-# Activation functions and their derivatives written in terms of the OUTPUT a = f(z), which
-# is what the forward pass keeps: relu'(z) = [a > 0], tanh' = 1 - a^2, sigmoid' = a (1 - a).
 def _relu(z: np.ndarray) -> np.ndarray:
     return np.maximum(z, 0.0, out=z)
 
@@ -83,18 +65,182 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -z, out=z), out=z)
 
 
-_FORWARD = {"relu": _relu, "tanh": lambda z: np.tanh(z, out=z), "sigmoid": _sigmoid}
+ACTIVATION_TABLE: dict[str, Activation] = {
+    "relu": Activation(_relu, lambda a: a > 0),
+    "tanh": Activation(lambda z: np.tanh(z, out=z), lambda a: 1.0 - a * a),
+    "sigmoid": Activation(_sigmoid, lambda a: a * (1.0 - a)),
+}
+ACTIVATIONS = tuple(ACTIVATION_TABLE)
 
 
-def _activation_grad(name: str, a: np.ndarray, da: np.ndarray) -> np.ndarray:
-    """``da * f'(z)``, in place in ``da`` (a fresh array of the backward pass)."""
-    if name == "relu":
-        da *= a > 0
-    elif name == "tanh":
-        da *= 1.0 - a * a
-    else:
-        da *= a * (1.0 - a)
-    return da
+# ---------------------------------------------------------------------------- optimisers
+class SGD:
+    """Plain gradient descent: ``p -= lr * g``."""
+
+    def __init__(self, params: list[np.ndarray], lr: float, **_: Any) -> None:
+        self.lr = lr
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        for p, g in zip(params, grads, strict=True):
+            p -= self.lr * g
+
+
+class Momentum:
+    """Heavy ball: ``v = momentum * v - lr * g; p += v``."""
+
+    def __init__(self, params: list[np.ndarray], lr: float, momentum: float, **_: Any) -> None:
+        self.lr, self.momentum = lr, momentum
+        self.velocity = [np.zeros_like(p) for p in params]
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        for p, g, v in zip(params, grads, self.velocity, strict=True):
+            v *= self.momentum
+            v -= self.lr * g
+            p += v
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) with the bias correction folded into the step size."""
+
+    def __init__(
+        self,
+        params: list[np.ndarray],
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        **_: Any,
+    ) -> None:
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        step = self.lr * math.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        for p, g, m, v in zip(params, grads, self.m, self.v, strict=True):
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            p -= step * m / (np.sqrt(v) + self.eps)
+
+
+class AdamW(Adam):
+    """Adam with weight decay decoupled from the gradient (Loshchilov & Hutter 2019): the first
+    ``n_decayed`` params (the weights, not the biases) shrink by ``lr * weight_decay`` before
+    each Adam step, so Adam's scaling does not weaken the decay of weights with large
+    gradients."""
+
+    def __init__(
+        self, params: list[np.ndarray], weight_decay: float, n_decayed: int, **kwargs: Any
+    ) -> None:
+        super().__init__(params, **kwargs)
+        self.weight_decay, self.n_decayed = weight_decay, n_decayed
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        if self.weight_decay:
+            for W in params[: self.n_decayed]:
+                W *= 1.0 - self.lr * self.weight_decay
+        super().step(params, grads)
+
+
+OPTIMIZER_TABLE: dict[str, type] = {"sgd": SGD, "momentum": Momentum, "adam": Adam, "adamw": AdamW}
+OPTIMIZERS = tuple(OPTIMIZER_TABLE)
+
+
+def prox_l1(weights: list[np.ndarray], threshold: float) -> None:
+    """The proximal step of ``l1 * |W|`` with step ``lr`` (``threshold = lr * l1``): a
+    soft-threshold that sets small weights to exactly zero and never moves one across zero."""
+    for W in weights:
+        np.copyto(W, np.sign(W) * np.maximum(np.abs(W) - threshold, 0.0))
+
+
+def clip_max_norm(weights: list[np.ndarray], max_norm: float) -> None:
+    """Rescale each unit's incoming weight vector (a column) to norm <= ``max_norm``."""
+    for W in weights:
+        norms = np.sqrt((W * W).sum(axis=0))
+        W *= np.minimum(1.0, max_norm / np.maximum(norms, 1e-12))
+
+
+# ---------------------------------------------------------------------------- constraints
+@dataclass(frozen=True)
+class Constraint:
+    """What a hyperparameter may be: a test, and its wording for messages."""
+
+    allowed: str
+    test: Callable[[Any], bool]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _finite(test: Callable[[float], bool]) -> Callable[[Any], bool]:
+    return lambda v: _is_number(v) and math.isfinite(v) and test(v)
+
+
+def one_of(choices: Sequence[str]) -> Constraint:
+    return Constraint(f"one of {tuple(choices)}", lambda v: v in choices)
+
+
+PROBABILITY = Constraint("a number in (0, 1]", lambda v: _is_number(v) and 0 < v <= 1)
+NON_NEGATIVE = Constraint("a finite number >= 0", _finite(lambda v: v >= 0))
+POSITIVE = Constraint("a finite number > 0", _finite(lambda v: v > 0))
+UNIT_INTERVAL = Constraint("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1)
+POSITIVE_INT = Constraint("an integer >= 1", lambda v: _is_int(v) and v >= 1)
+SEED = Constraint("an integer >= 0", lambda v: _is_int(v) and v >= 0)
+
+
+def _or_none(c: Constraint, wording: str = "None") -> Constraint:
+    return Constraint(f"{c.allowed}, or {wording}", lambda v: v is None or c.test(v))
+
+
+# Every hyperparameter of MLP and what it may be: read by the model's own validation and by the
+# sweep-file checks, so the two cannot disagree (scikit-learn's _parameter_constraints).
+PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
+    "hidden": Constraint(
+        "a sequence of integers >= 1, e.g. (64, 64)",
+        lambda v: (
+            isinstance(v, Sequence) and not isinstance(v, str) and all(map(POSITIVE_INT.test, v))
+        ),
+    ),
+    "activation": one_of(ACTIVATIONS),
+    "task": one_of(TASKS),
+    "keep_prob": PROBABILITY,
+    "input_keep_prob": PROBABILITY,
+    "weight_decay": NON_NEGATIVE,
+    "l1": NON_NEGATIVE,
+    "max_norm": _or_none(POSITIVE),
+    "patience": Constraint(
+        "an integer >= 0, or None (0 and None: off)", lambda v: v is None or SEED.test(v)
+    ),
+    "min_delta": NON_NEGATIVE,
+    "optimizer": one_of(OPTIMIZERS),
+    "lr": POSITIVE,
+    "momentum": UNIT_INTERVAL,
+    "beta1": UNIT_INTERVAL,
+    "beta2": UNIT_INTERVAL,
+    "eps": POSITIVE,
+    "max_epochs": POSITIVE_INT,
+    "batch_size": _or_none(POSITIVE_INT),
+    "seed": SEED,
+    "noise_seed": _or_none(SEED),
+    "dtype": one_of(DTYPES),
+}
+
+
+def check_param(name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``name``, ``value`` and what is allowed, unless allowed."""
+    constraint = PARAMETER_CONSTRAINTS[name]
+    if not constraint.test(value):
+        raise ValueError(f"{name}={value!r} is not allowed: {name} must be {constraint.allowed}")
 
 
 class MLP:
@@ -181,50 +327,8 @@ class MLP:
         return {name: getattr(self, name) for name in names}
 
     def _validate_params(self) -> None:
-        hidden = self.hidden
-        ok = isinstance(hidden, Sequence) and all(
-            isinstance(h, int | np.integer) and not isinstance(h, bool) and h >= 1 for h in hidden
-        )
-        _check(ok, "hidden", hidden, "a sequence of integers >= 1, e.g. (64, 64)")
-        _check(
-            self.activation in ACTIVATIONS, "activation", self.activation, f"one of {ACTIVATIONS}"
-        )
-        _check(self.task in TASKS, "task", self.task, f"one of {TASKS}")
-        _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
-        _check(self.dtype in DTYPES, "dtype", self.dtype, f"one of {DTYPES}")
-        _check_probability("keep_prob", self.keep_prob)
-        _check_probability("input_keep_prob", self.input_keep_prob)
-        for name in ("weight_decay", "l1", "min_delta"):
-            _check_non_negative(name, getattr(self, name))
-        if self.max_norm is not None:
-            ok = _is_number(self.max_norm) and math.isfinite(self.max_norm) and self.max_norm > 0
-            _check(ok, "max_norm", self.max_norm, "a finite number > 0, or None")
-        ok = self.patience is None or (
-            isinstance(self.patience, int | np.integer)
-            and not isinstance(self.patience, bool)
-            and self.patience >= 0
-        )
-        _check(ok, "patience", self.patience, "an integer >= 0, or None (0 and None: off)")
-        ok = _is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0
-        _check(ok, "lr", self.lr, "a finite number > 0")
-        _check(
-            _is_number(self.momentum) and 0 <= self.momentum < 1,
-            "momentum",
-            self.momentum,
-            "a number in [0, 1)",
-        )
-        for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            _check(_is_number(value) and 0 <= value < 1, name, value, "a number in [0, 1)")
-        _check(_is_number(self.eps) and self.eps > 0, "eps", self.eps, "a number > 0")
-        _check_positive_int("max_epochs", self.max_epochs)
-        _check_positive_int("batch_size", self.batch_size, allow_none=True)
-        for name in ("seed", "noise_seed"):
-            value = getattr(self, name)
-            if name == "noise_seed" and value is None:
-                continue
-            ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-            _check(ok and value >= 0, name, value, "an integer >= 0")
+        for name, value in self.get_params().items():
+            check_param(name, value)
 
     def _validate_X(self, X: Any, name: str = "X") -> np.ndarray:
         X = np.asarray(X)
@@ -233,8 +337,11 @@ class MLP:
                 f"{name} has shape {X.shape}: it must be 2-D (n_samples, n_features);"
                 " reshape a single feature with X.reshape(-1, 1)"
             )
-        _check(X.ndim == 2, f"{name}.shape", X.shape, "(n_samples, n_features)")
-        _check(X.shape[0] >= 1, f"{name}.shape", X.shape, "at least one sample")
+        if X.ndim != 2 or X.shape[0] < 1:
+            raise ValueError(
+                f"{name} has shape {X.shape}: it must be (n_samples, n_features) with at least "
+                "one sample"
+            )
         if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
             raise ValueError(f"{name} has dtype {X.dtype}: it must be real numbers")
         X = X.astype(self.dtype, copy=False)
@@ -302,7 +409,7 @@ class MLP:
         ``masks[i]`` (already divided by the keep probability) multiplies the input of layer i;
         ``None`` leaves it alone. Without masks this is inference.
         """
-        act = _FORWARD[self.activation]
+        act = ACTIVATION_TABLE[self.activation].forward
         acts, inputs = [], []
         A = X
         n_layers = len(self.weights_)
@@ -360,7 +467,8 @@ class MLP:
             dA = dZ * W[:, 0] if W.shape[1] == 1 else dZ @ W.T
             if masks is not None and masks[i] is not None:
                 dA *= masks[i]
-            dZ = _activation_grad(self.activation, acts[i], dA)
+            dA *= ACTIVATION_TABLE[self.activation].derivative(acts[i])
+            dZ = dA
         return grads_W, grads_b
 
     def _penalty(self) -> float:
@@ -409,48 +517,26 @@ class MLP:
         return masks
 
     # ------------------------------------------------------------------ optimisation
-    def _init_optimizer(self) -> None:
-        params = [*self.weights_, *self.biases_]
-        self._slots = [[np.zeros_like(p) for p in params] for _ in range(self._n_slots())]
-        self._step = 0
-
-    def _n_slots(self) -> int:
-        return {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[self.optimizer]
+    def _make_optimizer(self) -> SGD | Momentum | Adam:
+        return OPTIMIZER_TABLE[self.optimizer](
+            [*self.weights_, *self.biases_],
+            lr=self.lr,
+            momentum=self.momentum,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            eps=self.eps,
+            weight_decay=self.weight_decay,
+            n_decayed=len(self.weights_),
+        )
 
     def _update(self, grads_W: list[np.ndarray], grads_b: list[np.ndarray]) -> None:
-        lr = self.lr
-        params = [*self.weights_, *self.biases_]
-        grads = [*grads_W, *grads_b]
-        if self.optimizer == "sgd":
-            for p, g in zip(params, grads, strict=True):
-                p -= lr * g
-        elif self.optimizer == "momentum":
-            for p, g, v in zip(params, grads, self._slots[0], strict=True):
-                v *= self.momentum
-                v -= lr * g
-                p += v
-        else:
-            self._step += 1
-            b1, b2 = self.beta1, self.beta2
-            step = lr * math.sqrt(1 - b2**self._step) / (1 - b1**self._step)
-            if self.optimizer == "adamw" and self.weight_decay:
-                for W in self.weights_:
-                    W *= 1.0 - lr * self.weight_decay
-            for p, g, m, v in zip(params, grads, *self._slots, strict=True):
-                m *= b1
-                m += (1 - b1) * g
-                v *= b2
-                v += (1 - b2) * (g * g)
-                p -= step * m / (np.sqrt(v) + self.eps)
+        """One optimiser step, then the steps that act on the weights themselves: the proximal
+        L1 step and the max-norm constraint."""
+        self._optimizer.step([*self.weights_, *self.biases_], [*grads_W, *grads_b])
         if self.l1:
-            threshold = lr * self.l1
-            for W in self.weights_:
-                # proximal step of l1 * |W|: soft-threshold, exact zeros for small weights
-                np.copyto(W, np.sign(W) * np.maximum(np.abs(W) - threshold, 0.0))
+            prox_l1(self.weights_, self.lr * self.l1)
         if self.max_norm is not None:
-            for W in self.weights_:
-                norms = np.sqrt((W * W).sum(axis=0))
-                W *= np.minimum(1.0, self.max_norm / np.maximum(norms, 1e-12))
+            clip_max_norm(self.weights_, self.max_norm)
 
     def _train_epoch(self, X: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -> float:
         """One pass over the training data; returns the mean data loss of its forward passes."""
@@ -512,7 +598,7 @@ class MLP:
         self._init_weights(X.shape[1], Y.shape[1], np.random.default_rng(self.seed))
         noise_seed = self.seed if self.noise_seed is None else self.noise_seed
         train_rng = np.random.default_rng(np.random.SeedSequence(noise_seed).spawn(1)[0])
-        self._init_optimizer()
+        self._optimizer = self._make_optimizer()
         self.n_features_in_ = X.shape[1]
         self.history_: dict[str, list[float]] = {"epoch": [], "train_loss": []}
         if has_val:
@@ -552,7 +638,7 @@ class MLP:
                     break
         if best_params is not None:
             self.weights_, self.biases_ = best_params
-        del self._slots
+        del self._optimizer
         return self
 
     # ------------------------------------------------------------------ inference
@@ -577,7 +663,7 @@ class MLP:
         ``relu(P + c) = max(P, -c) + c``, and the constant row ``c`` is carried into the next
         layer's bias (``c @ W``) instead of being added to every row.
         """
-        act = _FORWARD[self.activation]
+        act = ACTIVATION_TABLE[self.activation].forward
         *hidden_layers, (W_out, b_out) = zip(self.weights_, self.biases_, strict=True)
         A, shift = X, None  # the true activations are A + shift (shift: one row, or None)
         for i, (W, b) in enumerate(hidden_layers):

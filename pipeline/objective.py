@@ -8,53 +8,25 @@ split is never touched here; only the sweep's end evaluates its best configurati
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
 
-from pipeline.config import ARCHITECTURE_KEYS, SweepConfig, model_value
+from pipeline.config import SweepConfig, model_kwargs, trial_values
 from pipeline.data import Dataset
 from pipeline.mlp import MLP
-from pipeline.study import OVERRIDES, suggest
-
-COMPLETE, PRUNED, FAILED, INTERRUPTED = "complete", "pruned", "failed", "interrupted"
+from pipeline.names import COMPLETE, FAILED, INTERRUPTED, INTERRUPTED_REASON, OVERRIDES, PRUNED
+from pipeline.results import TrialResult
+from pipeline.study import suggest
 
 
 class StopRequested(Exception):  # noqa: N818 - a request, not an error
     """The sweep is being stopped (Ctrl-C): the trial ends where it is."""
 
 
-@dataclass
-class TrialResult:
-    hyperparameters: dict[str, Any]  # every hyperparameter, fixed and searched, as in the file
-    state: str = COMPLETE
-    value: float | None = None  # the objective (final validation metric), when complete
-    reason: str | None = None  # why it failed or was pruned
-    history: dict[str, list[float]] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    model: MLP | None = None
-    model_path: Path | None = None  # where the worker saved the model of a complete trial
-
-
-def hyperparameters(
-    cfg: SweepConfig, searched: dict[str, Any], overrides: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Fixed, then searched, then a baseline's overrides, under the sweep file's names; the
-    model seed defaults to the study seed, so all trials start from the same weights."""
-    values = {"seed": cfg.study.seed, **cfg.fixed, **searched, **(overrides or {})}
-    if set(ARCHITECTURE_KEYS) & values.keys():
-        values.pop("hidden", None)
-    return values
-
-
 def build_model(values: dict[str, Any], task: str) -> MLP:
-    kwargs = {k: model_value(k, v) for k, v in values.items() if k not in ARCHITECTURE_KEYS}
-    if set(ARCHITECTURE_KEYS) & values.keys():
-        default_depth = len(MLP().hidden)
-        kwargs["hidden"] = (values.get("width", 64),) * values.get("depth", default_depth)
-    return MLP(task=task, **kwargs)
+    """The network of a trial's hyperparameters (sweep-file names and values)."""
+    return MLP(task=task, **model_kwargs(values))
 
 
 def final_metrics(model: MLP, d: Dataset, train_time: float) -> dict[str, float]:
@@ -91,7 +63,7 @@ def run_trial(
     Returns a result in every case but Ctrl-C: pruned and failed trials (a diverging loss, an
     error in training) keep their partial history and the reason.
     """
-    values = hyperparameters(cfg, suggest(trial, cfg), trial.user_attrs.get(OVERRIDES))
+    values = trial_values(cfg, suggest(trial, cfg), trial.user_attrs.get(OVERRIDES))
     result = TrialResult(hyperparameters=values)
     metric = cfg.study.metric
 
@@ -114,7 +86,7 @@ def run_trial(
     except optuna.TrialPruned as pruned:
         result.state, result.reason = PRUNED, str(pruned)
     except StopRequested:
-        result.state, result.reason = INTERRUPTED, "interrupted: the sweep was stopped"
+        result.state, result.reason = INTERRUPTED, INTERRUPTED_REASON
     except Exception as err:  # a diverging loss, or any error: the trial fails, the sweep goes on
         result.state, result.reason = FAILED, f"{type(err).__name__}: {err}"
     elapsed = time.perf_counter() - start

@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from pipeline.names import COMPLETE  # noqa: E402
+
 SMALL = (5.0, 3.2)
 DPI = 72
 
@@ -179,7 +181,7 @@ def curves_figure(curves, labels: dict[int, str], title: str = "") -> Figure:
 def _panels(frame, params: Sequence[str]) -> tuple:
     """Complete trials, the parameters they have values for, and a figure with one panel
     (sharing the y axis) per parameter."""
-    complete = frame[frame["state"] == "complete"]
+    complete = frame[frame["state"] == COMPLETE]
     params = [p for p in params if p in complete.columns and complete[p].notna().any()]
     fig = Figure(figsize=(3.2 * max(len(params), 1), 3.2), dpi=DPI, layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, max(len(params), 1), sharey=True))

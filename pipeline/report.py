@@ -16,6 +16,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from pipeline import analysis, plots
+from pipeline.names import COMPLETE, FAILED, INTERRUPTED, PRUNED, REGULARISERS
 from pipeline.store import tracking_uri
 
 STYLE = """<style>
@@ -138,7 +139,7 @@ def study_report(
         page.figure("importances", plots.importance_figure(importances))
     page.frame("importances", importances)
 
-    regs = [p for p in params if p in analysis.REGULARISERS]
+    regs = [p for p in params if p in REGULARISERS]
     page.heading("What each regulariser does: generalisation gap, weight norm, sparsity")
     if regs:
         page.figure("gap_vs_strength", plots.gap_figure(frame, regs, log_params))
@@ -146,7 +147,7 @@ def study_report(
 
     page.heading("Pruned and failed trials")
     page.frame("pruning", analysis.pruning_summary(frame))
-    failed = frame[frame["state"].astype(str).isin(["failed", "interrupted"])]
+    failed = frame[frame["state"].astype(str).isin([FAILED, INTERRUPTED])]
     if len(failed):
         page.frame("failures", failed[["trial", "state", "reason"]])
 
@@ -216,9 +217,9 @@ def comparison_report(
                 "pruner": info["params"].get("pruner.name"),
                 "objective": objective,
                 "trials": len(frame),
-                "complete": int(states.get("complete", 0)),
-                "pruned": int(states.get("pruned", 0)),
-                "failed": int(states.get("failed", 0)),
+                COMPLETE: int(states.get(COMPLETE, 0)),
+                PRUNED: int(states.get(PRUNED, 0)),
+                FAILED: int(states.get(FAILED, 0)),
                 "best": board[objective].iloc[0] if len(board) else math.nan,
                 "best_test_loss": metrics.get("best.test_loss", math.nan),
                 "unregularised_test_loss": metrics.get("unregularised.test_loss", math.nan),

@@ -9,8 +9,9 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
+from pipeline.names import ROLE, ROLE_STUDY
+
 DEFAULT_STORE = Path("mlruns")
-ROLE = "pipeline.role"  # tag: "study" on parent runs, "trial" on child runs
 
 
 def tracking_uri(override: str | None = None) -> str:
@@ -29,7 +30,7 @@ def find_parent_run(client: MlflowClient, experiment_id: str) -> str | None:
     """The study's parent run in its experiment (the first one, should there be several)."""
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{ROLE}` = 'study'",
+        filter_string=f"tags.`{ROLE}` = '{ROLE_STUDY}'",
         run_view_type=ViewType.ACTIVE_ONLY,
         max_results=1,
         order_by=["attributes.start_time ASC"],

@@ -9,27 +9,34 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from pipeline.config import SweepConfig
+from pipeline.config import SweepConfig, in_sweep_terms
+from pipeline.names import (
+    BASELINE,
+    CHAPTER,
+    CHAPTER_KEEP_PROB,
+    COMPLETE,
+    FAIL_REASON,
+    FAILED,
+    INTERRUPTED_ATTR,
+    INTERRUPTED_REASON,
+    OVERRIDES,
+    PRUNED,
+    REGULARISERS_OFF,
+    RETRY_OF,
+    RUNNING,
+    WAITING,
+)
 
 DEFAULT_STORAGE = Path("mlruns") / "optuna.journal"
-
-# User attributes we keep on trials (names shared with tracking and analysis).
-BASELINE = "baseline"  # name of the baseline a trial runs, e.g. "unregularised"
-OVERRIDES = "overrides"  # hyperparameters a baseline sets that are not (or cannot be) params
-INTERRUPTED = "interrupted"  # the trial was cut short by Ctrl-C or a dead process
-RETRY_OF = "retry_of"  # number of the interrupted trial whose parameters this one re-runs
-FAIL_REASON = "fail_reason"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -47,58 +54,17 @@ def models_dir(url: str, study: str) -> Path:
     return root / "models" / study
 
 
+def model_path(models_dir: str | Path, trial_number: int) -> Path:
+    """Where a worker saves the network of a complete trial."""
+    return Path(models_dir) / f"trial-{trial_number:04d}.npz"
+
+
 def make_storage(url: str) -> str | BaseStorage:
     if "://" in url:
         return url  # an RDB URL; Optuna builds the storage
     path = Path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
-
-
-def make_sampler(cfg: SweepConfig, worker: int) -> optuna.samplers.BaseSampler:
-    """The sweep's sampler; each worker gets its own seed (one seed everywhere would make every
-    worker suggest the same parameters)."""
-    seed = cfg.sampler_seed + worker
-    options = cfg.sampler.options
-    name = cfg.sampler.name
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **options)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed, **options)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, **options)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, **options)
-    return optuna.samplers.GridSampler(grid_space(cfg), seed=seed, **options)
-
-
-def make_pruner(cfg: SweepConfig) -> optuna.pruners.BasePruner:
-    options = cfg.pruner.options
-    if cfg.pruner.name == "median":
-        return optuna.pruners.MedianPruner(
-            **{"n_startup_trials": 5, "n_warmup_steps": 20, **options}
-        )
-    if cfg.pruner.name == "hyperband":
-        max_epochs = cfg.fixed.get("max_epochs", 500)
-        return optuna.pruners.HyperbandPruner(
-            **{"min_resource": 10, "max_resource": max_epochs, **options}
-        )
-    if options:
-        raise ValueError("the 'none' pruner takes no options")
-    return optuna.pruners.NopPruner()
-
-
-def grid_space(cfg: SweepConfig) -> dict[str, list[Any]]:
-    space = {}
-    for key, p in cfg.search.items():
-        if p.type == "categorical":
-            space[key] = list(p.choices)
-        elif p.type == "int":
-            space[key] = list(range(p.low, p.high + 1, p.step))
-        else:
-            n = int(math.floor((p.high - p.low) / p.step + 1e-9)) + 1
-            space[key] = [float(v) for v in np.round(p.low + p.step * np.arange(n), 12)]
-    return space
 
 
 def suggest(trial: Trial, cfg: SweepConfig) -> dict[str, Any]:
@@ -120,12 +86,20 @@ def suggest(trial: Trial, cfg: SweepConfig) -> dict[str, Any]:
     return values
 
 
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial, or None before any completed."""
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
 def load_study(cfg: SweepConfig, url: str, worker: int = 0) -> optuna.Study:
     return optuna.load_study(
         study_name=cfg.study.name,
         storage=make_storage(url),
-        sampler=make_sampler(cfg, worker),
-        pruner=make_pruner(cfg),
+        sampler=cfg.sampler_for(worker),
+        pruner=cfg.make_pruner(),
     )
 
 
@@ -134,8 +108,8 @@ def create_study(cfg: SweepConfig, url: str) -> optuna.Study:
     return optuna.create_study(
         study_name=cfg.study.name,
         storage=make_storage(url),
-        sampler=make_sampler(cfg, 0),
-        pruner=make_pruner(cfg),
+        sampler=cfg.sampler_for(0),
+        pruner=cfg.make_pruner(),
         direction=cfg.direction,
         load_if_exists=True,
     )
@@ -147,11 +121,30 @@ def counts_toward_budget(t: FrozenTrial) -> bool:
     count once a worker takes them."""
     if t.state == TrialState.WAITING:
         return False
-    return not (t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED))
+    return not (t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED_ATTR))
 
 
 def budget_used(study: optuna.Study) -> int:
     return sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
+
+
+STATE_NAMES = {
+    TrialState.COMPLETE: COMPLETE,
+    TrialState.PRUNED: PRUNED,
+    TrialState.FAIL: FAILED,
+    TrialState.RUNNING: RUNNING,
+    TrialState.WAITING: WAITING,
+}
+
+
+def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Trials by state, counting those of the budget and the queued ones (not the
+    interrupted trials, whose retries count in their place)."""
+    counts = dict.fromkeys(STATE_NAMES.values(), 0)
+    for t in trials:
+        if counts_toward_budget(t) or t.state == TrialState.WAITING:
+            counts[STATE_NAMES[t.state]] += 1
+    return counts
 
 
 @contextlib.contextmanager
@@ -205,36 +198,15 @@ def _in_space(p: Any, value: Any) -> bool:
 
 
 def baselines(cfg: SweepConfig) -> dict[str, dict[str, Any]]:
-    """Baseline configurations, by name: their values override both fixed and searched ones."""
-    off = {
-        "keep_prob": 1.0,
-        "input_keep_prob": 1.0,
-        "weight_decay": 0.0,
-        "l1": 0.0,
-        "patience": 0,
-        "max_norm": 0,
-    }
+    """Baseline configurations, by name: their values override both fixed and searched ones.
+    The unregularised network sets every regulariser the sweep fixes or searches to "off"; on
+    ``sine`` the chapter's own two configurations follow."""
     regularisers = set(cfg.search) | set(cfg.fixed)
-    result = {"unregularised": {k: v for k, v in off.items() if k in regularisers}}
+    result = {"unregularised": {k: v for k, v in REGULARISERS_OFF.items() if k in regularisers}}
     if cfg.data.name == "sine":
-        chapter = {
-            **off,
-            "hidden": [64, 64],
-            "activation": "relu",
-            "optimizer": "sgd",
-            "lr": 0.01,
-            "max_epochs": 500,
-            "weight_decay": 0.001,
-            "batch_size": 0,
-            "seed": 42,
-        }
-        if set(cfg.search) & {"width", "depth"} or {"width", "depth"} & set(cfg.fixed):
-            chapter = {k: v for k, v in chapter.items() if k != "hidden"} | {
-                "width": 64,
-                "depth": 2,
-            }
+        chapter = in_sweep_terms(cfg, CHAPTER)
         result["chapter"] = chapter
-        result["chapter-dropout-0.7"] = {**chapter, "keep_prob": 0.7}
+        result[f"chapter-dropout-{CHAPTER_KEEP_PROB}"] = {**chapter, "keep_prob": CHAPTER_KEEP_PROB}
     return result
 
 
@@ -249,14 +221,12 @@ def recover_interrupted(study: optuna.Study, url: str) -> list[int]:
     for t in trials:
         if t.state == TrialState.RUNNING:
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-            storage.set_trial_user_attr(trial_id, INTERRUPTED, True)
-            storage.set_trial_user_attr(
-                trial_id, FAIL_REASON, "interrupted: the sweep running it stopped before it ended"
-            )
+            storage.set_trial_user_attr(trial_id, INTERRUPTED_ATTR, True)
+            storage.set_trial_user_attr(trial_id, FAIL_REASON, INTERRUPTED_REASON)
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
             marked.append(t.number)
     for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get(INTERRUPTED) and t.number not in retried:
+        if t.user_attrs.get(INTERRUPTED_ATTR) and t.number not in retried:
             attrs = {k: v for k, v in t.user_attrs.items() if k in (BASELINE, OVERRIDES)}
             study.enqueue_trial(
                 t.params, user_attrs={**attrs, RETRY_OF: t.number}, skip_if_exists=False

@@ -1,5 +1,5 @@
-"""The sweep runner (parent process): prepares the study and the MLflow store, runs the workers,
-shows progress, and at the end evaluates the best configuration once on the test split.
+"""The sweep runner (parent process): prepares the study and the MLflow store, runs the workers
+(with a restart when one dies), and hands the end to the test evaluation and the console.
 
 Nothing is written before the sweep file, the overrides and the data set have been checked.
 """
@@ -11,57 +11,22 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 from joblib import Parallel, delayed
-from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
 from pipeline import study as st
 from pipeline.config import ConfigError, SweepConfig
+from pipeline.console import print_summary, show_progress
 from pipeline.data import Dataset, load
-from pipeline.mlp import MLP
-from pipeline.objective import build_model, hyperparameters
-from pipeline.worker import WorkerContext, WorkerReport, model_path, run_worker
+from pipeline.evaluation import evaluate_on_test
+from pipeline.results import SweepSummary, WorkerReport
+from pipeline.worker import WorkerContext, run_worker
 
 MAX_RESTARTS = 3  # rounds of workers restarted after one of them died
-
-
-@dataclass
-class SweepSummary:
-    study_name: str
-    n_trials: int
-    states: dict[str, int]
-    best: FrozenTrial | None
-    test_metrics: dict[str, dict[str, float]]  # "best" and each baseline -> test metrics
-    wall_seconds: float  # the whole sweep, set up to summary
-    parallel_seconds: float  # the workers' phase
-    compute_seconds: float  # training (MLP.fit) inside all trials
-    n_jobs: int
-    tracking_seconds: float = 0.0  # MLflow logging inside the workers
-    worker_seconds: float = 0.0
-    interrupted: bool = False
-    parent_run_id: str | None = None
-
-    @property
-    def parallel_overhead(self) -> float:
-        """Core-seconds of the workers' phase not spent training (process start-up, sampling,
-        storage, logging, idle workers), as a share of the training's own core-seconds."""
-        if self.compute_seconds <= 0:
-            return math.nan
-        return (self.parallel_seconds * self.n_jobs - self.compute_seconds) / self.compute_seconds
 
 
 def _load_data(cfg: SweepConfig) -> Dataset:
@@ -69,28 +34,6 @@ def _load_data(cfg: SweepConfig) -> Dataset:
         return load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
     except ValueError as err:
         raise ConfigError(cfg.source, [f"data: {err}"]) from None
-
-
-def _state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    counts = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
-    names = {
-        TrialState.COMPLETE: "complete",
-        TrialState.PRUNED: "pruned",
-        TrialState.FAIL: "failed",
-        TrialState.RUNNING: "running",
-        TrialState.WAITING: "waiting",
-    }
-    for t in trials:
-        if st.counts_toward_budget(t) or t.state == TrialState.WAITING:
-            counts[names[t.state]] += 1
-    return counts
-
-
-def _best(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:
-        return None
 
 
 def run_sweep(
@@ -178,8 +121,8 @@ def run_sweep(
     summary = SweepSummary(
         study_name=cfg.study.name,
         n_trials=cfg.study.n_trials,
-        states=_state_counts(study.get_trials(deepcopy=False)),
-        best=_best(study),
+        states=st.state_counts(study.get_trials(deepcopy=False)),
+        best=st.best_trial(study),
         test_metrics={},
         wall_seconds=math.nan,
         parallel_seconds=parallel_seconds,
@@ -218,7 +161,7 @@ def _run_workers(
     thread = threading.Thread(target=target, name="sweep-workers", daemon=True)
     thread.start()
     try:
-        _show_progress(cfg, study, thread, console)
+        show_progress(cfg, study, thread, console)
     except KeyboardInterrupt:
         Path(ctx.stop_file).touch()
         console.print(
@@ -231,174 +174,3 @@ def _run_workers(
     if "error" in outcome:
         raise outcome["error"]
     return outcome["reports"]
-
-
-def _show_progress(
-    cfg: SweepConfig, study: optuna.Study, thread: threading.Thread, console: Console
-) -> None:
-    total = cfg.study.n_trials
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-        disable=not console.is_terminal,
-    )
-    seen: set[int] = set()
-    with progress:
-        task = progress.add_task("trials", total=total)
-        while True:
-            alive = thread.is_alive()
-            trials = study.get_trials(deepcopy=False)
-            finished = [t for t in trials if t.state.is_finished() and st.counts_toward_budget(t)]
-            counts = _state_counts(trials)
-            complete = [t for t in trials if t.state == TrialState.COMPLETE]
-            pick = max if cfg.direction == "maximize" else min
-            best = pick(complete, key=lambda t: t.value) if complete else None
-            best_text = _best_text(best)
-            progress.update(
-                task,
-                completed=len(finished),
-                description=(
-                    f"{counts['complete']} complete, {counts['pruned']} pruned, "
-                    f"{counts['failed']} failed; {best_text}"
-                ),
-            )
-            if not console.is_terminal:
-                for t in finished:
-                    if t.number not in seen:
-                        seen.add(t.number)
-                        value = f"{t.value:.4g}" if t.value is not None else "-"
-                        console.print(
-                            f"trial {t.number:4d} {t.state.name.lower():8s} value {value:>8s}"
-                            f"  [{len(seen)}/{total}] {best_text}",
-                            highlight=False,
-                            soft_wrap=True,
-                        )
-            if not alive:
-                return
-            time.sleep(1.0)
-
-
-def _best_text(best: FrozenTrial | None) -> str:
-    """The best value so far and its parameters, for the progress display."""
-    if best is None:
-        return "best -"
-    params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
-    return f"best {best.value:.4g} (#{best.number}{': ' + params if params else ''})"
-
-
-def evaluate_on_test(
-    cfg: SweepConfig, study: optuna.Study, d: Dataset, models_dir: Path
-) -> dict[str, dict[str, Any]]:
-    """The best configuration (chosen on validation) and each baseline, evaluated once on the
-    test split. Their networks are the ones the workers saved; a missing one is retrained
-    (same seed, so the same network). Either way it is checked against the trial's value."""
-    chosen: dict[str, FrozenTrial] = {}
-    best = _best(study)
-    if best is not None:
-        chosen["best"] = best
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        name = t.user_attrs.get(st.BASELINE)
-        if name and name not in chosen:
-            chosen[name] = t
-    trials = {t.number: t for t in chosen.values()}
-    missing = [t for n, t in trials.items() if not model_path(models_dir, n).exists()]
-    retrained = Parallel(n_jobs=min(cfg.study.n_jobs, len(missing) or 1), backend="loky")(
-        delayed(_retrain)(cfg, t, d) for t in missing
-    )
-    by_number = {t.number: m for t, m in zip(missing, retrained, strict=True)}
-    for n in trials.keys() - by_number.keys():
-        by_number[n] = MLP.load(model_path(models_dir, n))
-    results = {}
-    for name, t in chosen.items():
-        model = by_number[t.number]
-        val = model.evaluate(d.X_val, d.y_val)
-        test = model.evaluate(d.X_test, d.y_test)
-        results[name] = {
-            "trial": t.number,
-            "val_loss": val["loss"],
-            "test_loss": test["loss"],
-            "model": model,
-        }
-        if "accuracy" in test:
-            results[name] |= {"val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"]}
-        if not math.isclose(results[name][cfg.study.metric], t.value, rel_tol=1e-9, abs_tol=1e-12):
-            print(
-                f"warning: retraining trial {t.number} gave {cfg.study.metric} "
-                f"{results[name][cfg.study.metric]} instead of {t.value}",
-                file=sys.stderr,
-            )
-    return results
-
-
-def _retrain(cfg: SweepConfig, t: FrozenTrial, d: Dataset) -> Any:
-    from threadpoolctl import threadpool_limits
-
-    values = hyperparameters(cfg, t.params, t.user_attrs.get(st.OVERRIDES))
-    with threadpool_limits(limits=1, user_api="blas"):
-        return build_model(values, d.task).fit(d.X_train, d.y_train, d.X_val, d.y_val)
-
-
-def print_summary(
-    cfg: SweepConfig, study: optuna.Study, summary: SweepSummary, console: Console
-) -> None:
-    states = summary.states
-    console.print(
-        f"\n[bold]{cfg.study.name}[/]: {states['complete']} complete, {states['pruned']} pruned, "
-        f"{states['failed']} failed of {cfg.study.n_trials}; wall {summary.wall_seconds:.1f} s, "
-        f"training {summary.compute_seconds:.1f} s and MLflow logging "
-        f"{summary.tracking_seconds:.1f} s in {summary.worker_seconds:.1f} s of "
-        f"{summary.n_jobs} worker(s)"
-    )
-    if summary.interrupted:
-        console.print("[yellow]interrupted: re-run the same command to resume the study[/]")
-    elif summary.parent_run_id:
-        console.print(
-            f"browse the runs with `make ui` (experiment {cfg.study.name}); "
-            "answer the question with `make report`",
-            highlight=False,
-        )
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    if not complete:
-        return
-    reverse = cfg.direction == "maximize"
-    top = sorted(complete, key=lambda t: t.value, reverse=reverse)[:5]
-    table = Table(title=f"best trials by {cfg.study.metric} ({cfg.direction})")
-    table.add_column("trial", justify="right")
-    table.add_column(cfg.study.metric, justify="right")
-    for key in cfg.search:
-        table.add_column(key, justify="right")
-    table.add_column("baseline")
-    for t in top:
-        values = hyperparameters(cfg, t.params, t.user_attrs.get(st.OVERRIDES))
-        table.add_row(
-            str(t.number),
-            f"{t.value:.4g}",
-            *[_fmt(values.get(k)) for k in cfg.search],
-            t.user_attrs.get(st.BASELINE, ""),
-        )
-    console.print(table)
-    if summary.test_metrics:
-        tests = Table(title="test split (evaluated once, after selection on validation)")
-        for column in ("configuration", "trial", cfg.study.metric, "test_loss"):
-            tests.add_column(column, justify="right")
-        with_acc = any("test_accuracy" in m for m in summary.test_metrics.values())
-        if with_acc:
-            tests.add_column("test_accuracy", justify="right")
-        for name, m in summary.test_metrics.items():
-            row = [name, str(m["trial"]), f"{m[cfg.study.metric]:.4g}", f"{m['test_loss']:.4g}"]
-            if with_acc:
-                row.append(f"{m.get('test_accuracy', math.nan):.4g}")
-            tests.add_row(*row)
-        console.print(tests)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return "" if value is None else str(value)

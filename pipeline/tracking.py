@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from mlflow import MlflowClient
@@ -28,14 +28,29 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pipeline import plots
 from pipeline.config import SweepConfig
 from pipeline.mlp import MLP
-from pipeline.objective import COMPLETE, FAILED, INTERRUPTED, PRUNED, TrialResult
-from pipeline.store import ROLE, find_parent_run, tracking_uri
-
-if TYPE_CHECKING:
-    from pipeline.sweep import SweepSummary
+from pipeline.names import (
+    BASELINE,
+    COMPLETE,
+    FAIL_REASON,
+    FAILED,
+    INTERRUPTED,
+    INTERRUPTED_REASON,
+    PRUNE_REASON,
+    PRUNED,
+    RETRY_OF,
+    ROLE,
+    ROLE_STUDY,
+    ROLE_TRIAL,
+    RUN_STATUS,
+    RUNNING,
+    STATE,
+    STUDY,
+    TRIAL,
+)
+from pipeline.results import SweepSummary, TrialResult
+from pipeline.store import find_parent_run, tracking_uri
 
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
-STATUS = {COMPLETE: "FINISHED", PRUNED: "KILLED", FAILED: "FAILED", INTERRUPTED: "KILLED"}
 BATCH = 1000  # MLflow takes at most 1000 metrics per log_batch call
 
 
@@ -105,7 +120,7 @@ def start_parent_run(
         params = {k: v for k, v in params.items() if k not in logged}
         tags = {**tags, **{f"resumed_with.{k}": str(v) for k, v in changed.items()}}
     else:
-        run = client.create_run(experiment_id, run_name=study, tags={ROLE: "study"})
+        run = client.create_run(experiment_id, run_name=study, tags={ROLE: ROLE_STUDY})
         run_id = run.info.run_id
     client.log_batch(
         run_id, params=_params(params), tags=[RunTag(k, str(v)) for k, v in tags.items()]
@@ -117,16 +132,12 @@ def close_interrupted_runs(client: MlflowClient, experiment_id: str) -> int:
     """Child runs left RUNNING by a sweep that died become KILLED, tagged ``interrupted``."""
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{ROLE}` = 'trial' and attributes.status = 'RUNNING'",
+        filter_string=f"tags.`{ROLE}` = '{ROLE_TRIAL}' and attributes.status = 'RUNNING'",
         max_results=10000,
     )
     for run in runs:
-        client.set_tag(run.info.run_id, "state", INTERRUPTED)
-        client.set_tag(
-            run.info.run_id,
-            "fail_reason",
-            "interrupted: the sweep running it stopped before it finished",
-        )
+        client.set_tag(run.info.run_id, STATE, INTERRUPTED)
+        client.set_tag(run.info.run_id, FAIL_REASON, INTERRUPTED_REASON)
         client.set_terminated(run.info.run_id, status="KILLED")
     return len(runs)
 
@@ -147,12 +158,12 @@ class TrialLogger:
     def start(self, trial_number: int, user_attrs: dict[str, Any]) -> str:
         tags = {
             MLFLOW_PARENT_RUN_ID: self.parent_run_id,
-            ROLE: "trial",
-            "study": self.study,
-            "trial": str(trial_number),
-            "state": "running",
+            ROLE: ROLE_TRIAL,
+            STUDY: self.study,
+            TRIAL: str(trial_number),
+            STATE: RUNNING,
         }
-        for key in ("baseline", "retry_of"):
+        for key in (BASELINE, RETRY_OF):
             if key in user_attrs:
                 tags[key] = str(user_attrs[key])
         run = self.client.create_run(
@@ -177,10 +188,10 @@ class TrialLogger:
         finals = [Metric(k, float(v), now, 0) for k, v in result.metrics.items() if np.isfinite(v)]
         if result.value is not None:
             finals.append(Metric("objective", float(result.value), now, 0))
-        tags = [RunTag("state", result.state)]
+        tags = [RunTag(STATE, result.state)]
         if result.reason:
             tags.append(
-                RunTag("fail_reason" if result.state != PRUNED else "prune_reason", result.reason)
+                RunTag(PRUNE_REASON if result.state == PRUNED else FAIL_REASON, result.reason)
             )
         if result.state == PRUNED:
             tags.append(RunTag("pruned", "true"))
@@ -191,7 +202,7 @@ class TrialLogger:
         )
         _log_metrics(self.client, run_id, metrics[BATCH:])
         self._log_artifacts(run_id, result, train_X)
-        self.client.set_terminated(run_id, status=STATUS[result.state])
+        self.client.set_terminated(run_id, status=RUN_STATUS[result.state])
 
     def _log_artifacts(self, run_id: str, result: TrialResult, train_X: np.ndarray | None) -> None:
         """Every trial: its full per-epoch history (CSV). A complete trial also: its weights
@@ -298,7 +309,7 @@ class StudyTracker:
         resolved["study"]["direction"] = cfg.direction
         params = {k: v for k, v in _flatten("", resolved).items() if v is not None}
         tags = {
-            "study": cfg.study.name,
+            STUDY: cfg.study.name,
             "storage": storage,
             "sampler": cfg.sampler.name,
             "pruner": cfg.pruner.name,
@@ -322,20 +333,20 @@ class StudyTracker:
         """Trial number -> child run id (the newest, for a trial logged twice)."""
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{ROLE}` = 'trial'",
+            filter_string=f"tags.`{ROLE}` = '{ROLE_TRIAL}'",
             max_results=50000,
             order_by=["attributes.start_time ASC"],
         )
-        return {int(r.data.tags["trial"]): r.info.run_id for r in runs}
+        return {int(r.data.tags[TRIAL]): r.info.run_id for r in runs}
 
     def finish(self, study: Any, summary: SweepSummary) -> None:
         """Summary metrics, Optuna's plots, the trials table, test metrics and the best model;
         then the parent run's status (KILLED when the sweep was interrupted)."""
         states = summary.states
         metrics = {
-            "n_complete": states["complete"],
-            "n_pruned": states["pruned"],
-            "n_failed": states["failed"],
+            "n_complete": states[COMPLETE],
+            "n_pruned": states[PRUNED],
+            "n_failed": states[FAILED],
             "wall_time": summary.wall_seconds,
             "train_time": summary.compute_seconds,
         }

@@ -21,9 +21,10 @@ from threadpoolctl import threadpool_limits
 
 from pipeline.config import SweepConfig
 from pipeline.data import load
-from pipeline.objective import COMPLETE, FAILED, INTERRUPTED, PRUNED, run_trial
-from pipeline.study import FAIL_REASON, load_study, reserve_trial
-from pipeline.study import INTERRUPTED as INTERRUPTED_ATTR
+from pipeline.names import COMPLETE, FAIL_REASON, FAILED, INTERRUPTED, INTERRUPTED_ATTR, PRUNED
+from pipeline.objective import run_trial
+from pipeline.results import WorkerReport
+from pipeline.study import load_study, model_path, reserve_trial
 
 
 @dataclass(frozen=True)
@@ -37,19 +38,6 @@ class WorkerContext:
     tracking_uri: str | None = None  # None: tracking off
     experiment_id: str | None = None
     parent_run_id: str | None = None
-
-
-@dataclass
-class WorkerReport:
-    worker: int
-    trials: int = 0
-    compute_seconds: float = 0.0  # time spent inside MLP.fit
-    tracking_seconds: float = 0.0  # time spent logging to MLflow
-    busy_seconds: float = 0.0  # from start-up to the end of the loop
-
-
-def model_path(models_dir: str | Path, trial_number: int) -> Path:
-    return Path(models_dir) / f"trial-{trial_number:04d}.npz"
 
 
 def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerReport:

@@ -206,12 +206,12 @@ def test_help_documents_every_command():
 def test_every_sampler_builds_and_suggests_within_the_space(tmp_path, sampler):
     import optuna
 
-    from pipeline.study import make_pruner, make_sampler, suggest
+    from pipeline.study import suggest
 
     text = GOOD.replace("low = 0.5, high = 1.0", "low = 0.5, high = 1.0, step = 0.25")
     text = text.replace("low = 1e-5, high = 1e-1, log = true", "low = 0.0, high = 0.1, step = 0.05")
     cfg = load_sweep(write(tmp_path, text + f"\n[sampler]\nname = '{sampler}'\n"))
-    study = optuna.create_study(sampler=make_sampler(cfg, 0), pruner=make_pruner(cfg))
+    study = optuna.create_study(sampler=cfg.sampler_for(0), pruner=cfg.make_pruner())
     values = suggest(study.ask(), cfg)
     assert values["keep_prob"] in (0.5, 0.75, 1.0)
     assert 0 <= values["patience"] <= 10 and values["optimizer"] in ("sgd", "adam")
@@ -225,9 +225,7 @@ def test_grid_sampler_needs_steps_for_floats(tmp_path):
 def test_hyperband_and_no_pruner(tmp_path):
     from optuna.pruners import HyperbandPruner, NopPruner
 
-    from pipeline.study import make_pruner
-
     hyper = load_sweep(write(tmp_path, GOOD + "\n[pruner]\nname = 'hyperband'\n"))
-    assert isinstance(make_pruner(hyper), HyperbandPruner)
+    assert isinstance(hyper.make_pruner(), HyperbandPruner)
     none = load_sweep(write(tmp_path, GOOD + "\n[pruner]\nname = 'none'\n"))
-    assert isinstance(make_pruner(none), NopPruner) and none.report_every == 1
+    assert isinstance(none.make_pruner(), NopPruner) and none.report_every == 1

@@ -1,0 +1,72 @@
+"""The end of a sweep: the best configuration (chosen on validation) and each baseline,
+evaluated once on the test split."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+from joblib import Parallel, delayed
+from optuna.trial import FrozenTrial, TrialState
+
+from pipeline.config import SweepConfig, trial_values
+from pipeline.data import Dataset
+from pipeline.mlp import MLP
+from pipeline.names import BASELINE, OVERRIDES
+from pipeline.objective import build_model
+from pipeline.study import best_trial, model_path
+
+
+def evaluate_on_test(
+    cfg: SweepConfig, study: optuna.Study, d: Dataset, models_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """The best configuration (chosen on validation) and each baseline, evaluated once on the
+    test split. Their networks are the ones the workers saved; a missing one is retrained
+    (same seed, so the same network). Either way it is checked against the trial's value."""
+    chosen: dict[str, FrozenTrial] = {}
+    best = best_trial(study)
+    if best is not None:
+        chosen["best"] = best
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        name = t.user_attrs.get(BASELINE)
+        if name and name not in chosen:
+            chosen[name] = t
+    trials = {t.number: t for t in chosen.values()}
+    missing = [t for n, t in trials.items() if not model_path(models_dir, n).exists()]
+    retrained = Parallel(n_jobs=min(cfg.study.n_jobs, len(missing) or 1), backend="loky")(
+        delayed(_retrain)(cfg, t, d) for t in missing
+    )
+    by_number = {t.number: m for t, m in zip(missing, retrained, strict=True)}
+    for n in trials.keys() - by_number.keys():
+        by_number[n] = MLP.load(model_path(models_dir, n))
+    results = {}
+    for name, t in chosen.items():
+        model = by_number[t.number]
+        val = model.evaluate(d.X_val, d.y_val)
+        test = model.evaluate(d.X_test, d.y_test)
+        results[name] = {
+            "trial": t.number,
+            "val_loss": val["loss"],
+            "test_loss": test["loss"],
+            "model": model,
+        }
+        if "accuracy" in test:
+            results[name] |= {"val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"]}
+        if not math.isclose(results[name][cfg.study.metric], t.value, rel_tol=1e-9, abs_tol=1e-12):
+            print(
+                f"warning: retraining trial {t.number} gave {cfg.study.metric} "
+                f"{results[name][cfg.study.metric]} instead of {t.value}",
+                file=sys.stderr,
+            )
+    return results
+
+
+def _retrain(cfg: SweepConfig, t: FrozenTrial, d: Dataset) -> Any:
+    from threadpoolctl import threadpool_limits
+
+    values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES))
+    with threadpool_limits(limits=1, user_api="blas"):
+        return build_model(values, d.task).fit(d.X_train, d.y_train, d.X_val, d.y_val)

@@ -1,0 +1,64 @@
+"""Names and values shared across the package: trial states, tags and attributes, the
+regularisers with their "off" values, and the seed chapter's configuration.
+
+Plain data with no imports, so that analysis and reports can use the same names as the sweep
+without importing the training code.
+"""
+
+from __future__ import annotations
+
+# Trial states, as the MLflow tag ``state`` and the analysis frames' ``state`` column spell them.
+COMPLETE = "complete"
+PRUNED = "pruned"
+FAILED = "failed"
+INTERRUPTED = "interrupted"  # cut short by Ctrl-C or a dead process; run again by a retry
+RUNNING = "running"
+WAITING = "waiting"
+
+# The MLflow status each final state ends its run with.
+RUN_STATUS = {COMPLETE: "FINISHED", PRUNED: "KILLED", FAILED: "FAILED", INTERRUPTED: "KILLED"}
+
+# Optuna user attributes of a trial (some also MLflow tags of its run).
+BASELINE = "baseline"  # name of the baseline a trial runs, e.g. "unregularised"
+OVERRIDES = "overrides"  # hyperparameters a baseline sets that are not (or cannot be) params
+INTERRUPTED_ATTR = "interrupted"  # True on a trial cut short; its retry counts in its place
+RETRY_OF = "retry_of"  # number of the interrupted trial whose parameters this one re-runs
+FAIL_REASON = "fail_reason"
+PRUNE_REASON = "prune_reason"
+
+# MLflow tags.
+ROLE = "pipeline.role"  # "study" on parent runs, "trial" on child runs
+ROLE_STUDY = "study"
+ROLE_TRIAL = "trial"
+STATE = "state"
+TRIAL = "trial"
+STUDY = "study"
+
+INTERRUPTED_REASON = "interrupted: the sweep running it stopped before the trial ended"
+
+# The regularisers of the chapter and their relatives, as named in sweep files, with the value
+# that turns each off (``max_norm = 0`` and ``patience = 0`` are "off" in a sweep file).
+REGULARISERS_OFF: dict[str, float | int] = {
+    "keep_prob": 1.0,
+    "input_keep_prob": 1.0,
+    "weight_decay": 0.0,
+    "l1": 0.0,
+    "patience": 0,
+    "max_norm": 0,
+}
+REGULARISERS = tuple(REGULARISERS_OFF)
+
+# The seed chapter's network and training, in sweep-file form (batch_size 0: full batch;
+# seed 42: the chapter's initial weights), with no regulariser but its L2.
+CHAPTER: dict[str, object] = {
+    **REGULARISERS_OFF,
+    "hidden": [64, 64],
+    "activation": "relu",
+    "optimizer": "sgd",
+    "lr": 0.01,
+    "max_epochs": 500,
+    "weight_decay": 0.001,
+    "batch_size": 0,
+    "seed": 42,
+}
+CHAPTER_KEEP_PROB = 0.7  # the chapter's one dropout setting, which made test error worse

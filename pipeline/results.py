@@ -1,0 +1,60 @@
+"""What a trial, a worker and a sweep produce: plain records passed from the objective and the
+workers to the runner, the console and tracking, none of which need each other's code."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+from pipeline.mlp import MLP
+from pipeline.names import COMPLETE
+
+
+@dataclass
+class TrialResult:
+    hyperparameters: dict[str, Any]  # every hyperparameter, fixed and searched, as in the file
+    state: str = COMPLETE
+    value: float | None = None  # the objective (final validation metric), when complete
+    reason: str | None = None  # why it failed or was pruned
+    history: dict[str, list[float]] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    model: MLP | None = None
+    model_path: Path | None = None  # where the worker saved the model of a complete trial
+
+
+@dataclass
+class WorkerReport:
+    worker: int
+    trials: int = 0
+    compute_seconds: float = 0.0  # time spent inside MLP.fit
+    tracking_seconds: float = 0.0  # time spent logging to MLflow
+    busy_seconds: float = 0.0  # from start-up to the end of the loop
+
+
+@dataclass
+class SweepSummary:
+    study_name: str
+    n_trials: int
+    states: dict[str, int]
+    best: FrozenTrial | None
+    test_metrics: dict[str, dict[str, Any]]  # "best" and each baseline -> test metrics
+    wall_seconds: float  # the whole sweep, set up to summary
+    parallel_seconds: float  # the workers' phase
+    compute_seconds: float  # training (MLP.fit) inside all trials
+    n_jobs: int
+    tracking_seconds: float = 0.0  # MLflow logging inside the workers
+    worker_seconds: float = 0.0
+    interrupted: bool = False
+    parent_run_id: str | None = None
+
+    @property
+    def parallel_overhead(self) -> float:
+        """Core-seconds of the workers' phase not spent training (process start-up, sampling,
+        storage, logging, idle workers), as a share of the training's own core-seconds."""
+        if self.compute_seconds <= 0:
+            return math.nan
+        return (self.parallel_seconds * self.n_jobs - self.compute_seconds) / self.compute_seconds

@@ -1,0 +1,45 @@
+"""Optuna samplers and pruners by name, from a sweep file's options. Kept apart from the sweep
+configuration so that the configuration can try them while it validates a file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
+PRUNERS = ("median", "hyperband", "none")
+
+
+def make_sampler(
+    name: str, options: dict[str, Any], seed: int, grid: dict[str, list[Any]] | None = None
+) -> optuna.samplers.BaseSampler:
+    """A sampler; ``grid`` is the search space of the grid sampler."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, **options)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed, **options)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, **options)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, **options)
+    if name == "grid":
+        return optuna.samplers.GridSampler(grid or {}, seed=seed, **options)
+    raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str, options: dict[str, Any], max_epochs: int) -> optuna.pruners.BasePruner:
+    """A pruner; Hyperband's resource is the epoch, up to ``max_epochs``."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(
+            **{"n_startup_trials": 5, "n_warmup_steps": 20, **options}
+        )
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            **{"min_resource": 10, "max_resource": max_epochs, **options}
+        )
+    if name == "none":
+        if options:
+            raise ValueError("the 'none' pruner takes no options")
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"unknown pruner {name!r}; known: {', '.join(PRUNERS)}")
