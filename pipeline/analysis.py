@@ -363,18 +363,17 @@ def regulariser_effects(
 
 
 def pruning_summary(frame: pd.DataFrame, max_epochs: int | None = None) -> pd.DataFrame:
-    """Trials by state, and the epochs pruning saved (epochs pruned trials did not run, out of
-    ``max_epochs`` each; the fixed max_epochs of the sweep when not given)."""
+    """Trials by state, and the epochs pruning saved: the epochs pruned trials did not run, out
+    of each trial's own ``max_epochs`` (a baseline may train longer than the sweep's trials),
+    or out of ``max_epochs`` when given."""
     counts = frame["state"].astype(str).value_counts()
     pruned = frame[frame["state"] == PRUNED]
     if max_epochs is None and "max_epochs" in frame.columns:
-        max_epochs = frame["max_epochs"].dropna().astype(float).median()
+        limits = pruned["max_epochs"].astype(float)
+    else:
+        limits = pd.Series(max_epochs, index=pruned.index, dtype=float)
     run = float(frame["stopped_epoch"].fillna(0).sum()) if "stopped_epoch" in frame else math.nan
-    saved = (
-        float((max_epochs - pruned["stopped_epoch"]).clip(lower=0).sum())
-        if max_epochs and len(pruned)
-        else 0.0
-    )
+    saved = float((limits - pruned["stopped_epoch"]).clip(lower=0).sum()) if len(pruned) else 0.0
     return pd.DataFrame(
         [
             {

@@ -159,8 +159,8 @@ def _run_workers(
             outcome["error"] = err
 
     thread = threading.Thread(target=target, name="sweep-workers", daemon=True)
-    thread.start()
     try:
+        thread.start()  # Ctrl-C may land while start() waits for the thread: inside the try
         show_progress(cfg, study, thread, console)
     except KeyboardInterrupt:
         Path(ctx.stop_file).touch()
@@ -168,7 +168,8 @@ def _run_workers(
             "[yellow]stopping: the running trials end at their next epoch "
             "(Ctrl-C again to leave now)[/]"
         )
-        thread.join()
+        if thread.ident is not None:  # started
+            thread.join()
         raise
     thread.join()
     if "error" in outcome:

@@ -18,19 +18,37 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "sweeps" / "smoke.toml"
 
 
-def long_sweep(folder: Path, max_epochs: int = 200_000) -> Path:
-    """Four trials of the smoke sweep that run long enough to be stopped or killed midway:
-    no early stopping, no pruning."""
-    text = SMOKE.read_text().replace('name = "smoke"', 'name = "long"')
-    text = text.replace("max_epochs = 60", f"max_epochs = {max_epochs}")
-    text = text.replace("n_trials = 8", "n_trials = 4").replace('name = "median"', 'name = "none"')
-    text = "\n".join(
-        line
-        for line in text.splitlines()
-        if not line.startswith(("patience =", "n_startup_trials = 3", "n_warmup_steps"))
-    )
+def long_sweep(folder: Path, max_epochs: int = 10_000_000) -> Path:
+    """Four trials of the smoke sweep's network that run until they are stopped or killed (by
+    default; a re-run passes ``--set fixed.max_epochs=30`` to finish them): no early stopping,
+    no pruning, and a stop request noticed every 50 epochs."""
     path = folder / "long.toml"
-    path.write_text(text)
+    path.write_text(
+        f"""
+[study]
+name = "long"
+n_trials = 4
+n_jobs = 2
+seed = 0
+
+[data]
+name = "sine"
+seed = 1
+
+[fixed]
+hidden = [16, 16]
+lr = 0.05
+max_epochs = {max_epochs}
+
+[search]
+keep_prob = {{ type = "float", low = 0.5, high = 1.0 }}
+weight_decay = {{ type = "float", low = 1e-5, high = 1e-1, log = true }}
+
+[pruner]
+name = "none"
+report_every = 50
+"""
+    )
     return path
 
 

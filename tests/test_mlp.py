@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from pipeline.mlp import MLP, DivergenceError
+from pipeline.mlp import MLP, Adam, AdamW, DivergenceError, Momentum, prox_l1
 
 
 def _problem(task: str, n: int = 12, d: int = 3, k: int = 3, seed: int = 0):
@@ -124,7 +124,6 @@ def test_dropout_preserves_the_mean_activation_and_is_identity_at_inference():
     assert abs(dropped.mean() - clean.mean()) < 4 * stderr
     # inference: no masks, deterministic, equal to a plain forward pass
     np.testing.assert_allclose(model.predict(X), _numpy_forward(model, X)[:, 0], rtol=1e-12)
-    np.testing.assert_array_equal(model.predict(X), model.predict(X))
 
 
 def test_strong_l1_gives_exact_zeros_monotonically():
@@ -137,11 +136,59 @@ def test_strong_l1_gives_exact_zeros_monotonically():
     assert sparsity == sorted(sparsity) and sparsity[-1] > 0.5
 
 
-def test_subgradient_free_l1_never_passes_zero():
-    """The proximal step sets small weights to exactly 0 instead of flipping their sign."""
-    X, y = _problem("regression", n=40, d=4)
-    model = MLP(hidden=(16,), l1=0.5, lr=0.05, max_epochs=200, seed=0).fit(X, y)
-    assert model.sparsity() > 0.9
+def test_the_proximal_l1_step_never_moves_a_weight_across_zero():
+    """Soft-thresholding sets weights within the threshold to exactly 0 and shrinks the rest
+    toward 0 without flipping a sign, where a subgradient step would cross zero."""
+    rng = np.random.default_rng(0)
+    W = rng.normal(0, 0.1, (20, 30))
+    before = W.copy()
+    prox_l1([W], 0.05)
+    assert np.all((np.sign(W) == np.sign(before)) | (W == 0))
+    np.testing.assert_array_equal(W == 0, np.abs(before) <= 0.05)
+    np.testing.assert_allclose(np.abs(W[W != 0]), np.abs(before[W != 0]) - 0.05)
+    subgradient = before - 0.05 * np.sign(before)  # the control: it crosses zero
+    assert np.any(np.sign(subgradient) == -np.sign(before))
+
+
+def test_one_proximal_l1_update_by_hand():
+    W = [np.array([[0.3, -0.05, 0.02]])]
+    prox_l1(W, 0.04)  # lr 0.1 * l1 0.4
+    np.testing.assert_allclose(W[0], [[0.26, -0.01, 0.0]], atol=1e-15)
+
+
+def test_one_adam_step_by_hand():
+    """Step 1: m = (1-b1) g, v = (1-b2) g^2, so m_hat = g and v_hat = g^2, and the step is
+    lr * g / (|g| + eps_hat), eps_hat = eps / sqrt(1-b2) (the correction folded into the step)."""
+    p, g = np.array([0.5, -0.2]), np.array([0.2, -3.0])
+    adam = Adam([p], lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8)
+    adam.step([p], [g])
+    np.testing.assert_allclose(adam.m[0], 0.1 * g)
+    np.testing.assert_allclose(adam.v[0], 0.001 * g * g)
+    eps_hat = 1e-8 / np.sqrt(0.001)
+    np.testing.assert_allclose(p, [0.5, -0.2] - 0.1 * g / (np.abs(g) + eps_hat), rtol=1e-12)
+    # step 2 with the same gradient: m_hat = g and v_hat = g^2 again, eps_hat over 1 - b2^2
+    first = 0.1 * g / (np.abs(g) + eps_hat)
+    adam.step([p], [g])
+    second = 0.1 * g / (np.abs(g) + 1e-8 / np.sqrt(1 - 0.999**2))
+    np.testing.assert_allclose(p, [0.5, -0.2] - first - second, rtol=1e-12, atol=1e-15)
+
+
+def test_one_adamw_step_by_hand_decays_weights_but_not_biases():
+    W, b = np.array([0.5]), np.array([0.5])
+    g = np.array([0.2])
+    adamw = AdamW([W, b], weight_decay=0.5, n_decayed=1, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8)
+    adamw.step([W, b], [g, g.copy()])
+    adam_step = 0.1 * 0.2 / (0.2 + 1e-8 / np.sqrt(0.001))  # lr * sign(g), up to eps
+    np.testing.assert_allclose(W, 0.5 * (1 - 0.1 * 0.5) - adam_step, rtol=1e-12)  # decay first
+    np.testing.assert_allclose(b, 0.5 - adam_step, rtol=1e-12)
+
+
+def test_one_momentum_step_by_hand():
+    p, g = np.array([1.0]), np.array([2.0])
+    momentum = Momentum([p], lr=0.1, momentum=0.9)
+    momentum.step([p], [g])
+    momentum.step([p], [g])  # v1 = -0.2; v2 = 0.9 * -0.2 - 0.2 = -0.38
+    np.testing.assert_allclose(p, 1.0 - 0.2 - 0.38)
 
 
 def test_weight_decay_shrinks_the_weights_monotonically():

@@ -6,15 +6,18 @@ each epoch (Keras's convention), so the chapter's ``test_losses[e]`` is our epoc
 final 0.0576 is the net after 499 updates (after all 500 it is 0.05770).
 """
 
+import tomllib
+
 import numpy as np
 import pytest
 
+from pipeline.config import model_kwargs
 from pipeline.data import load
 from pipeline.mlp import MLP
+from pipeline.names import CHAPTER as CHAPTER_SWEEP
+from pipeline.names import CHAPTER_KEEP_PROB, REGULARISERS_OFF
 
-CHAPTER = dict(
-    hidden=(64, 64), activation="relu", lr=0.01, max_epochs=500, weight_decay=0.001, seed=42
-)
+CHAPTER = model_kwargs(CHAPTER_SWEEP)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,7 @@ def test_dropout_0_7_lands_near_the_chapters_0_1950(sine):
     # (default_rng(42)); so here the initial weights stay the chapter's (seed=42) and only the
     # dropout stream varies. Over 20 mask seeds the chapter's own code gives 0.1956 +- 0.005.
     finals = [
-        MLP(**CHAPTER, keep_prob=0.7, noise_seed=s)
+        MLP(**{**CHAPTER, "keep_prob": CHAPTER_KEEP_PROB}, noise_seed=s)
         .fit(sine.X_train, sine.y_train, sine.X_test, sine.y_test)
         .history_["val_loss"][-2]
         for s in range(8)
@@ -69,3 +72,16 @@ def test_dropout_0_7_lands_near_the_chapters_0_1950(sine):
     assert abs(np.mean(finals) - 0.1950) < 0.01
     # and dropout did make this net worse on test, as the chapter found
     assert min(finals) > 0.0576 * 2
+
+
+def test_the_default_sweep_trains_the_chapters_network():
+    """sweeps/default.toml fixes the chapter's network and initial weights (it trains longer
+    and searches the regularisers and lr)."""
+    from e2e import ROOT
+
+    fixed = tomllib.loads((ROOT / "sweeps" / "default.toml").read_text())["fixed"]
+    same = ("hidden", "activation", "optimizer", "batch_size", "seed")
+    assert {k: fixed[k] for k in same} == {k: CHAPTER_SWEEP[k] for k in same}
+    assert {
+        k: v for k, v in CHAPTER_SWEEP.items() if k in REGULARISERS_OFF and k != "weight_decay"
+    } == {k: v for k, v in REGULARISERS_OFF.items() if k != "weight_decay"}

@@ -1,0 +1,37 @@
+"""The command line in this process, the store's location rules and the benchmark's timer."""
+
+import pytest
+
+from pipeline import bench, cli, store
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("sweep", "ui", "report", "bench"):
+        assert command in out
+
+
+def test_a_missing_sweep_file_is_status_2_with_its_name(tmp_path, capsys):
+    missing = tmp_path / "nope.toml"
+    assert cli.main(["sweep", str(missing)]) == 2
+    assert f"{missing}: no such file" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_tracking_uri_is_the_flag_then_the_environment_then_mlruns(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert store.tracking_uri() == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    assert store.tracking_uri() == "http://127.0.0.1:1"
+    assert store.tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_the_benchmark_keeps_each_candidates_best_time():
+    calls = []
+    times = bench._best_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    assert calls == ["a", "b"] * 3  # interleaved rounds
+    assert set(times) == {"a", "b"} and all(0 <= t < 1 for t in times.values())

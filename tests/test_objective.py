@@ -1,0 +1,91 @@
+"""One trial on an in-memory Optuna study, tracking off: states, reasons, the objective, and how
+fixed, searched and baseline values combine into the network that is trained."""
+
+import optuna
+import pytest
+from e2e import SMOKE
+
+from pipeline.config import load_sweep, model_kwargs, parse_override, trial_values
+from pipeline.data import load
+from pipeline.names import COMPLETE, FAILED, INTERRUPTED, INTERRUPTED_REASON, PRUNED
+from pipeline.objective import build_model, run_trial
+from pipeline.study import baselines, enqueue_baselines
+
+
+@pytest.fixture(scope="module")
+def sine():
+    return load("sine", seed=1)
+
+
+def _cfg(*overrides: str):
+    return load_sweep(SMOKE, [parse_override(o) for o in ("fixed.max_epochs=20", *overrides)])
+
+
+def _study(cfg, pruner=None):
+    return optuna.create_study(sampler=cfg.sampler_for(0), pruner=pruner or cfg.make_pruner())
+
+
+def test_a_complete_trial_returns_its_objective_history_and_final_metrics(sine):
+    cfg = _cfg()
+    trial = _study(cfg).ask()
+    result = run_trial(trial, cfg, sine)
+    assert result.state == COMPLETE and result.reason is None
+    assert len(result.history["val_loss"]) == result.model.stopped_epoch_ <= 20
+    # the objective is the final validation loss of the returned network, measured anew
+    assert result.value == pytest.approx(result.model.evaluate(sine.X_val, sine.y_val)["loss"])
+    assert result.metrics["final_val_loss"] == result.value
+    gap = result.metrics["final_val_loss"] - result.metrics["final_train_loss"]
+    assert result.metrics["gen_gap"] == pytest.approx(gap)
+    assert set(trial.params) <= set(result.hyperparameters) and result.metrics["train_time"] > 0
+
+
+def test_a_trial_the_pruner_stops_is_pruned_with_its_epoch(sine):
+    cfg = _cfg()
+    always = optuna.pruners.ThresholdPruner(upper=0.0)  # every validation loss is above 0
+    result = run_trial(_study(cfg, always).ask(), cfg, sine)
+    assert result.state == PRUNED and result.value is None
+    assert result.reason.startswith(f"pruned at epoch {cfg.report_every}:")
+    assert result.metrics["stopped_epoch"] == cfg.report_every
+
+
+def test_a_diverging_trial_fails_with_the_reason(sine):
+    cfg = _cfg("fixed.lr=1000.0")
+    result = run_trial(_study(cfg).ask(), cfg, sine)
+    assert result.state == FAILED and "diverged" in result.reason and result.value is None
+
+
+def test_a_stop_request_interrupts_the_trial(sine):
+    cfg = _cfg()
+    result = run_trial(_study(cfg).ask(), cfg, sine, stop_requested=lambda: True)
+    assert result.state == INTERRUPTED and result.reason == INTERRUPTED_REASON
+
+
+def test_baselines_override_searched_values_and_turn_regularisers_off(sine):
+    cfg = _cfg()
+    study = _study(cfg)
+    enqueue_baselines(study, cfg)
+    values = trial_values(cfg, {}, baselines(cfg)["unregularised"])
+    assert values["keep_prob"] == 1.0 and values["weight_decay"] == 0.0 and values["l1"] == 0.0
+    first = run_trial(study.ask(), cfg, sine)  # the unregularised baseline is queued first
+    assert first.hyperparameters["weight_decay"] == 0.0
+    assert first.model.keep_prob == 1.0 and first.model.patience == 0
+    chapter = run_trial(study.ask(), cfg, sine)
+    assert chapter.model.hidden == (64, 64) and chapter.model.max_epochs == 500
+    assert chapter.model.seed == 42 and chapter.model.batch_size is None
+
+
+def test_width_and_depth_build_hidden_and_a_baseline_hidden_becomes_width_and_depth(tmp_path):
+    path = tmp_path / "wd.toml"
+    path.write_text(
+        "[study]\nname = 'wd'\nn_trials = 2\n[data]\nname = 'sine'\n[fixed]\ndepth = 3\n"
+        "[search]\nwidth = { type = 'categorical', choices = [8, 16] }\n"
+    )
+    cfg = load_sweep(path)
+    model = build_model(trial_values(cfg, {"width": 8}), "regression")
+    assert model.hidden == (8, 8, 8)
+    chapter = baselines(cfg)["chapter"]
+    assert "hidden" not in chapter and (chapter["width"], chapter["depth"]) == (64, 2)
+    assert build_model(trial_values(cfg, {"width": 8}, chapter), "regression").hidden == (64, 64)
+    # zero means "off" where the MLP takes None
+    kwargs = model_kwargs({"batch_size": 0, "max_norm": 0, "hidden": [4]})
+    assert kwargs == {"batch_size": None, "max_norm": None, "hidden": (4,)}
