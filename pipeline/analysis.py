@@ -219,6 +219,8 @@ def leaderboard(
     frame: pd.DataFrame, objective: str = "final_val_loss", direction: str = "minimize", n: int = 10
 ) -> pd.DataFrame:
     """The best complete trials by the objective (validation), best first."""
+    if frame.empty:  # a study with no trial yet
+        return frame
     complete = frame[frame["state"] == COMPLETE]
     return complete.sort_values(objective, ascending=direction == "minimize").head(n)
 

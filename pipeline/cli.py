@@ -8,7 +8,10 @@ from collections.abc import Sequence
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from pipeline.config import ConfigError, check_locations, load_sweep, parse_override
+    from pipeline.config import ConfigError, load_sweep, parse_override
+    from pipeline.locations import check_locations
+    from pipeline.store import tracking_uri
+    from pipeline.study import storage_url
 
     try:
         overrides = [parse_override(text) for text in args.set]
@@ -23,8 +26,11 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.no_tracking:
             overrides.append((["tracking", "enabled"], False))
         cfg = load_sweep(args.file, overrides)
+        tracking = args.tracking_uri or cfg.tracking.uri
         check_locations(
-            args.storage or cfg.study.storage, args.tracking_uri or cfg.tracking.uri, args.file
+            storage_url(cfg, args.storage),
+            tracking_uri(tracking) if cfg.tracking.enabled else None,
+            args.file,
         )
     except ConfigError as err:
         print(f"error: invalid sweep\n{err}", file=sys.stderr)
@@ -38,7 +44,10 @@ def _sweep(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"error: cannot run the sweep\n{err}", file=sys.stderr)
         return 2
-    return 130 if summary.interrupted else 0
+    if summary.interrupted:
+        return 130
+    # an error that stopped the workers, or not one trial completed: the sweep did not work
+    return 1 if summary.errors or not summary.states["complete"] else 0
 
 
 def _ui(args: argparse.Namespace) -> int:

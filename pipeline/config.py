@@ -14,13 +14,21 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import optuna
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline import data
 from pipeline.mlp import MLP, PARAMETER_CONSTRAINTS, POSITIVE_INT
@@ -52,6 +60,7 @@ class _Strict(BaseModel):
 
 
 class FloatParam(_Strict):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
     type: Literal["float"]
     low: float
     high: float
@@ -63,6 +72,8 @@ class FloatParam(_Strict):
         _check_range(self.low, self.high, self.log)
         if self.step is not None and (self.step <= 0 or self.log):
             raise ValueError("step must be > 0, and cannot be combined with log = true")
+        if self.step is not None:
+            _check_step(self.low, self.high, self.step)
         return self
 
     def values_to_check(self) -> list[Any]:
@@ -81,6 +92,7 @@ class IntParam(_Strict):
         _check_range(self.low, self.high, self.log)
         if self.step < 1 or (self.log and self.step != 1):
             raise ValueError("step must be >= 1, and 1 with log = true")
+        _check_step(self.low, self.high, self.step)
         return self
 
     def values_to_check(self) -> list[Any]:
@@ -95,6 +107,16 @@ class CategoricalParam(_Strict):
         return list(self.choices)
 
 
+def _check_step(low: float, high: float, step: float) -> None:
+    """Optuna would silently move ``high`` to the last step below it: say so instead."""
+    n = (high - low) / step
+    if abs(n - round(n)) > 1e-9 * max(1.0, n):
+        raise ValueError(
+            f"step {step} does not divide the range {low}..{high} into whole steps; "
+            f"choose a step that does, or high = {low + step * math.floor(n)}"
+        )
+
+
 def _check_range(low: float, high: float, log: bool) -> None:
     if low >= high:
         raise ValueError(f"low ({low}) must be < high ({high})")
@@ -105,8 +127,12 @@ def _check_range(low: float, high: float, log: bool) -> None:
 SearchParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
 
 
+MAX_JOBS = 4 * (os.cpu_count() or 1)  # worker processes at most: 4 per core
+
+
 class StudySection(_Strict):
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    # also a folder name (models, reports): it must not be "..", hidden, or hold a separator
+    name: Annotated[str, Field(min_length=1, max_length=100)]
     description: str = ""
     metric: Literal["val_loss", "val_accuracy"] = "val_loss"
     direction: Literal["minimize", "maximize"] | None = None
@@ -115,6 +141,26 @@ class StudySection(_Strict):
     n_jobs: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: os.cpu_count() or 1)
     seed: Annotated[int, Field(ge=0)] = 0
     storage: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ValueError(
+                "must start with a letter or digit and hold only letters, digits, '_', '.' "
+                "and '-' (it names folders)"
+            )
+        return name
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _jobs(cls, n_jobs: int) -> int:
+        if n_jobs > MAX_JOBS:
+            raise ValueError(
+                f"at most {MAX_JOBS} worker processes (4 per core; this machine has "
+                f"{os.cpu_count()} cores)"
+            )
+        return n_jobs
 
 
 class DataSection(BaseModel):
@@ -314,25 +360,61 @@ def _cross_checks(cfg: SweepConfig) -> list[str]:
                     f"search.{key}: the grid sampler needs a step for float ranges, "
                     "or categorical choices"
                 )
+    problems += [
+        f"data.{key} = {value!r}: must be {allowed}"
+        for key, value, allowed in data.option_problems(cfg.data.name, cfg.data.options)
+    ]
     problems += _check_factory_options(cfg)
     return problems
 
 
 def _check_factory_options(cfg: SweepConfig) -> list[str]:
-    """Extra sampler/pruner keys are passed to Optuna: try them now, not in a worker."""
+    """Extra sampler/pruner keys are passed to Optuna, which checks some only when it samples
+    or prunes: build both and run two trials of an in-memory study now, not in a worker."""
     problems = []
-    for section, make in (
-        ("sampler", lambda c: c.sampler_for(0)),
-        ("pruner", SweepConfig.make_pruner),
-    ):
+    try:
+        sampler = cfg.sampler_for(0)
+    except (TypeError, ValueError) as err:
+        problems.append(f"sampler = {cfg.sampler.name!r} with options {cfg.sampler.options}: {err}")
+    try:
+        pruner = cfg.make_pruner()
+    except (TypeError, ValueError) as err:
+        problems.append(f"pruner = {cfg.pruner.name!r} with options {cfg.pruner.options}: {err}")
+    if problems:
+        return problems
+    study = optuna.create_study(sampler=sampler, pruner=pruner, direction=cfg.direction)
+    for _ in range(2):
+        trial = study.ask()
         try:
-            make(cfg)
-        except (TypeError, ValueError) as err:
-            options = getattr(cfg, section).options
-            problems.append(
-                f"{section} = {getattr(cfg, section).name!r} with options {options}: {err}"
-            )
+            suggest_space(trial, cfg.search)
+        except Exception as err:  # any error here is the options' fault
+            return [f"sampler = {cfg.sampler.name!r} with options {cfg.sampler.options}: {err}"]
+        try:
+            for step in (1, 2):
+                trial.report(1.0, step=step * cfg.report_every)
+                trial.should_prune()
+        except Exception as err:
+            return [f"pruner = {cfg.pruner.name!r} with options {cfg.pruner.options}: {err}"]
+        study.tell(trial, 1.0)
     return problems
+
+
+def suggest_space(
+    trial: optuna.Trial, search: dict[str, Any], fixed: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Ask ``trial`` for a value of every searched hyperparameter not in ``fixed``."""
+    fixed = fixed or {}
+    values = {}
+    for key, p in search.items():
+        if key in fixed:
+            values[key] = fixed[key]
+        elif p.type == "float":
+            values[key] = trial.suggest_float(key, p.low, p.high, log=p.log, step=p.step)
+        elif p.type == "int":
+            values[key] = trial.suggest_int(key, p.low, p.high, step=p.step, log=p.log)
+        else:
+            values[key] = trial.suggest_categorical(key, p.choices)
+    return values
 
 
 def _format_pydantic(err: ValidationError, prefix: str = "") -> list[str]:
@@ -354,46 +436,16 @@ def _format_pydantic(err: ValidationError, prefix: str = "") -> list[str]:
     return problems
 
 
-STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
-TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "http", "https", "file", "databricks")
-
-
-def check_locations(
-    storage: str | None, tracking: str | None, source: str = "command line"
-) -> None:
-    """``--storage`` and ``--tracking-uri`` (or the file's) are plausible before anything is
-    written: a known scheme, or for a journal file a folder that exists or can be made."""
-    problems = []
-    if storage:
-        scheme = storage.split("://", 1)[0].split("+", 1)[0] if "://" in storage else None
-        if scheme is not None and scheme not in STORAGE_SCHEMES:
-            problems.append(
-                f"storage = {storage!r}: must be a journal file path or an Optuna "
-                f"database URL ({', '.join(s + '://...' for s in STORAGE_SCHEMES)})"
-            )
-        elif scheme is None and Path(storage).is_dir():
-            problems.append(
-                f"storage = {storage!r}: is a folder; give a journal file path, "
-                "e.g. mlruns/optuna.journal"
-            )
-    if tracking:
-        scheme = tracking.split(":", 1)[0].split("+", 1)[0] if ":" in tracking else None
-        if scheme not in TRACKING_SCHEMES:
-            problems.append(
-                f"tracking uri = {tracking!r}: must be an MLflow tracking URI "
-                "(sqlite:///path/mlflow.db, http://host:port, postgresql://..., "
-                "file:///path)"
-            )
-    if problems:
-        raise ConfigError(source, problems)
-
-
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``KEY=VALUE`` from ``--set``: a dotted key into the sweep file and a TOML value
     (a bare word that is not valid TOML is taken as a string)."""
     if "=" not in text:
         raise ConfigError("--set", [f"{text!r}: expected KEY=VALUE, e.g. fixed.max_epochs=200"])
     key, raw = (part.strip() for part in text.split("=", 1))
+    if not all(key.split(".")):
+        raise ConfigError(
+            "--set", [f"{text!r}: expected KEY=VALUE with a dotted key, e.g. fixed.max_epochs=200"]
+        )
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -410,6 +462,14 @@ def load_sweep(
         raw = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(source, ["no such file"]) from None
+    except IsADirectoryError:
+        raise ConfigError(source, ["is a folder, not a sweep file"]) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            source, [f"not UTF-8 text (byte {err.start}): not a sweep file"]
+        ) from None
+    except OSError as err:
+        raise ConfigError(source, [f"cannot be read: {err.strerror}"]) from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(source, [f"not valid TOML: {err}"]) from None
     for keys, value in overrides or []:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import optuna
@@ -23,7 +24,15 @@ from rich.table import Table
 
 from pipeline import study as st
 from pipeline.config import SweepConfig, trial_values
-from pipeline.names import BASELINE, COMPLETE, FAILED, OVERRIDES, PRUNED
+from pipeline.names import (
+    BASELINE,
+    COMPLETE,
+    FAIL_REASON,
+    FAILED,
+    INTERRUPTED_ATTR,
+    OVERRIDES,
+    PRUNED,
+)
 from pipeline.results import SweepSummary
 
 
@@ -97,15 +106,28 @@ def print_summary(
         f"{summary.tracking_seconds:.1f} s in {summary.worker_seconds:.1f} s of "
         f"{summary.n_jobs} worker(s)"
     )
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    reasons = Counter(
+        t.user_attrs.get(FAIL_REASON, "no reason recorded")
+        for t in failed
+        if not t.user_attrs.get(INTERRUPTED_ATTR)
+        and t.user_attrs.get(FAIL_REASON) not in summary.errors  # said once, below
+    )
+    for reason, count in reasons.most_common(3):
+        console.print(f"[red]{count} trial(s) failed: {reason}[/]", highlight=False)
+    for error in summary.errors:
+        console.print(f"[red]error: {error}[/]", highlight=False)
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if summary.interrupted:
         console.print("[yellow]interrupted: re-run the same command to resume the study[/]")
+    elif not complete:
+        console.print("[red]no trial completed: nothing to report[/]")
     elif summary.parent_run_id:
         console.print(
             f"browse the runs with `make ui` (experiment {cfg.study.name}); "
             "answer the question with `make report`",
             highlight=False,
         )
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not complete:
         return
     reverse = cfg.direction == "maximize"

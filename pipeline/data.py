@@ -17,6 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.mlp import (
+    NON_NEGATIVE,
+    POSITIVE_INT,
+    TASKS,
+    Constraint,
+    is_number,
+    one_of,
+)
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -217,14 +226,23 @@ def _csv(
             f"csv: {path}: non-numeric feature column(s) {non_numeric}: encode them "
             "as numbers first"
         )
+    X = features.to_numpy(dtype=float)
+    if not np.isfinite(X).all():
+        column = features.columns[np.argwhere(~np.isfinite(X))[0][1]]
+        raise ValueError(f"csv: {path}: infinite values in column {column!r}: drop or clip them")
     y = frame[target].to_numpy()
     if task == "classification":
-        _, y = np.unique(y, return_inverse=True)
+        classes, y = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"csv: {path}: target {target!r} has 1 class ({classes[0]!r}): "
+                "classification needs at least 2"
+            )
     elif not pd.api.types.is_numeric_dtype(frame[target]):
         raise ValueError(f"csv: {path}: target {target!r} is not numeric; regression needs numbers")
-    return _split(
-        Path(path).stem, task, features.to_numpy(dtype=float), y, seed, val_size, test_size
-    )
+    elif not np.isfinite(y.astype(float)).all():
+        raise ValueError(f"csv: {path}: infinite values in the target {target!r}")
+    return _split(Path(path).stem, task, X, y, seed, val_size, test_size)
 
 
 LOADERS: dict[str, Callable[..., Dataset]] = {
@@ -262,11 +280,40 @@ def check_options(name: str, opts: dict[str, Any]) -> None:
         )
 
 
+FRACTION = Constraint("a fraction in (0, 1)", lambda v: is_number(v) and 0 < v < 1)
+TEXT = Constraint("a string", lambda v: isinstance(v, str) and v != "")
+# What each data-set option may be (the loaders' keywords share these names).
+OPTION_CONSTRAINTS: dict[str, Constraint] = {
+    "n_train": POSITIVE_INT,
+    "n_val": POSITIVE_INT,
+    "n_test": POSITIVE_INT,
+    "n_samples": Constraint("an integer >= 12", lambda v: POSITIVE_INT.test(v) and v >= 12),
+    "noise": NON_NEGATIVE,
+    "factor": FRACTION,
+    "val_size": FRACTION,
+    "test_size": FRACTION,
+    "path": TEXT,
+    "target": TEXT,
+    "task": one_of(TASKS),
+}
+
+
+def option_problems(name: str, opts: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """(option, value, what is allowed) for each option value data set ``name`` cannot take."""
+    return [
+        (key, value, OPTION_CONSTRAINTS[key].allowed)
+        for key, value in opts.items()
+        if key in OPTION_CONSTRAINTS and not OPTION_CONSTRAINTS[key].test(value)
+    ]
+
+
 def load(name: str, seed: int | None = None, **opts: Any) -> Dataset:
     """Load data set ``name`` with its ``opts`` (see :func:`options`); ``seed`` fixes the split
     (and, for synthetic sets, the samples). The default seed is the set's own (1 for ``sine``,
     the chapter's; 0 for the others)."""
     check_options(name, opts)
+    for key, value, allowed in option_problems(name, opts):
+        raise ValueError(f"{key} = {value!r}: must be {allowed}")
     if seed is not None:
         opts["seed"] = seed
     return LOADERS[name](**opts)

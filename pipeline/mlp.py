@@ -174,7 +174,7 @@ class Constraint:
     test: Callable[[Any], bool]
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
@@ -183,17 +183,17 @@ def _is_int(value: Any) -> bool:
 
 
 def _finite(test: Callable[[float], bool]) -> Callable[[Any], bool]:
-    return lambda v: _is_number(v) and math.isfinite(v) and test(v)
+    return lambda v: is_number(v) and math.isfinite(v) and test(v)
 
 
 def one_of(choices: Sequence[str]) -> Constraint:
     return Constraint(f"one of {tuple(choices)}", lambda v: v in choices)
 
 
-PROBABILITY = Constraint("a number in (0, 1]", lambda v: _is_number(v) and 0 < v <= 1)
+PROBABILITY = Constraint("a number in (0, 1]", lambda v: is_number(v) and 0 < v <= 1)
 NON_NEGATIVE = Constraint("a finite number >= 0", _finite(lambda v: v >= 0))
 POSITIVE = Constraint("a finite number > 0", _finite(lambda v: v > 0))
-UNIT_INTERVAL = Constraint("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1)
+UNIT_INTERVAL = Constraint("a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1)
 POSITIVE_INT = Constraint("an integer >= 1", lambda v: _is_int(v) and v >= 1)
 SEED = Constraint("an integer >= 0", lambda v: _is_int(v) and v >= 0)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,14 @@ def _fmt(value: Any) -> str:
             return ""
         return f"{value:.4g}"
     return "" if value is None or value is pd.NA else str(value)
+
+
+def folder_for(out: Path, *names: str) -> Path:
+    """The folder under ``out`` for a study (or a comparison of several). Names come from a
+    store, which may have been received from anyone: they are data, never a path, so every
+    character but letters, digits, '_', '.' and '-' becomes '_' and no name starts with '.'."""
+    safe = [re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "_" for name in names]
+    return Path(out) / "-vs-".join(safe)
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -95,7 +104,7 @@ def study_report(
     objective, direction = analysis.objective_of(info)
     params = analysis.searched(info)
     log_params = analysis.log_scale_params(info)
-    page = _Page(Path(out) / study, f"Study {study}")
+    page = _Page(folder_for(out, study), f"Study {study}")
     description = info["params"].get("study.description", "")
     page.text(
         f"<p>{html.escape(str(description))}</p><p>data set <b>{info['params'].get('data.name')}"
@@ -198,7 +207,7 @@ def comparison_report(
     studies: list[str], uri: str | None = None, out: Path = Path("reports")
 ) -> Path:
     """Several studies side by side (e.g. two data sets, or TPE against random search)."""
-    page = _Page(Path(out) / "-vs-".join(studies), "Comparison: " + " vs ".join(studies))
+    page = _Page(folder_for(out, *studies), "Comparison: " + " vs ".join(studies))
     rows, importances, progress = [], [], {}
     for study in studies:
         info = analysis.study_info(study, uri)

@@ -33,6 +33,8 @@ class WorkerReport:
     compute_seconds: float = 0.0  # time spent inside MLP.fit
     tracking_seconds: float = 0.0  # time spent logging to MLflow
     busy_seconds: float = 0.0  # from start-up to the end of the loop
+    error: str | None = None  # an error of the machinery that stopped this worker
+    current_trial: int | None = None  # the trial it was running then, if any
 
 
 @dataclass
@@ -50,6 +52,7 @@ class SweepSummary:
     worker_seconds: float = 0.0
     interrupted: bool = False
     parent_run_id: str | None = None
+    errors: list[str] = field(default_factory=list)  # errors that stopped workers
 
     @property
     def parallel_overhead(self) -> float:

@@ -18,7 +18,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from pipeline.config import SweepConfig, in_sweep_terms
+from pipeline.config import SweepConfig, in_sweep_terms, suggest_space
 from pipeline.names import (
     BASELINE,
     CHAPTER,
@@ -72,18 +72,7 @@ def suggest(trial: Trial, cfg: SweepConfig) -> dict[str, Any]:
 
     A baseline's overrides are used as they are, without asking the sampler.
     """
-    overrides = trial.user_attrs.get(OVERRIDES, {})
-    values = {}
-    for key, p in cfg.search.items():
-        if key in overrides:
-            values[key] = overrides[key]
-        elif p.type == "float":
-            values[key] = trial.suggest_float(key, p.low, p.high, log=p.log, step=p.step)
-        elif p.type == "int":
-            values[key] = trial.suggest_int(key, p.low, p.high, step=p.step, log=p.log)
-        else:
-            values[key] = trial.suggest_categorical(key, p.choices)
-    return values
+    return suggest_space(trial, cfg.search, trial.user_attrs.get(OVERRIDES, {}))
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -210,20 +199,28 @@ def baselines(cfg: SweepConfig) -> dict[str, dict[str, Any]]:
     return result
 
 
+def fail_trial(study: optuna.Study, url: str, number: int, reason: str, interrupted: bool) -> None:
+    """Mark a RUNNING trial failed with its reason, through Optuna's storage API (the worker
+    that ran it is gone); an interrupted one is also flagged, so that it is run again."""
+    storage = optuna.storages.get_storage(make_storage(url))
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), number
+    )
+    if interrupted:
+        storage.set_trial_user_attr(trial_id, INTERRUPTED_ATTR, True)
+    storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
 def recover_interrupted(study: optuna.Study, url: str) -> list[int]:
     """Mark trials left RUNNING by a dead sweep as failed (interrupted), and queue their
     parameters again once. Call only while no worker of this study is running."""
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get(RETRY_OF) for t in trials}
-    storage = optuna.storages.get_storage(make_storage(url))
-    study_id = storage.get_study_id_from_name(study.study_name)
     marked = []
     for t in trials:
         if t.state == TrialState.RUNNING:
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-            storage.set_trial_user_attr(trial_id, INTERRUPTED_ATTR, True)
-            storage.set_trial_user_attr(trial_id, FAIL_REASON, INTERRUPTED_REASON)
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            fail_trial(study, url, t.number, INTERRUPTED_REASON, interrupted=True)
             marked.append(t.number)
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get(INTERRUPTED_ATTR) and t.number not in retried:
@@ -232,3 +229,38 @@ def recover_interrupted(study: optuna.Study, url: str) -> list[int]:
                 t.params, user_attrs={**attrs, RETRY_OF: t.number}, skip_if_exists=False
             )
     return marked
+
+
+@contextlib.contextmanager
+def hold_study(url: str, name: str) -> Iterator[None]:
+    """Held by the one sweep that runs study ``name``: a second sweep of the same study (which
+    would take the first's running trials for leftovers of a dead sweep) is refused. An flock,
+    released by the OS when its holder dies, so a killed sweep never leaves it taken."""
+    import os
+    import socket
+
+    folder = Path(url).parent if "://" not in url else DEFAULT_STORAGE.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".{name}.running", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise StudyBusyError(
+                f"study {name!r} is being run by {holder}: wait for it to end, or stop it "
+                "(Ctrl-C) and re-run to resume"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on host {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class StudyBusyError(RuntimeError):
+    """Another sweep is running the study."""

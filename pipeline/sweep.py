@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 from joblib import Parallel, delayed
+from joblib.externals.loky.process_executor import BrokenProcessPool
 from rich.console import Console
 
 from pipeline import study as st
@@ -23,6 +24,7 @@ from pipeline.config import ConfigError, SweepConfig
 from pipeline.console import print_summary, show_progress
 from pipeline.data import Dataset, load
 from pipeline.evaluation import evaluate_on_test
+from pipeline.locations import mask_credentials
 from pipeline.results import SweepSummary, WorkerReport
 from pipeline.worker import WorkerContext, run_worker
 
@@ -44,10 +46,23 @@ def run_sweep(
     sweep_file: str | None = None,
     console: Console | None = None,
 ) -> SweepSummary:
+    """Run (or resume) the study. Raises :class:`ConfigError` before anything is written when
+    the data set or a store cannot be used, or when another sweep is running the study."""
     console = console or Console(width=None if sys.stdout.isatty() else 120)
     started = time.perf_counter()
     dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
     url = st.storage_url(cfg, storage)
+    try:
+        with st.hold_study(url, cfg.study.name):
+            return _run(cfg, dataset, url, tracking_uri, sweep_file, console, started)
+    except st.StudyBusyError as err:
+        raise ConfigError(cfg.source, [str(err)]) from None
+
+
+def _open_stores(
+    cfg: SweepConfig, url: str, tracking_uri: str | None, sweep_file: str | None
+) -> tuple[optuna.Study, Any]:
+    """The study, and the MLflow experiment and parent run (None with tracking off)."""
     tracker = None
     if cfg.tracking.enabled:  # before the study: an unreachable store must not leave one
         from pipeline.tracking import StudyTracker
@@ -56,14 +71,33 @@ def run_sweep(
             tracker = StudyTracker.open(cfg, url, tracking_uri, sweep_file)
         except Exception as err:
             raise ConfigError(
-                cfg.source, [f"tracking uri: cannot use the MLflow store: {err}"]
+                cfg.source, [f"tracking uri: cannot use the MLflow store: {_one_line(err)}"]
             ) from None
     try:
         study = st.create_study(cfg, url)
     except Exception as err:
         raise ConfigError(
-            cfg.source, [f"storage = {url!r}: cannot open the study: {err}"]
+            cfg.source,
+            [f"storage = {mask_credentials(url)!r}: cannot open the study: {_one_line(err)}"],
         ) from None
+    return study, tracker
+
+
+def _one_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return mask_credentials(lines[0] if lines else type(err).__name__)
+
+
+def _run(
+    cfg: SweepConfig,
+    dataset: Dataset,
+    url: str,
+    tracking_uri: str | None,
+    sweep_file: str | None,
+    console: Console,
+    started: float,
+) -> SweepSummary:
+    study, tracker = _open_stores(cfg, url, tracking_uri, sweep_file)
     recovered = st.recover_interrupted(study, url)
     if recovered:
         console.print(
@@ -74,13 +108,15 @@ def run_sweep(
     done_before = st.budget_used(study)
     console.print(
         f"study [bold]{cfg.study.name}[/]: {done_before} of {cfg.study.n_trials} "
-        f"trials done before, {cfg.study.n_jobs} worker(s), storage {url}"
-        + (f", MLflow {tracker.uri}" if tracker else ", MLflow off")
+        f"trials done before, {cfg.study.n_jobs} worker(s), storage {mask_credentials(url)}"
+        + (f", MLflow {mask_credentials(tracker.uri)}" if tracker else ", MLflow off"),
+        highlight=False,
     )
 
     models_dir = st.models_dir(url, cfg.study.name)
     deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
     reports: list[WorkerReport] = []
+    errors: list[str] = []
     interrupted = False
     with tempfile.TemporaryDirectory() as tmp:
         stop_file = Path(tmp) / "stop"
@@ -101,7 +137,8 @@ def run_sweep(
             except KeyboardInterrupt:
                 interrupted = True
                 break
-            except Exception as err:  # a worker died (kill -9, segfault): recover, go on
+            except BrokenProcessPool as err:  # TerminatedWorkerError among them
+                # a worker process died (kill -9, segfault): recover its trial, go on
                 console.print(
                     f"[red]a worker died ({type(err).__name__}); its trial is marked "
                     "interrupted and retried[/]"
@@ -109,11 +146,20 @@ def run_sweep(
                 st.recover_interrupted(study, url)
                 if tracker:
                     tracker.close_interrupted_runs()
+            except Exception as err:  # an error outside the workers' own handling
+                errors.append(f"{type(err).__name__}: {_one_line(err)}")
+                break
         else:
             console.print(
                 "[red]workers kept dying; stopping. Re-run the same command to resume.[/]"
             )
         parallel_seconds = time.perf_counter() - parallel_started
+        for report in reports:
+            if report.error is not None:
+                errors.append(mask_credentials(report.error))
+                if report.current_trial is not None:  # that trial failed with the error
+                    st.fail_trial(study, url, report.current_trial, report.error, False)
+        st.recover_interrupted(study, url)  # a trial the workers could not end
         # runs left RUNNING by a worker that did not get to end them
         if tracker:
             tracker.close_interrupted_runs()
@@ -132,8 +178,9 @@ def run_sweep(
         worker_seconds=sum(r.busy_seconds for r in reports),
         interrupted=interrupted,
         parent_run_id=tracker.run_id if tracker else None,
+        errors=errors,
     )
-    if not interrupted:
+    if not interrupted and not errors:
         summary.test_metrics = evaluate_on_test(cfg, study, dataset, models_dir)
     summary.wall_seconds = time.perf_counter() - started
     if tracker:

@@ -9,6 +9,7 @@ any worker starts, because fresh SQLite stores race when several processes creat
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import logging
 import shutil
@@ -27,6 +28,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline import plots
 from pipeline.config import SweepConfig
+from pipeline.locations import mask_credentials
 from pipeline.mlp import MLP
 from pipeline.names import (
     BASELINE,
@@ -62,9 +64,22 @@ def _artifact_root(uri: str) -> str | None:
 
 
 def prepare_experiment(uri: str, name: str) -> str:
-    """Create the store and the study's experiment when missing; return the experiment id."""
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    """Create the store and the study's experiment when missing; return the experiment id.
+    Two sweeps creating a fresh SQLite store at once race in MLflow's migrations, so its
+    creation is serialised by a lock file beside it."""
+    if not uri.startswith("sqlite:///"):
+        return _prepare_experiment(uri, name)
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            return _prepare_experiment(uri, name)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _prepare_experiment(uri: str, name: str) -> str:
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -305,12 +320,12 @@ class StudyTracker:
         uri = tracking_uri(uri or cfg.tracking.uri)
         experiment_id = prepare_experiment(uri, cfg.study.name)
         client = MlflowClient(uri)
-        resolved = cfg.model_dump(mode="json", exclude={"source"})
+        resolved = json.loads(mask_credentials(cfg.model_dump_json(exclude={"source"})))
         resolved["study"]["direction"] = cfg.direction
         params = {k: v for k, v in _flatten("", resolved).items() if v is not None}
         tags = {
             STUDY: cfg.study.name,
-            "storage": storage,
+            "storage": mask_credentials(storage),
             "sampler": cfg.sampler.name,
             "pruner": cfg.pruner.name,
             "data": cfg.data.name,
@@ -321,8 +336,10 @@ class StudyTracker:
         run_id = start_parent_run(client, experiment_id, cfg.study.name, params, tags)
         tracker = cls(uri, experiment_id, run_id, client)
         tracker.close_interrupted_runs()
-        if sweep_file:
-            client.log_artifact(run_id, sweep_file)
+        if sweep_file:  # as written, but with any password masked
+            client.log_text(
+                run_id, mask_credentials(Path(sweep_file).read_text()), Path(sweep_file).name
+            )
         client.log_dict(run_id, resolved, "sweep_resolved.json")
         return tracker
 
@@ -383,9 +400,8 @@ class StudyTracker:
                 (folder / "best_model").mkdir()
                 best["model"].save(folder / "best_model" / "model.npz")
             self.client.log_artifacts(self.run_id, tmp)
-        self.client.set_terminated(
-            self.run_id, status="KILLED" if summary.interrupted else "FINISHED"
-        )
+        status = "FAILED" if summary.errors else "KILLED" if summary.interrupted else "FINISHED"
+        self.client.set_terminated(self.run_id, status=status)
 
 
 def study_params(study: Any) -> list[str]:

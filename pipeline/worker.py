@@ -50,61 +50,80 @@ def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerRepor
     warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
     report = WorkerReport(worker)
     parent = os.getppid()
-    with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread per worker process
-        study = load_study(cfg, ctx.storage, worker)
-        dataset = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
-        logger = None
-        if ctx.tracking_uri is not None:
-            from pipeline.tracking import TrialLogger
-
-            logger = TrialLogger(
-                ctx.tracking_uri,
-                ctx.experiment_id,
-                ctx.parent_run_id,
-                cfg.study.name,
-                cfg.tracking.curve_points,
-            )
-        Path(ctx.models_dir).mkdir(parents=True, exist_ok=True)
-        stop_file = Path(ctx.stop_file)
-
-        def stop_requested() -> bool:
-            # asked to stop (Ctrl-C), or orphaned: a parent killed with -9 must not leave its
-            # workers running the sweep on their own (getppid changes once it is gone)
-            return stop_file.exists() or (in_child and os.getppid() != parent)
-
-        while not stop_requested() and (ctx.deadline is None or time.time() < ctx.deadline):
-            trial = reserve_trial(study, ctx.storage, cfg.study.n_trials)
-            if trial is None:
-                break
-            tic = time.perf_counter()
-            run_id = logger.start(trial.number, trial.user_attrs) if logger else None
-            report.tracking_seconds += time.perf_counter() - tic
-            result = run_trial(trial, cfg, dataset, stop_requested)
-            if result.state == COMPLETE and not math.isfinite(result.value):
-                result.state, result.reason = FAILED, f"objective is {result.value}"
-            report.trials += 1
-            report.compute_seconds += result.metrics.get("train_time", 0.0)
-            if result.state == COMPLETE:
-                result.model_path = model_path(ctx.models_dir, trial.number)
-                result.model.save(result.model_path)
-            if result.reason:
-                trial.set_user_attr(FAIL_REASON, result.reason)
-            if result.state == INTERRUPTED:
-                trial.set_user_attr(INTERRUPTED_ATTR, True)
-            if logger:
-                tic = time.perf_counter()
-                try:
-                    logger.finish(run_id, result, dataset.X_train)
-                except Exception as err:  # tracking trouble must not lose the trial
-                    warnings.warn(
-                        f"trial {trial.number}: MLflow logging failed: {err}", stacklevel=1
-                    )
-                report.tracking_seconds += time.perf_counter() - tic
-            state = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED}.get(
-                result.state, TrialState.FAIL
-            )
-            study.tell(trial, result.value if state == TrialState.COMPLETE else None, state=state)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread per process
+            _take_trials(cfg, worker, ctx, report, in_child, parent)
+    except Exception as err:
+        # An error of the machinery (not of a trial's training, which fails that trial):
+        # report it once, and ask the other workers to end their trials and stop.
+        report.error = f"worker {worker}: {type(err).__name__}: {err}"
+        Path(ctx.stop_file).touch()
     report.busy_seconds = time.perf_counter() - started
     if in_child and os.getppid() != parent:
         os._exit(0)  # orphaned: nobody will collect the report, and loky would idle on
     return report
+
+
+def _take_trials(
+    cfg: SweepConfig,
+    worker: int,
+    ctx: WorkerContext,
+    report: WorkerReport,
+    in_child: bool,
+    parent: int,
+) -> None:
+    """The worker's loop: reserve a trial, run it, log it, tell Optuna; until the budget, the
+    deadline or a stop request ends it."""
+    study = load_study(cfg, ctx.storage, worker)
+    dataset = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
+    logger = None
+    if ctx.tracking_uri is not None:
+        from pipeline.tracking import TrialLogger
+
+        logger = TrialLogger(
+            ctx.tracking_uri,
+            ctx.experiment_id,
+            ctx.parent_run_id,
+            cfg.study.name,
+            cfg.tracking.curve_points,
+        )
+    Path(ctx.models_dir).mkdir(parents=True, exist_ok=True)
+    stop_file = Path(ctx.stop_file)
+
+    def stop_requested() -> bool:
+        # asked to stop (Ctrl-C), or orphaned: a parent killed with -9 must not leave its
+        # workers running the sweep on their own (getppid changes once it is gone)
+        return stop_file.exists() or (in_child and os.getppid() != parent)
+
+    while not stop_requested() and (ctx.deadline is None or time.time() < ctx.deadline):
+        trial = reserve_trial(study, ctx.storage, cfg.study.n_trials)
+        if trial is None:
+            break
+        report.current_trial = trial.number
+        tic = time.perf_counter()
+        run_id = logger.start(trial.number, trial.user_attrs) if logger else None
+        report.tracking_seconds += time.perf_counter() - tic
+        result = run_trial(trial, cfg, dataset, stop_requested)
+        if result.state == COMPLETE and not math.isfinite(result.value):
+            result.state, result.reason = FAILED, f"objective is {result.value}"
+        report.trials += 1
+        report.compute_seconds += result.metrics.get("train_time", 0.0)
+        if result.state == COMPLETE:
+            result.model_path = model_path(ctx.models_dir, trial.number)
+            result.model.save(result.model_path)
+        if result.reason:
+            trial.set_user_attr(FAIL_REASON, result.reason)
+        if result.state == INTERRUPTED:
+            trial.set_user_attr(INTERRUPTED_ATTR, True)
+        if logger:
+            tic = time.perf_counter()
+            try:
+                logger.finish(run_id, result, dataset.X_train)
+            except Exception as err:  # tracking trouble must not lose the trial
+                warnings.warn(f"trial {trial.number}: MLflow logging failed: {err}", stacklevel=1)
+            report.tracking_seconds += time.perf_counter() - tic
+        state = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED}.get(
+            result.state, TrialState.FAIL
+        )
+        study.tell(trial, result.value if state == TrialState.COMPLETE else None, state=state)
+        report.current_trial = None

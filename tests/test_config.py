@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from e2e import cli_in_process
 
 from pipeline.config import ConfigError, load_sweep, parse_override
 
@@ -152,14 +153,7 @@ def test_overrides_are_validated_like_the_file(tmp_path):
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-    )
+    return cli_in_process(tmp_path, *args)
 
 
 @pytest.mark.parametrize(

@@ -3,28 +3,17 @@ what is allowed, within seconds, with nothing written; names from a store never 
 errors are never reported as success."""
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from e2e import SMOKE, env
+from e2e import SMOKE
+from e2e import cli_in_process as _cli
 
-from pipeline.config import ConfigError, load_sweep, mask_credentials, parse_override
+from pipeline.config import ConfigError, load_sweep, parse_override
+from pipeline.locations import mask_credentials
 
 GOOD = SMOKE.read_text()
-
-
-def _cli(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env(),
-    )
 
 
 def _refused(tmp_path: Path, *args: str, sweep_text: str = GOOD) -> str:
@@ -57,8 +46,8 @@ def _refused(tmp_path: Path, *args: str, sweep_text: str = GOOD) -> str:
         (["--set", "data.n_val=abc"], "data.n_val = 'abc': must be an integer >= 1"),
         (["--set", "data.n_val=0"], "data.n_val = 0: must be an integer >= 1"),
         (["--set", "data.noise=-1"], "data.noise = -1: must be a finite number >= 0"),
-        (["--set", "=5"], "--set '=5': expected KEY=VALUE"),
-        (["--set", "study..name=x"], "--set 'study..name=x': expected KEY=VALUE"),
+        (["--set", "=5"], "--set: '=5': expected KEY=VALUE"),
+        (["--set", "study..name=x"], "--set: 'study..name=x': expected KEY=VALUE"),
         (["--set", "search.keep_prob.step=0.3"], "search.keep_prob: step 0.3 does not divide"),
         (
             ["--set", "search.patience.step=7"],
@@ -80,7 +69,7 @@ def test_bad_input_is_one_line_with_status_2_and_nothing_written(tmp_path, args,
 
 def test_a_password_is_never_echoed(tmp_path):
     line = _refused(tmp_path, "--storage", "postgresql://user:secret@127.0.0.1:1/optuna")
-    assert "secret" not in line and "cannot" in line
+    assert "secret" not in line and ("cannot" in line or "not installed" in line)
     assert mask_credentials("mysql://a:b@h/db") == "mysql://a:***@h/db"
     assert mask_credentials("mlruns/optuna.journal") == "mlruns/optuna.journal"
 
@@ -94,12 +83,27 @@ def test_a_storage_under_a_regular_file_or_in_a_read_only_folder_is_refused(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "sweep.toml"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permissions")
 def test_a_read_only_store_is_refused_at_once(tmp_path):
-    store = tmp_path / "ro"
-    store.mkdir(mode=0o500)
-    line = _refused(tmp_path, "--tracking-uri", f"sqlite:///{store}/mlflow.db")
-    assert "read-only" in line or "not writable" in line
+    for name, make in (
+        ("ro-folder", lambda d: None),
+        ("ro-db", lambda d: (d / "mlflow.db").touch()),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        make(folder)
+        for path in folder.iterdir():
+            path.chmod(0o444)
+        folder.chmod(0o555)
+        path = tmp_path / "sweep.toml"
+        path.write_text(GOOD)
+        started = time.monotonic()
+        result = _cli(
+            tmp_path, "sweep", str(path), "--tracking-uri", f"sqlite:///{folder}/mlflow.db"
+        )
+        assert time.monotonic() - started < 20
+        assert result.returncode == 2 and "read-only" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 2
+        assert not (tmp_path / "mlruns").exists()
 
 
 def test_a_sweep_file_that_is_a_folder_or_not_utf8_is_one_line(tmp_path):
@@ -117,7 +121,9 @@ def test_a_csv_with_one_class_or_infinite_values_is_refused(tmp_path):
     one_class = tmp_path / "one.csv"
     one_class.write_text("a,b,y\n" + "".join(f"{i},{i * 2},1\n" for i in range(30)))
     infinite = tmp_path / "inf.csv"
-    infinite.write_text("a,b,y\n" + "".join(f"{i},{'inf' if i == 3 else i},{i % 2}\n" for i in range(30)))
+    infinite.write_text(
+        "a,b,y\n" + "".join(f"{i},{'inf' if i == 3 else i},{i % 2}\n" for i in range(30))
+    )
     for path, expected in ((one_class, "1 class"), (infinite, "infinite")):
         text = GOOD.replace(
             'name = "sine"\nseed = 1',
@@ -135,3 +141,88 @@ def test_overrides_with_an_empty_key_part_are_refused():
     for text in ("=5", ".a=1", "a..b=1", "a.=1"):
         with pytest.raises(ConfigError, match="expected KEY=VALUE"):
             parse_override(text)
+
+
+def test_names_from_a_store_never_leave_the_report_folder(tmp_path):
+    """A received store whose experiment is named like a path: the report stays in --out."""
+    from mlflow import MlflowClient
+
+    from pipeline.names import ROLE, ROLE_STUDY
+    from pipeline.report import write_reports
+
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    client = MlflowClient(uri)
+    for name in ("../../../x", ".."):
+        experiment = client.create_experiment(name)
+        client.create_run(experiment, run_name=name, tags={ROLE: ROLE_STUDY})
+    out = tmp_path / "deep" / "er" / "reports"
+    pages = write_reports(["../../../x", ".."], uri, out)
+    for page in pages:
+        assert page.resolve().is_relative_to(out.resolve()), page
+    outside = {p for p in tmp_path.rglob("*") if not p.resolve().is_relative_to(out.resolve())}
+    assert {p.name for p in outside} <= {"store", "mlflow.db", "deep", "er", "reports"}
+
+
+def _in_process_sweep(tmp_path: Path, *overrides: str, tracking: bool = False) -> tuple[int, str]:
+    """``python -m pipeline sweep`` in this process (one worker runs in-process)."""
+    import contextlib
+    import io
+
+    from pipeline import cli
+
+    path = tmp_path / "sweep.toml"
+    path.write_text(GOOD)
+    args = ["sweep", str(path), "--n-jobs", "1", "--storage", str(tmp_path / "optuna.journal")]
+    args += (
+        ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"] if tracking else ["--no-tracking"]
+    )
+    for o in overrides:
+        args += ["--set", o]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        status = cli.main(args)
+    return status, out.getvalue()
+
+
+def test_an_error_in_a_worker_is_printed_once_and_ends_non_zero(tmp_path, monkeypatch):
+    from pipeline import worker
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom in the machinery")
+
+    monkeypatch.setattr(worker, "run_trial", broken)
+    status, output = _in_process_sweep(tmp_path, tracking=True)
+    assert status == 1
+    assert output.count("boom in the machinery") == 1, output
+    assert "a worker died" not in output
+    from pipeline.config import load_sweep as load
+    from pipeline.study import load_study
+
+    study = load_study(load(SMOKE), str(tmp_path / "optuna.journal"))
+    (started,) = [t for t in study.trials if t.state.name != "WAITING"]  # no retries
+    assert started.state.name == "FAIL"
+    assert "boom" in started.user_attrs["fail_reason"]  # failed, not "interrupted"
+    assert not started.user_attrs.get("interrupted")
+
+
+def test_a_sweep_where_no_trial_completes_says_why_and_ends_non_zero(tmp_path):
+    status, output = _in_process_sweep(
+        tmp_path, "data.name='diabetes'", "fixed.lr=1e6", "study.n_trials=3"
+    )
+    assert status == 1
+    assert "3 trial(s) failed: DivergenceError: training diverged" in output
+    assert "no trial completed" in output and "make report" not in output
+
+
+def test_a_second_sweep_of_a_running_study_is_refused(tmp_path):
+    from pipeline.study import hold_study
+
+    path = tmp_path / "sweep.toml"
+    path.write_text(GOOD)
+    journal = tmp_path / "mlruns" / "optuna.journal"
+    with hold_study(str(journal), "smoke"):
+        result = _cli(tmp_path, "sweep", str(path), "--storage", str(journal), "--no-tracking")
+    assert result.returncode == 2
+    assert f"study 'smoke' is being run by process {os.getpid()} on host" in result.stderr
+    assert not journal.exists()  # refused before the study was opened

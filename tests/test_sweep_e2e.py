@@ -172,7 +172,7 @@ def _no_running_runs(folder):
 
 
 def test_a_killed_worker_loses_nothing_and_its_trial_is_retried(tmp_path):
-    proc = start_sweep(tmp_path, sweep_file=long_sweep(tmp_path, max_epochs=100_000))
+    proc = start_sweep(tmp_path, sweep_file=long_sweep(tmp_path, max_epochs=40_000))
     try:
         wait_for(lambda: running_trials(tmp_path, "long") >= 2, what="two running trials")
         victim = worker_pids(proc.pid)[0]

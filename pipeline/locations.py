@@ -1,0 +1,132 @@
+"""Where a sweep writes: the study storage and the MLflow tracking store, each checked (without
+writing anything) before the sweep writes anything, and credentials kept out of every message.
+
+Each check answers within a few seconds: a database is asked for one connection with a short
+timeout, an MLflow server for its ``/health`` page, and a local file for a folder it may write.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from pipeline.config import ConfigError
+
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "http", "https", "file", "databricks")
+TIMEOUT = 5.0  # seconds for a server to answer
+
+_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
+
+
+def mask_credentials(text: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host``, anywhere in ``text``."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+def _scheme(url: str) -> str | None:
+    return url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return mask_credentials(text[0] if text else type(err).__name__)
+
+
+def _writable(path: Path) -> bool:
+    """Writable, and meant to be: root may write through any permission, but a file or folder
+    with no write bit for anyone was made read-only on purpose."""
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why a file at ``path`` could not be created or written, or None."""
+    if path.is_dir():
+        return "is a folder; give a file path"
+    if path.exists():
+        if not _writable(path) or not _writable(path.parent):
+            return "is read-only (it, or its folder)"
+        return None
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"cannot be created: {folder} is a file, not a folder"
+    if not _writable(folder) or not os.access(folder, os.X_OK):
+        return f"cannot be created: the folder {folder} is read-only"
+    return None
+
+
+def _database_problem(url: str) -> str | None:
+    """Why one connection to the database at ``url`` fails (in a few seconds), or None."""
+    import sqlalchemy
+
+    scheme = _scheme(url)
+    connect_args = {"connect_timeout": int(TIMEOUT)} if scheme in ("postgresql", "mysql") else {}
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=connect_args)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except ModuleNotFoundError as err:
+        return f"its database driver is not installed ({err.name}); pip install it"
+    except Exception as err:  # refused, unknown host, bad password, no such database...
+        return f"cannot connect: {_first_line(err)}"
+    return None
+
+
+def _server_problem(uri: str) -> str | None:
+    """Why no MLflow server answers at ``uri`` (within a few seconds), or None."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=TIMEOUT) as response:
+            response.read(16)
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        return f"no MLflow server answers ({mask_credentials(str(reason))})"
+    return None
+
+
+def storage_problem(storage: str) -> str | None:
+    scheme = _scheme(storage)
+    if scheme is None:
+        return _file_problem(Path(storage))
+    if scheme not in STORAGE_SCHEMES:
+        return "must be a journal file path or an Optuna database URL " + (
+            f"({', '.join(s + '://...' for s in STORAGE_SCHEMES)})"
+        )
+    if scheme == "sqlite":
+        return _file_problem(Path(storage.split(":///", 1)[-1]))
+    return _database_problem(storage)
+
+
+def tracking_problem(uri: str) -> str | None:
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else None
+    if scheme not in TRACKING_SCHEMES:
+        return (
+            "must be an MLflow tracking URI (sqlite:///path/mlflow.db, http://host:port, "
+            "postgresql://..., file:///path)"
+        )
+    if scheme == "sqlite":
+        return _file_problem(Path(uri.split(":///", 1)[-1]))
+    if scheme == "file":
+        return _file_problem(Path(uri.removeprefix("file://")) / "meta.yaml")
+    if scheme in ("http", "https"):
+        return _server_problem(uri)
+    if scheme in ("postgresql", "mysql"):
+        return _database_problem(uri)
+    return None
+
+
+def check_locations(storage: str, tracking: str | None, source: str = "command line") -> None:
+    """Raise :class:`ConfigError` naming each location that cannot be used; ``tracking`` is
+    None when tracking is off."""
+    problems = []
+    if why := storage_problem(storage):
+        problems.append(f"storage = {mask_credentials(storage)!r}: {why}")
+    if tracking is not None and (why := tracking_problem(tracking)):
+        problems.append(f"tracking uri = {mask_credentials(tracking)!r}: {why}")
+    if problems:
+        raise ConfigError(source, problems)
