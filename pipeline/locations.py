@@ -111,6 +111,11 @@ def tracking_problem(uri: str) -> str | None:
         )
     if scheme == "sqlite":
         return _file_problem(Path(uri.split(":///", 1)[-1]))
+    if scheme == "file" and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
+        return (
+            "MLflow 3 refuses a file store unless MLFLOW_ALLOW_FILE_STORE=true; use "
+            "sqlite:///path/mlflow.db (the default is sqlite:///mlruns/mlflow.db)"
+        )
     if scheme == "file":
         return _file_problem(Path(uri.removeprefix("file://")) / "meta.yaml")
     if scheme in ("http", "https"):

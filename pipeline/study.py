@@ -235,13 +235,17 @@ def recover_interrupted(study: optuna.Study, url: str) -> list[int]:
 def hold_study(url: str, name: str) -> Iterator[None]:
     """Held by the one sweep that runs study ``name``: a second sweep of the same study (which
     would take the first's running trials for leftovers of a dead sweep) is refused. An flock,
-    released by the OS when its holder dies, so a killed sweep never leaves it taken."""
+    released by the OS when its holder dies, so a killed sweep never leaves it taken. Its file
+    lives in the temporary folder, keyed by storage and study, so that a sweep refused for any
+    reason has written nothing where the user looks."""
+    import hashlib
     import os
     import socket
+    import tempfile
 
-    folder = Path(url).parent if "://" not in url else DEFAULT_STORAGE.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f".{name}.running", "a+") as handle:
+    where = url if "://" in url else str(Path(url).resolve())
+    key = hashlib.sha256(f"{where}\n{name}".encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"pipeline-study-{key}.lock", "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -159,6 +159,8 @@ def _run(
                 errors.append(mask_credentials(report.error))
                 if report.current_trial is not None:  # that trial failed with the error
                     st.fail_trial(study, url, report.current_trial, report.error, False)
+                    if tracker:
+                        tracker.fail_trial_run(report.current_trial, report.error)
         st.recover_interrupted(study, url)  # a trial the workers could not end
         # runs left RUNNING by a worker that did not get to end them
         if tracker:

@@ -346,6 +346,13 @@ class StudyTracker:
     def close_interrupted_runs(self) -> int:
         return close_interrupted_runs(self.client, self.experiment_id)
 
+    def fail_trial_run(self, number: int, reason: str) -> None:
+        """End the child run of a trial that an error stopped, FAILED with the error."""
+        run_id = self.trial_runs().get(number)
+        if run_id is not None:
+            self.client.log_batch(run_id, tags=[RunTag(STATE, FAILED), RunTag(FAIL_REASON, reason)])
+            self.client.set_terminated(run_id, status=RUN_STATUS[FAILED])
+
     def trial_runs(self) -> dict[int, str]:
         """Trial number -> child run id (the newest, for a trial logged twice)."""
         runs = self.client.search_runs(

@@ -59,6 +59,7 @@ def _refused(tmp_path: Path, *args: str, sweep_text: str = GOOD) -> str:
             "postgresql://user:***@127.0.0.1:1/optuna",
         ),
         (["--tracking-uri", "http://127.0.0.1:9"], "tracking uri = 'http://127.0.0.1:9'"),
+        (["--tracking-uri", "file:///tmp/nowhere"], "unless MLFLOW_ALLOW_FILE_STORE=true"),
     ],
 )
 def test_bad_input_is_one_line_with_status_2_and_nothing_written(tmp_path, args, expected):
@@ -204,6 +205,13 @@ def test_an_error_in_a_worker_is_printed_once_and_ends_non_zero(tmp_path, monkey
     assert started.state.name == "FAIL"
     assert "boom" in started.user_attrs["fail_reason"]  # failed, not "interrupted"
     assert not started.user_attrs.get("interrupted")
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("smoke").experiment_id], "tags.trial = '0'"
+    )
+    assert run.info.status == "FAILED" and "boom" in run.data.tags["fail_reason"]
 
 
 def test_a_sweep_where_no_trial_completes_says_why_and_ends_non_zero(tmp_path):

@@ -309,3 +309,29 @@ def _post_json(url: str, body: dict):
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
+
+
+def test_two_sweeps_started_together_on_a_fresh_store(tmp_path):
+    """Two studies at once both run (the fresh MLflow store is created once, not raced); a
+    second sweep of a study that is running is refused with who runs it, and never touches
+    the first one's trials."""
+    other = tmp_path / "other.toml"
+    other.write_text(SMOKE.read_text().replace('name = "smoke"', 'name = "other"', 1))
+    first, second = start_sweep(tmp_path), start_sweep(tmp_path, sweep_file=other)
+    outputs = [p.communicate(timeout=300)[0] for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    assert len(study(tmp_path).trials) == len(study(tmp_path, "other").trials) == 8
+
+    long = long_sweep(tmp_path)
+    running = start_sweep(tmp_path, sweep_file=long)
+    try:
+        wait_for(lambda: running_trials(tmp_path, "long") >= 1, what="a running trial")
+        again = sweep(tmp_path, sweep_file=long)
+        assert again.returncode == 2, again.stdout + again.stderr
+        assert f"study 'long' is being run by process {running.pid} on host" in again.stderr
+        assert running.poll() is None  # untouched
+        assert not [t for t in study(tmp_path, "long").trials if t.user_attrs.get("interrupted")]
+        running.send_signal(signal.SIGINT)
+        running.communicate(timeout=120)
+    finally:
+        running.kill()
