@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from pipeline.config import model_kwargs
 from pipeline.data import load
 from pipeline.mlp import MLP
-from pipeline.names import CHAPTER, COMPLETE, FAILED, PRUNED
+from pipeline.names import CHAPTER
 
 if TYPE_CHECKING:
     from pipeline.config import SweepConfig
@@ -122,129 +122,268 @@ def bench_digits(repeats: int = 3, epochs: int = 5) -> None:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SWEEP = ROOT / "sweeps" / "default.toml"
+SWEEPS = ROOT / "sweeps"
+DEFAULT_SWEEP = SWEEPS / "default.toml"
 
 
-def _bench_config(name: str, unsearch: tuple[str, ...] = (), **sections: dict) -> SweepConfig:
-    """The default sweep renamed, without the ``unsearch`` keys, its tables updated."""
+def _config(path: Path, name: str, **sections: dict) -> SweepConfig:
+    """A shipped sweep renamed, its tables updated (``search`` replaced when given)."""
     import tomllib
 
     from pipeline.config import SweepConfig
 
-    raw = tomllib.loads(DEFAULT_SWEEP.read_text())
+    raw = tomllib.loads(path.read_text())
     raw["study"]["name"] = name
-    for key in unsearch:
-        del raw["search"][key]
     for table, values in sections.items():
-        raw[table] = values if table in ("sampler", "pruner") else {**raw.get(table, {}), **values}
-    return SweepConfig(**raw, source=str(DEFAULT_SWEEP))
+        replace = table in ("sampler", "pruner", "search")
+        raw[table] = values if replace else {**raw.get(table, {}), **values}
+    return SweepConfig(**raw, source=str(path))
 
 
-def _run_sweep(folder: Path, cfg: SweepConfig) -> SweepSummary:
-    """A sweep in ``folder`` (fresh stores), its workers started afresh (loky would otherwise
-    reuse the previous run's warm processes), its output discarded."""
+def _run_sweep(folder: Path, cfg: SweepConfig, queued: list[dict] | None = None) -> SweepSummary:
+    """A sweep in ``folder`` (fresh stores), ``queued`` parameter sets enqueued first, its
+    workers started afresh (loky would otherwise reuse the previous run's warm processes), its
+    output discarded."""
     from joblib.externals.loky import get_reusable_executor
     from rich.console import Console
 
+    from pipeline.study import create_study
     from pipeline.sweep import run_sweep
 
+    storage = str(folder / "optuna.journal")
+    study = create_study(cfg, storage)
+    for params in queued or []:
+        study.enqueue_trial(params)
     get_reusable_executor().shutdown(wait=True)
     with open(os.devnull, "w") as devnull:
         return run_sweep(
             cfg,
-            storage=str(folder / "optuna.journal"),
+            storage=storage,
             tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
             console=Console(file=devnull),
         )
 
 
-def bench_throughput(n_trials: int = 16, epochs: int = 1500) -> None:
-    """Trials per second of the workers' phase with 1 and 2 workers. Both runs do the same
-    work: the same parameter sets, queued in the same order, at a fixed number of epochs
-    (no pruning, no early stopping), with MLflow on."""
-    import numpy as np
+def _same_trials(cfg: SweepConfig, n: int, seed: int = 0) -> list[dict]:
+    """``n`` parameter sets drawn at random from the sweep's space: the runs that compare
+    machinery run these, in this order, so that TPE's luck does not enter the ratio."""
+    import optuna
 
-    from pipeline.study import create_study
+    from pipeline.config import suggest_space
 
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    sets = []
+    for _ in range(n):
+        trial = study.ask()
+        sets.append(suggest_space(trial, cfg.search))
+        study.tell(trial, 0.0)
+    return sets
+
+
+def _goal(ok: bool) -> str:
+    return "meets the goal" if ok else "MISSES the goal"
+
+
+def bench_same_trials(n_trials: int = 16, epochs: int = 1500) -> None:
+    """Throughput with 1 and 2 workers, and the cost of tracking, on the same trials: the same
+    parameter sets queued in the same order at a fixed number of epochs (no pruning and no
+    early stopping, so every run trains exactly the same networks)."""
     print(
-        f"== sweep throughput: default sweep, the same {n_trials} trials ({epochs} epochs, "
-        "no pruning) with 1 and 2 workers, MLflow on"
+        f"== the same {n_trials} trials of the default sweep ({epochs} epochs, no pruning): "
+        "1 and 2 workers, tracking on and off"
     )
-    rng = np.random.default_rng(0)
-    params = [
-        {
-            "keep_prob": float(rng.uniform(0.5, 1.0)),
-            "lr": float(rng.uniform(0.005, 0.02)),
-            "weight_decay": float(10 ** rng.uniform(-5, -1)),
-            "l1": float(10 ** rng.uniform(-6, -2)),
-        }
-        for _ in range(n_trials)
-    ]
-    rates = {}
+    fixed = {"max_epochs": epochs, "patience": 0}
+    base = _config(DEFAULT_SWEEP, "bench", fixed=fixed, pruner={"name": "none"})
+    search = {k: v.model_dump() for k, v in base.search.items() if k != "patience"}
+    queued = _same_trials(_config(DEFAULT_SWEEP, "bench", search=search), n_trials)
+    runs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for jobs in (1, 2):
-            folder = Path(tmp) / f"jobs{jobs}"
+        for jobs, tracking in ((1, True), (2, True), (2, False)):
+            folder = Path(tmp) / f"jobs{jobs}-tracking{tracking}"
             folder.mkdir()
-            cfg = _bench_config(
-                f"bench-{jobs}",
-                unsearch=("patience",),
+            cfg = _config(
+                DEFAULT_SWEEP,
+                f"bench-{jobs}-{tracking}",
                 study={"n_trials": n_trials, "n_jobs": jobs},
-                fixed={"max_epochs": epochs, "patience": 0},
+                fixed=fixed,
+                search=search,
                 pruner={"name": "none"},
+                tracking={"enabled": tracking},
             )
-            study = create_study(cfg, str(folder / "optuna.journal"))
-            for p in params:
-                study.enqueue_trial(p)
-            summary = _run_sweep(folder, cfg)
-            done = sum(summary.states[k] for k in (COMPLETE, PRUNED, FAILED))
-            rates[jobs] = done / summary.parallel_seconds
+            s = runs[jobs, tracking] = _run_sweep(folder, cfg, queued)
             print(
-                f"   {jobs} worker(s): {done} trials in {summary.parallel_seconds:5.1f} s "
-                f"= {rates[jobs]:.3f} trials/s (training {summary.compute_seconds:.1f} s)"
+                f"   {jobs} worker(s), tracking {'on ' if tracking else 'off'}: workers' phase "
+                f"{s.parallel_seconds:5.1f} s, training {s.compute_seconds:5.1f} core-s, "
+                f"overhead {s.parallel_overhead:6.1%} of training"
             )
-    print(f"   2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
+    one, two, off = runs[1, True], runs[2, True], runs[2, False]
+    speedup = one.parallel_seconds / two.parallel_seconds
+    print(
+        f"   2 workers / 1 worker, same trials: {speedup:.2f}x   "
+        f"(goal >= 1.9x: {_goal(speedup >= 1.9)})"
+    )
+    added = (two.parallel_seconds - off.parallel_seconds) * 2 / off.compute_seconds
+    print(f"   tracking adds {added:.1%} of training time to the workers' phase (same trials)")
 
 
-def bench_default_sweep() -> None:
-    """The default sweep, as `make sweep` runs it, with MLflow tracking on and off."""
-    print("== default sweep (sweeps/default.toml), MLflow tracking on and off")
-    results = {}
+def _command(sweep: Path, folder: Path, *args: str) -> tuple[float, dict[str, float]]:
+    """``python -m pipeline sweep`` as a user runs it, in ``folder``: its wall time, and the
+    parent run's metrics plus the sum of the child runs' train_time."""
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "sweep",
+            str(sweep),
+            "--storage",
+            str(folder / "optuna.journal"),
+            "--tracking-uri",
+            uri,
+            *args,
+        ],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
+    wall = time.perf_counter() - started
+    client = MlflowClient(uri)
+    experiment = client.search_experiments()[-1]
+    found = client.search_runs([experiment.experiment_id], max_results=50000)
+    parent = next(r for r in found if r.data.tags.get("pipeline.role") == "study")
+    metrics = dict(parent.data.metrics)
+    metrics["trials_train_time"] = sum(
+        r.data.metrics.get("train_time", 0.0)
+        for r in found
+        if r.data.tags.get("pipeline.role") == "trial"
+    )
+    return wall, metrics
+
+
+def bench_sweep_commands() -> None:
+    """The shipped default and moons sweeps as `make sweep` runs them (start-up, set-up, test
+    evaluation and study plots included): where the time goes, against the goals."""
+    goals = {"default.toml": 0.90, "moons.toml": 0.40}
     with tempfile.TemporaryDirectory() as tmp:
-        for tracking in (True, False):
-            folder = Path(tmp) / f"tracking-{tracking}"
+        for name, goal in goals.items():
+            folder = Path(tmp) / name
             folder.mkdir()
-            s = _run_sweep(folder, _bench_config("bench-default", tracking={"enabled": tracking}))
-            results[tracking] = s
+            wall, m = _command(SWEEPS / name, folder)
+            jobs = m["n_jobs"]
+            train = m["train_time"]
+            share = m["trials_train_time"] / (jobs * wall)
+            workers = (m["workers_time"] * jobs - train) / train
+            whole = (wall * jobs - train) / train
+            print(f"== sweeps/{name}, the command as a user runs it, {int(jobs)} workers")
             print(
-                f"   tracking {'on ' if tracking else 'off'}: wall {s.wall_seconds:6.1f} s "
-                f"(workers' phase {s.parallel_seconds:5.1f} s on {s.n_jobs} cores), training "
-                f"{s.compute_seconds:6.1f} s, MLflow logging in workers {s.tracking_seconds:5.1f}"
-                f" s, {s.states[COMPLETE]} complete and {s.states[PRUNED]} pruned trials,"
-                " best test MSE "
-                f"{s.test_metrics.get('best', {}).get('test_loss', float('nan')):.4f}"
+                f"   wall {wall:6.1f} s (set-up and end {wall - m['workers_time']:.1f} s), "
+                f"training {train:6.1f} core-s, MLflow logging in workers "
+                f"{m['tracking_time']:.1f} s"
             )
-    on, off = results[True], results[False]
-    print(
-        f"   sweep overhead (start-up, sampling, storage, logging, idle cores) in the "
-        f"workers' phase: {on.parallel_overhead:.1%} of training with tracking, "
-        f"{off.parallel_overhead:.1%} without"
-    )
-    print(
-        f"   whole sweep, core-seconds not training: "
-        f"{(on.wall_seconds * on.n_jobs - on.compute_seconds) / on.compute_seconds:.1%} "
-        "of training (includes set-up, test evaluation, study plots)"
-    )
-    # the two runs sample different trials (parallel TPE), so compare wall per training second
-    per_on = on.wall_seconds / on.compute_seconds
-    per_off = off.wall_seconds / off.compute_seconds
-    print(
-        f"   tracking adds {per_on / per_off - 1:.1%} to the wall time per second of training"
-        f" (raw wall ratio {on.wall_seconds / off.wall_seconds:.2f}; the runs' trials differ)"
-    )
+            print(
+                f"   trials' train_time / ({int(jobs)} x wall): {share:6.1%}   "
+                f"(goal >= {goal:.0%}: {_goal(share >= goal)})"
+            )
+            if name == "default.toml":
+                print(
+                    f"   workers' phase outside training: {workers:6.1%} of training   "
+                    f"(goal <= 5%: {_goal(workers <= 0.05)})"
+                )
+                print(
+                    f"   whole sweep outside training: {whole:6.1%} of training   "
+                    f"(goal <= 10%: {_goal(whole <= 0.10)})"
+                )
+            else:
+                tracking = m["tracking_time"] / train
+                print(
+                    f"   MLflow logging in workers: {tracking:6.1%} of training   "
+                    f"(goal <= 25%: {_goal(tracking <= 0.25)})"
+                )
+
+
+def bench_trial_machinery(sizes: tuple[int, ...] = (100, 1000, 5000), repeats: int = 20) -> None:
+    """Milliseconds per trial of the machinery around training (reserve + ask under the
+    lock, sampling the default sweep's space with TPE, tell; and logging one trial to MLflow)
+    in studies that already hold 100, 1000 and 5000 trials."""
+    import numpy as np
+    import optuna
+
+    from pipeline.config import suggest_space
+    from pipeline.results import TrialResult
+    from pipeline.study import create_study, load_study, reserve_trial
+    from pipeline.tracking import TrialLogger, prepare_experiment
+
+    cfg = _config(DEFAULT_SWEEP, "machinery")
+    print(f"== machinery per trial (ms, best of {repeats}) as the study grows, default sweep space")
+    print("   trials in study   reserve+ask   suggest (TPE)    tell    MLflow log")
+    rng = np.random.default_rng(0)
+    history = {
+        "epoch": list(range(1, 301)),
+        "train_loss": list(rng.random(300)),
+        "val_loss": list(rng.random(300)),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = str(Path(tmp) / "optuna.journal")
+        study = create_study(cfg, storage)
+        uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+        logger = TrialLogger(uri, prepare_experiment(uri, "machinery"), None, "machinery", 100)
+        filled = 0
+        space = optuna.distributions
+        dists = {
+            k: space.FloatDistribution(p.low, p.high, log=p.log)
+            if p.type == "float"
+            else space.IntDistribution(p.low, p.high, step=p.step)
+            for k, p in cfg.search.items()
+        }
+        for size in sizes:
+            frozen = []
+            for _ in range(size - filled):
+                params = {
+                    k: float(rng.uniform(d.low, d.high))
+                    if isinstance(d, space.FloatDistribution)
+                    else int(rng.integers(d.low // d.step, d.high // d.step + 1) * d.step)
+                    for k, d in dists.items()
+                }
+                frozen.append(
+                    optuna.trial.create_trial(
+                        params=params, distributions=dists, value=float(rng.random())
+                    )
+                )
+            study.add_trials(frozen)
+            filled = size
+            study = load_study(cfg, storage)
+            times = {"reserve": [], "suggest": [], "tell": [], "log": []}
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                trial = reserve_trial(study, storage, size + repeats + 1)
+                t1 = time.perf_counter()
+                values = suggest_space(trial, cfg.search)
+                t2 = time.perf_counter()
+                study.tell(trial, float(rng.random()))
+                t3 = time.perf_counter()
+                run_id = logger.start(trial.number, {})
+                logger.finish(
+                    run_id,
+                    TrialResult(values, value=1.0, history=history, metrics={"train_time": 1.0}),
+                )
+                t4 = time.perf_counter()
+                for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    times[key].append(seconds)
+            filled += repeats
+            row = "   ".join(f"{min(v) * 1e3:10.1f}" for v in times.values())
+            print(f"   {size:15d}   {row}")
 
 
 def main() -> None:
     bench_seed_task()
     bench_digits()
-    bench_throughput()
-    bench_default_sweep()
+    bench_trial_machinery()
+    bench_same_trials()
+    bench_sweep_commands()

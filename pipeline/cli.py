@@ -1,4 +1,4 @@
-"""The command line: ``python -m pipeline {sweep,ui,report,bench} ...``."""
+"""The command line: ``python -m pipeline {sweep,ui,report,figures,bench} ...``."""
 
 from __future__ import annotations
 
@@ -99,6 +99,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figures(args: argparse.Namespace) -> int:
+    """Draw and log the figures of trials of a study (the sweep draws the best and the
+    baselines' itself)."""
+    from pipeline.tracking import figures_of
+
+    try:
+        done = figures_of(args.study, args.trials, args.tracking_uri)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    missing = sorted(set(args.trials) - set(done))
+    print(f"figures logged for trial(s) {done}" if done else "no figures logged")
+    if missing:
+        print(f"error: no complete trial {missing} with a logged model", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from pipeline import bench
 
@@ -170,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--tracking-uri", help="store to read (default: as for sweep)")
     report.add_argument("--out", default="reports", help="folder for reports (default reports)")
     report.set_defaults(run=_report)
+
+    figures = commands.add_parser(
+        "figures",
+        help="draw a trial's figures (curves, weights, activations) into its MLflow run",
+        description="Draw and log the figures of complete trials from their logged history "
+        "and weights. The sweep draws those of the best trials and the baselines by itself.",
+    )
+    figures.add_argument("study", help="study (MLflow experiment) name")
+    figures.add_argument("trials", nargs="+", type=int, metavar="TRIAL", help="trial numbers")
+    figures.add_argument("--tracking-uri", help="store (default: as for sweep)")
+    figures.set_defaults(run=_figures)
 
     bench = commands.add_parser(
         "bench", help="speed benchmarks, printed as ratios measured side by side"

@@ -186,7 +186,7 @@ def _run(
         summary.test_metrics = evaluate_on_test(cfg, study, dataset, models_dir)
     summary.wall_seconds = time.perf_counter() - started
     if tracker:
-        tracker.finish(study, summary)
+        tracker.finish(study, summary, dataset.X_train)
         summary.wall_seconds = time.perf_counter() - started
     print_summary(cfg, study, summary, console)
     return summary

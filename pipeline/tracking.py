@@ -25,6 +25,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from optuna.trial import TrialState
 
 from pipeline import plots
 from pipeline.config import SweepConfig
@@ -54,6 +55,7 @@ from pipeline.store import find_parent_run, tracking_uri
 
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
 BATCH = 1000  # MLflow takes at most 1000 metrics per log_batch call
+FIGURES_FOR_BEST = 5  # the sweep draws the figures of this many best trials (and baselines)
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -186,7 +188,7 @@ class TrialLogger:
         )
         return run.info.run_id
 
-    def finish(self, run_id: str, result: TrialResult, train_X: np.ndarray | None = None) -> None:
+    def finish(self, run_id: str, result: TrialResult) -> None:
         """Params, curves (batched), final metrics, tags, artifacts; then the run's status."""
         now = _now_ms()
         history = result.history
@@ -216,34 +218,43 @@ class TrialLogger:
             run_id, metrics=metrics[:BATCH], params=_params(result.hyperparameters), tags=tags
         )
         _log_metrics(self.client, run_id, metrics[BATCH:])
-        self._log_artifacts(run_id, result, train_X)
+        self._log_artifacts(run_id, result)
         self.client.set_terminated(run_id, status=RUN_STATUS[result.state])
 
-    def _log_artifacts(self, run_id: str, result: TrialResult, train_X: np.ndarray | None) -> None:
-        """Every trial: its full per-epoch history (CSV). A complete trial also: its weights
-        and three figures (learning curves, weight histogram, hidden activations with dropout).
-        Figures cost more than a short trial's training, so pruned and failed trials, which
-        are many and short, keep their curves as metrics and CSV only."""
-        model, history = result.model, result.history
+    def _log_artifacts(self, run_id: str, result: TrialResult) -> None:
+        """Every trial: its full per-epoch history (CSV); a complete trial also its weights.
+        Figures are not made here: they cost more than a short trial's training, so the sweep
+        draws them at its end for the best trials and the baselines (:meth:`StudyTracker.
+        log_figures`), and ``python -m pipeline figures`` for any other trial."""
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            if history.get("epoch"):
-                write_history(history, folder / "history.csv")
-            if result.state == COMPLETE:
-                best = result.metrics.get("best_epoch")
-                plots.learning_curves(history, int(best) if best else None).savefig(
-                    folder / "curves.png"
-                )
-                plots.weight_histogram(model.weights_).savefig(folder / "weights.png")
-                if result.model_path is not None:
-                    shutil.copyfile(result.model_path, folder / "model.npz")
-                if train_X is not None:
-                    clean, dropped = model.hidden_activations(train_X)[-1]
-                    plots.activation_histogram(clean, dropped, model.keep_prob).savefig(
-                        folder / "activations.png"
-                    )
+            if result.history.get("epoch"):
+                write_history(result.history, folder / "history.csv")
+            if result.state == COMPLETE and result.model_path is not None:
+                shutil.copyfile(result.model_path, folder / "model.npz")
             if any(folder.iterdir()):
                 self.client.log_artifacts(run_id, tmp)
+
+
+def write_trial_figures(
+    folder: Path, history: dict[str, list[float]], model: MLP, train_X: np.ndarray | None
+) -> None:
+    """A trial's three figures: learning curves (best epoch marked), the weight histogram
+    (L1's exact zeros) and the last hidden layer's activations with and without dropout."""
+    best = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None
+    plots.learning_curves(history, best).savefig(folder / "curves.png")
+    plots.weight_histogram(model.weights_).savefig(folder / "weights.png")
+    if train_X is not None and model.hidden:
+        clean, dropped = model.hidden_activations(train_X)[-1]
+        plots.activation_histogram(clean, dropped, model.keep_prob).savefig(
+            folder / "activations.png"
+        )
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    return {key: [float(row[i]) for row in rows[1:]] for i, key in enumerate(rows[0])}
 
 
 def curve_steps(epochs: list[int], most: int, best_epoch: float | None = None) -> list[int]:
@@ -354,18 +365,17 @@ class StudyTracker:
             self.client.set_terminated(run_id, status=RUN_STATUS[FAILED])
 
     def trial_runs(self) -> dict[int, str]:
-        """Trial number -> child run id (the newest, for a trial logged twice)."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{ROLE}` = '{ROLE_TRIAL}'",
-            max_results=50000,
-            order_by=["attributes.start_time ASC"],
-        )
-        return {int(r.data.tags[TRIAL]): r.info.run_id for r in runs}
+        return trial_runs(self.client, self.experiment_id)
 
-    def finish(self, study: Any, summary: SweepSummary) -> None:
-        """Summary metrics, Optuna's plots, the trials table, test metrics and the best model;
-        then the parent run's status (KILLED when the sweep was interrupted)."""
+    def log_figures(self, numbers: list[int], train_X: np.ndarray | None) -> list[int]:
+        """Draw and log the figures of these trials from their logged history and weights;
+        returns the trials that got them (a trial without a logged model has none)."""
+        return log_trial_figures(self.client, self.trial_runs(), numbers, train_X)
+
+    def finish(self, study: Any, summary: SweepSummary, train_X: np.ndarray | None = None) -> None:
+        """Summary metrics, Optuna's plots, the trials table, test metrics, the best model and
+        the figures of the best trials and the baselines; then the parent run's status (KILLED
+        when the sweep was interrupted, FAILED when an error stopped it)."""
         states = summary.states
         metrics = {
             "n_complete": states[COMPLETE],
@@ -373,6 +383,9 @@ class StudyTracker:
             "n_failed": states[FAILED],
             "wall_time": summary.wall_seconds,
             "train_time": summary.compute_seconds,
+            "workers_time": summary.parallel_seconds,  # the workers' phase, wall
+            "tracking_time": summary.tracking_seconds,  # MLflow logging inside the workers
+            "n_jobs": summary.n_jobs,
         }
         if summary.best is not None:
             metrics["best_value"] = summary.best.value
@@ -395,6 +408,11 @@ class StudyTracker:
             if summary.best is not None
             else None,
         )
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
+        chosen = {t.number for t in ranked[:FIGURES_FOR_BEST]}
+        chosen |= {m["trial"] for m in summary.test_metrics.values()}  # best and baselines
+        log_trial_figures(self.client, trial_runs, sorted(chosen), train_X)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             (folder / "plots").mkdir()
@@ -411,11 +429,67 @@ class StudyTracker:
         self.client.set_terminated(self.run_id, status=status)
 
 
+def trial_runs(client: MlflowClient, experiment_id: str) -> dict[int, str]:
+    """Trial number -> child run id (the newest, for a trial logged twice)."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{ROLE}` = '{ROLE_TRIAL}'",
+        max_results=50000,
+        order_by=["attributes.start_time ASC"],
+    )
+    return {int(r.data.tags[TRIAL]): r.info.run_id for r in runs}
+
+
+def log_trial_figures(
+    client: MlflowClient, runs: dict[int, str], numbers: list[int], train_X: np.ndarray | None
+) -> list[int]:
+    """The figures of trials ``numbers`` (trial number -> run id in ``runs``), drawn from each
+    run's ``history.csv`` and ``model.npz`` and logged beside them."""
+    done = []
+    for number in numbers:
+        run_id = runs.get(number)
+        if run_id is None:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            try:
+                client.download_artifacts(run_id, "history.csv", tmp)
+                client.download_artifacts(run_id, "model.npz", tmp)
+            except Exception:  # not complete: no model to draw
+                continue
+            history = read_history(folder / "history.csv")
+            model = MLP.load(folder / "model.npz")
+            figures = folder / "figures"
+            figures.mkdir()
+            write_trial_figures(figures, history, model, train_X)
+            client.log_artifacts(run_id, str(figures))
+        done.append(number)
+    return done
+
+
 def study_params(study: Any) -> list[str]:
     names: dict[str, None] = {}
     for t in study.get_trials(deepcopy=False):
         names |= dict.fromkeys(t.params)
     return list(names)
+
+
+def figures_of(study: str, numbers: list[int], uri: str | None = None) -> list[int]:
+    """Draw and log the figures of trials of ``study``; returns the trials that got them."""
+    from pipeline.config import SweepConfig
+    from pipeline.data import load
+
+    client = MlflowClient(tracking_uri(uri))
+    experiment = client.get_experiment_by_name(study)
+    run_id = find_parent_run(client, experiment.experiment_id) if experiment else None
+    if run_id is None:
+        raise ValueError(f"no study {study!r} in {mask_credentials(tracking_uri(uri))}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, "sweep_resolved.json", tmp)
+        cfg = SweepConfig(**json.loads(Path(path).read_text()))
+    d = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
+    runs = trial_runs(client, experiment.experiment_id)
+    return log_trial_figures(client, runs, numbers, d.X_train)
 
 
 def load_best_model(study: str, uri: str | None = None) -> MLP:

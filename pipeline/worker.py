@@ -118,7 +118,7 @@ def _take_trials(
         if logger:
             tic = time.perf_counter()
             try:
-                logger.finish(run_id, result, dataset.X_train)
+                logger.finish(run_id, result)
             except Exception as err:  # tracking trouble must not lose the trial
                 warnings.warn(f"trial {trial.number}: MLflow logging failed: {err}", stacklevel=1)
             report.tracking_seconds += time.perf_counter() - tic

@@ -83,3 +83,29 @@ def test_a_report_is_written_from_the_store(swept, tmp_path):
     assert (page.parent / "effects.png").stat().st_size > 0
     complete = analysis.runs(cfg.study.name, uri).query(f"state == '{COMPLETE}'")
     assert len(complete) >= 1
+
+
+def test_figures_are_drawn_for_the_best_and_the_baselines_and_on_demand(swept):
+    from mlflow import MlflowClient
+
+    from pipeline.tracking import figures_of, trial_runs
+
+    cfg, _, uri, summary, _ = swept
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(cfg.study.name).experiment_id
+    runs = trial_runs(client, experiment)
+    frame = analysis.runs(cfg.study.name, uri)
+    complete = frame[frame["state"] == COMPLETE].sort_values("final_val_loss")
+    drawn = set(complete["trial"][:5]) | {m["trial"] for m in summary.test_metrics.values()}
+    figures = {"curves.png", "weights.png", "activations.png"}
+    for trial, run_id in runs.items():
+        files = {a.path for a in client.list_artifacts(run_id)}
+        assert (figures <= files) == (trial in drawn), trial
+    # any complete trial's figures, with one command (one not drawn yet where there is one)
+    target = [int(t) for t in complete["trial"] if t not in drawn][:1] or [
+        int(complete["trial"].iloc[0])
+    ]
+    assert figures_of(cfg.study.name, target, uri) == target
+    assert figures <= {a.path for a in client.list_artifacts(runs[target[0]])}
+    pruned = [int(t) for t in frame.loc[frame["state"] != COMPLETE, "trial"]]
+    assert figures_of(cfg.study.name, pruned[:1], uri) == []  # no model, no figures
