@@ -254,8 +254,10 @@ def _command(sweep: Path, folder: Path, *args: str) -> tuple[float, dict[str, fl
         capture_output=True,
     )
     wall = time.perf_counter() - started
+    from pipeline.config import load_sweep
+
     client = MlflowClient(uri)
-    experiment = client.search_experiments()[-1]
+    experiment = client.get_experiment_by_name(load_sweep(sweep).study.name)
     found = client.search_runs([experiment.experiment_id], max_results=50000)
     parent = next(r for r in found if r.data.tags.get("pipeline.role") == "study")
     metrics = dict(parent.data.metrics)

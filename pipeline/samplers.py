@@ -7,6 +7,8 @@ from typing import Any
 
 import optuna
 
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" per sweep
+
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
 PRUNERS = ("median", "hyperband", "none")
 

@@ -38,8 +38,6 @@ from pipeline.names import (
 
 DEFAULT_STORAGE = Path("mlruns") / "optuna.journal"
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
 
 def storage_url(cfg: SweepConfig, override: str | None = None) -> str:
     """The study storage: an Optuna URL (``sqlite:///...``, ``postgresql://...``) or the path

@@ -12,6 +12,7 @@ import csv
 import fcntl
 import json
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -27,7 +28,6 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from optuna.trial import TrialState
 
-from pipeline import plots
 from pipeline.config import SweepConfig
 from pipeline.locations import mask_credentials
 from pipeline.mlp import MLP
@@ -54,6 +54,7 @@ from pipeline.results import SweepSummary, TrialResult
 from pipeline.store import find_parent_run, tracking_uri
 
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the console
 BATCH = 1000  # MLflow takes at most 1000 metrics per log_batch call
 FIGURES_FOR_BEST = 5  # the sweep draws the figures of this many best trials (and baselines)
 
@@ -241,6 +242,8 @@ def write_trial_figures(
 ) -> None:
     """A trial's three figures: learning curves (best epoch marked), the weight histogram
     (L1's exact zeros) and the last hidden layer's activations with and without dropout."""
+    from pipeline import plots  # here, not at the top: workers log without drawing
+
     best = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None
     plots.learning_curves(history, best).savefig(folder / "curves.png")
     plots.weight_histogram(model.weights_).savefig(folder / "weights.png")
@@ -323,6 +326,7 @@ class StudyTracker:
     experiment_id: str
     run_id: str
     client: MlflowClient
+    storage: str  # the study's storage URL or journal path
 
     @classmethod
     def open(
@@ -345,7 +349,7 @@ class StudyTracker:
         if commit := git_commit():
             tags["git_commit"] = commit
         run_id = start_parent_run(client, experiment_id, cfg.study.name, params, tags)
-        tracker = cls(uri, experiment_id, run_id, client)
+        tracker = cls(uri, experiment_id, run_id, client, storage)
         tracker.close_interrupted_runs()
         if sweep_file:  # as written, but with any password masked
             client.log_text(
@@ -412,11 +416,18 @@ class StudyTracker:
         ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
         chosen = {t.number for t in ranked[:FIGURES_FOR_BEST]}
         chosen |= {m["trial"] for m in summary.test_metrics.values()}  # best and baselines
-        log_trial_figures(self.client, trial_runs, sorted(chosen), train_X)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             (folder / "plots").mkdir()
-            plots.study_figures(study, list(study_params(study)), folder / "plots")
+            # Optuna's study plots take seconds: drawn in one of the sweep's (now idle, warm)
+            # worker processes while this one draws the trials' figures on the other core
+            from joblib.externals.loky import get_reusable_executor
+
+            plotting = get_reusable_executor().submit(
+                draw_study_plots, self.storage, study.study_name, folder / "plots"
+            )
+            log_trial_figures(self.client, trial_runs, sorted(chosen), train_X)
+            plotting.result()
             table = study.trials_dataframe()
             table.to_csv(folder / "trials.csv", index=False)
             table.to_parquet(folder / "trials.parquet", index=False)
@@ -465,6 +476,18 @@ def log_trial_figures(
             client.log_artifacts(run_id, str(figures))
         done.append(number)
     return done
+
+
+def draw_study_plots(storage: str, study_name: str, folder: Path) -> list[str]:
+    """Optuna's plots of a study read from its storage, as PNGs in ``folder`` (run in another
+    process, so it takes names rather than the study)."""
+    import optuna
+
+    from pipeline import plots
+    from pipeline.study import make_storage
+
+    study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
+    return plots.study_figures(study, study_params(study), folder)
 
 
 def study_params(study: Any) -> list[str]:
