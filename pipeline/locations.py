@@ -7,6 +7,7 @@ timeout, an MLflow server for its ``/health`` page, and a local file for a folde
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import urllib.error
@@ -89,16 +90,46 @@ def _server_problem(uri: str) -> str | None:
     return None
 
 
+def _sqlite_problem(path: Path) -> str | None:
+    """Why an existing file is not a readable SQLite database, or None."""
+    import sqlite3
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            db.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as err:
+        return f"is not a readable SQLite database ({err})"
+    return None
+
+
+def _journal_problem(path: Path) -> str | None:
+    """Why an existing file is not an Optuna journal, or None."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    try:
+        lock = JournalFileOpenLock(str(path))
+        JournalStorage(JournalFileBackend(str(path), lock_obj=lock)).get_all_studies()
+    except Exception as err:  # garbage, or another program's file
+        return f"is not an Optuna journal ({_first_line(err)})"
+    return None
+
+
 def storage_problem(storage: str) -> str | None:
     scheme = _scheme(storage)
     if scheme is None:
-        return _file_problem(Path(storage))
+        return _file_problem(Path(storage)) or _journal_problem(Path(storage))
     if scheme not in STORAGE_SCHEMES:
         return "must be a journal file path or an Optuna database URL " + (
             f"({', '.join(s + '://...' for s in STORAGE_SCHEMES)})"
         )
     if scheme == "sqlite":
-        return _file_problem(Path(storage.split(":///", 1)[-1]))
+        path = Path(storage.split(":///", 1)[-1])
+        return _file_problem(path) or _sqlite_problem(path)
     return _database_problem(storage)
 
 
@@ -110,7 +141,8 @@ def tracking_problem(uri: str) -> str | None:
             "postgresql://..., file:///path)"
         )
     if scheme == "sqlite":
-        return _file_problem(Path(uri.split(":///", 1)[-1]))
+        path = Path(uri.split(":///", 1)[-1])
+        return _file_problem(path) or _sqlite_problem(path)
     if scheme == "file" and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
         return (
             "MLflow 3 refuses a file store unless MLFLOW_ALLOW_FILE_STORE=true; use "

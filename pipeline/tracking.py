@@ -326,7 +326,6 @@ class StudyTracker:
     experiment_id: str
     run_id: str
     client: MlflowClient
-    storage: str  # the study's storage URL or journal path
 
     @classmethod
     def open(
@@ -349,7 +348,7 @@ class StudyTracker:
         if commit := git_commit():
             tags["git_commit"] = commit
         run_id = start_parent_run(client, experiment_id, cfg.study.name, params, tags)
-        tracker = cls(uri, experiment_id, run_id, client, storage)
+        tracker = cls(uri, experiment_id, run_id, client)
         tracker.close_interrupted_runs()
         if sweep_file:  # as written, but with any password masked
             client.log_text(
@@ -419,15 +418,10 @@ class StudyTracker:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             (folder / "plots").mkdir()
-            # Optuna's study plots take seconds: drawn in one of the sweep's (now idle, warm)
-            # worker processes while this one draws the trials' figures on the other core
-            from joblib.externals.loky import get_reusable_executor
+            from pipeline import plots
 
-            plotting = get_reusable_executor().submit(
-                draw_study_plots, self.storage, study.study_name, folder / "plots"
-            )
             log_trial_figures(self.client, trial_runs, sorted(chosen), train_X)
-            plotting.result()
+            plots.study_figures(study, study_params(study), folder / "plots")
             table = study.trials_dataframe()
             table.to_csv(folder / "trials.csv", index=False)
             table.to_parquet(folder / "trials.parquet", index=False)
@@ -452,42 +446,39 @@ def trial_runs(client: MlflowClient, experiment_id: str) -> dict[int, str]:
 
 
 def log_trial_figures(
-    client: MlflowClient, runs: dict[int, str], numbers: list[int], train_X: np.ndarray | None
+    client: MlflowClient,
+    runs: dict[int, str],
+    numbers: list[int],
+    train_X: np.ndarray | None,
 ) -> list[int]:
     """The figures of trials ``numbers`` (trial number -> run id in ``runs``), drawn from each
     run's ``history.csv`` and ``model.npz`` and logged beside them."""
-    done = []
-    for number in numbers:
-        run_id = runs.get(number)
-        if run_id is None:
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {}
+        for number in numbers:
+            run_id = runs.get(number)
+            folder = Path(tmp) / str(number)
             try:
-                client.download_artifacts(run_id, "history.csv", tmp)
-                client.download_artifacts(run_id, "model.npz", tmp)
-            except Exception:  # not complete: no model to draw
+                client.download_artifacts(run_id, "history.csv", str(folder))
+                client.download_artifacts(run_id, "model.npz", str(folder))
+            except Exception:  # no run, or not complete: no model to draw
                 continue
-            history = read_history(folder / "history.csv")
-            model = MLP.load(folder / "model.npz")
-            figures = folder / "figures"
-            figures.mkdir()
-            write_trial_figures(figures, history, model, train_X)
-            client.log_artifacts(run_id, str(figures))
-        done.append(number)
-    return done
+            folders[number] = folder
+        draw_trial_figures(list(folders.values()), train_X)
+        for number, folder in folders.items():
+            client.log_artifacts(runs[number], str(folder / "figures"))
+    return list(folders)
 
 
-def draw_study_plots(storage: str, study_name: str, folder: Path) -> list[str]:
-    """Optuna's plots of a study read from its storage, as PNGs in ``folder`` (run in another
-    process, so it takes names rather than the study)."""
-    import optuna
-
-    from pipeline import plots
-    from pipeline.study import make_storage
-
-    study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
-    return plots.study_figures(study, study_params(study), folder)
+def draw_trial_figures(folders: list[Path], train_X: np.ndarray | None) -> None:
+    """In each folder holding a trial's ``history.csv`` and ``model.npz``, its figures in
+    ``figures/``."""
+    for folder in folders:
+        (folder / "figures").mkdir()
+        model = MLP.load(folder / "model.npz")
+        write_trial_figures(
+            folder / "figures", read_history(folder / "history.csv"), model, train_X
+        )
 
 
 def study_params(study: Any) -> list[str]:

@@ -234,3 +234,18 @@ def test_a_second_sweep_of_a_running_study_is_refused(tmp_path):
     assert result.returncode == 2
     assert f"study 'smoke' is being run by process {os.getpid()} on host" in result.stderr
     assert not journal.exists()  # refused before the study was opened
+
+
+def test_a_store_file_that_is_not_a_store_is_refused(tmp_path):
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\x00not a store at all\n" * 10)
+    path = tmp_path / "sweep.toml"
+    path.write_text(GOOD)
+    for args, expected in (
+        (("--storage", str(garbage)), "is not an Optuna journal"),
+        (("--tracking-uri", f"sqlite:///{garbage}"), "is not a readable SQLite database"),
+        (("--storage", f"sqlite:///{garbage}"), "is not a readable SQLite database"),
+    ):
+        result = _cli(tmp_path, "sweep", str(path), *args)
+        assert result.returncode == 2 and expected in result.stderr, result.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.bin", "sweep.toml"]
