@@ -44,10 +44,37 @@ def _sweep(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"error: cannot run the sweep\n{err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the workers started, or a second Ctrl-C
+        print("interrupted: re-run the same command to resume the study", file=sys.stderr)
+        return 130
     if summary.interrupted:
         return 130
     # an error that stopped the workers, or not one trial completed: the sweep did not work
     return 1 if summary.errors or not summary.states["complete"] else 0
+
+
+def _store_problem(uri: str | None) -> str | None:
+    """One line saying why the MLflow store cannot be read, or None (within seconds: MLflow
+    itself would retry an unreachable server for minutes)."""
+    from pipeline.locations import mask_credentials, tracking_problem
+    from pipeline.store import tracking_uri
+
+    uri = tracking_uri(uri)
+    why = tracking_problem(uri)
+    return None if why is None else f"error: tracking uri = {mask_credentials(uri)!r}: {why}"
+
+
+def _port_problem(port: int) -> str | None:
+    import socket
+
+    if not 1 <= port <= 65535:
+        return f"error: --port {port}: must be a port number in 1..65535"
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return f"error: --port {port}: already in use on 127.0.0.1; try make ui PORT={port + 1}"
+    return None
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -58,6 +85,9 @@ def _ui(args: argparse.Namespace) -> int:
     from pipeline.store import DEFAULT_STORE, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
+    if (problem := _port_problem(args.port) or _store_problem(uri)) is not None:
+        print(problem, file=sys.stderr)
+        return 2
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     command = [
@@ -85,6 +115,9 @@ def _report(args: argparse.Namespace) -> int:
     from pipeline import analysis
     from pipeline.report import write_reports
 
+    if (problem := _store_problem(args.tracking_uri)) is not None:
+        print(problem, file=sys.stderr)
+        return 2
     try:
         studies = args.studies or analysis.studies(args.tracking_uri)
         if not studies:
@@ -93,6 +126,11 @@ def _report(args: argparse.Namespace) -> int:
         pages = write_reports(studies, args.tracking_uri, Path(args.out))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. --out is a file, or read-only
+        print(
+            f"error: cannot write the reports under {args.out!r}: {err.strerror}", file=sys.stderr
+        )
         return 2
     for page in pages:
         print(f"wrote {page}")
@@ -104,6 +142,9 @@ def _figures(args: argparse.Namespace) -> int:
     baselines' itself)."""
     from pipeline.tracking import figures_of
 
+    if (problem := _store_problem(args.tracking_uri)) is not None:
+        print(problem, file=sys.stderr)
+        return 2
     try:
         done = figures_of(args.study, args.trials, args.tracking_uri)
     except ValueError as err:

@@ -249,3 +249,26 @@ def test_a_store_file_that_is_not_a_store_is_refused(tmp_path):
         result = _cli(tmp_path, "sweep", str(path), *args)
         assert result.returncode == 2 and expected in result.stderr, result.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.bin", "sweep.toml"]
+
+
+def test_report_ui_and_figures_refuse_an_unusable_store_or_folder_or_port(tmp_path):
+    import socket
+
+    started = time.monotonic()
+    for command in (["report"], ["figures", "smoke", "1"], ["ui", "--port", "5999"]):
+        result = _cli(tmp_path, *command, "--tracking-uri", "http://127.0.0.1:9")
+        assert result.returncode == 2 and "no MLflow server answers" in result.stderr, command
+    assert time.monotonic() - started < 20  # not MLflow's minutes of retries
+    (tmp_path / "afile").write_text("")
+    store = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    result = _cli(
+        tmp_path, "report", "x", "--tracking-uri", store, "--out", str(tmp_path / "afile")
+    )
+    assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
+    assert _cli(tmp_path, "ui", "--port", "70000").returncode == 2
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _cli(tmp_path, "ui", "--port", str(port), "--tracking-uri", store)
+    assert result.returncode == 2 and "already in use" in result.stderr
