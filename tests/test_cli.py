@@ -35,3 +35,14 @@ def test_the_benchmark_keeps_each_candidates_best_time():
     times = bench._best_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
     assert calls == ["a", "b"] * 3  # interleaved rounds
     assert set(times) == {"a", "b"} and all(0 <= t < 1 for t in times.values())
+
+
+def test_the_benchmark_compares_the_same_trials_in_every_run():
+    cfg = bench._config(bench.DEFAULT_SWEEP, "b", study={"n_trials": 3})
+    first, again = bench._same_trials(cfg, 5), bench._same_trials(cfg, 5)
+    assert first == again and len(first) == 5 and set(first[0]) == set(cfg.search)
+    for params in first:
+        for key, value in params.items():
+            p = cfg.search[key]
+            assert p.low <= value <= p.high
+    assert cfg.study.name == "b" and cfg.study.n_trials == 3
