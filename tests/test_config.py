@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e import cli_in_process
+from e2e import cli_in_process as _cli
 
 from pipeline.config import ConfigError, load_sweep, parse_override
 
@@ -150,10 +150,6 @@ def test_overrides_are_validated_like_the_file(tmp_path):
         load_sweep(path, [parse_override("search.keep_prob.high=2.0")])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_override("fixed.max_epochs")
-
-
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return cli_in_process(tmp_path, *args)
 
 
 @pytest.mark.parametrize(
