@@ -82,7 +82,8 @@ def _ui(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from pipeline.store import DEFAULT_STORE, tracking_uri
+    from pipeline.locations import mask_credentials
+    from pipeline.store import DEFAULT_STORE, study_links, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
     if (problem := _port_problem(args.port) or _store_problem(uri)) is not None:
@@ -104,7 +105,14 @@ def _ui(args: argparse.Namespace) -> int:
     ]
     if uri.startswith("sqlite:///"):  # artifacts of experiments created by the UI itself
         command += ["--default-artifact-root", (DEFAULT_STORE / "artifacts").resolve().as_uri()]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} over {uri} (Ctrl-C stops it)", flush=True)
+    # one server process and no background job runner: ready in seconds, in a fraction of the
+    # memory of MLflow's defaults (4 workers, job consumers), which a browsing user never needs
+    command += ["--workers", "1"]
+    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    base = f"http://127.0.0.1:{args.port}"
+    print(f"MLflow UI on {base} over {mask_credentials(uri)} (Ctrl-C stops it)", flush=True)
+    for name, link in study_links(uri, base).items():
+        print(f"  {name}: {link}", flush=True)
     os.execv(sys.executable, command)
     return 0  # not reached
 

@@ -122,9 +122,9 @@ def print_summary(
         console.print("[yellow]interrupted: re-run the same command to resume the study[/]")
     elif not complete:
         console.print("[red]no trial completed: nothing to report[/]")
-    elif summary.parent_run_id:
+    elif summary.runs_link:
         console.print(
-            f"browse the runs with `make ui` (experiment {cfg.study.name}); "
+            f"browse the runs: `make ui`, then {summary.runs_link} ; "
             "answer the question with `make report`",
             highlight=False,
         )

@@ -52,6 +52,7 @@ class SweepSummary:
     worker_seconds: float = 0.0
     interrupted: bool = False
     parent_run_id: str | None = None
+    runs_link: str | None = None  # the study's runs in the MLflow UI (`make ui`)
     errors: list[str] = field(default_factory=list)  # errors that stopped workers
 
     @property

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlflow import MlflowClient
-from mlflow.entities import ViewType
+if TYPE_CHECKING:  # MLflow takes over a second to import: only where a store is read
+    from mlflow import MlflowClient
 
 from pipeline.names import ROLE, ROLE_STUDY
 
@@ -28,6 +29,8 @@ def tracking_uri(override: str | None = None) -> str:
 
 def find_parent_run(client: MlflowClient, experiment_id: str) -> str | None:
     """The study's parent run in its experiment (the first one, should there be several)."""
+    from mlflow.entities import ViewType
+
     runs = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{ROLE}` = '{ROLE_STUDY}'",
@@ -36,3 +39,21 @@ def find_parent_run(client: MlflowClient, experiment_id: str) -> str | None:
         order_by=["attributes.start_time ASC"],
     )
     return runs[0].info.run_id if runs else None
+
+
+def runs_link(base: str, experiment_id: str) -> str:
+    """The MLflow UI page of a study's runs (its runs table, not the experiment's overview)."""
+    return f"{base}/#/experiments/{experiment_id}/runs"
+
+
+def study_links(uri: str, base: str = "http://127.0.0.1:5000") -> dict[str, str]:
+    """Study name -> the UI page of its runs, for every study in the store."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(uri)
+    return {
+        e.name: runs_link(base, e.experiment_id)
+        for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+        if find_parent_run(client, e.experiment_id)
+    }

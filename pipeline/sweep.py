@@ -26,6 +26,7 @@ from pipeline.data import Dataset, load
 from pipeline.evaluation import evaluate_on_test
 from pipeline.locations import mask_credentials
 from pipeline.results import SweepSummary, WorkerReport
+from pipeline.store import runs_link
 from pipeline.worker import WorkerContext, run_worker
 
 MAX_RESTARTS = 3  # rounds of workers restarted after one of them died
@@ -180,6 +181,7 @@ def _run(
         worker_seconds=sum(r.busy_seconds for r in reports),
         interrupted=interrupted,
         parent_run_id=tracker.run_id if tracker else None,
+        runs_link=runs_link("http://127.0.0.1:5000", tracker.experiment_id) if tracker else None,
         errors=errors,
     )
     if not interrupted and not errors:

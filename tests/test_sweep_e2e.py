@@ -49,6 +49,7 @@ def test_smoke_sweep_runs_the_budget_with_two_workers(smoke):
     assert baselines == {"unregularised", "chapter", "chapter-dropout-0.7"}
     assert "test split (evaluated once" in result.stdout
     assert "2 worker(s)" in result.stdout
+    assert "then http://127.0.0.1:5000/#/experiments/" in result.stdout  # the runs, one click
 
 
 def test_every_trial_is_a_child_run_with_params_curves_and_artifacts(smoke):
@@ -300,6 +301,9 @@ def test_ui_server_answers_its_rest_api_with_the_runs_and_serves_an_artifact(smo
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    output = server.stdout.read().decode()
+    link = f"smoke: {base}/#/experiments/{experiment['experiment']['experiment_id']}/runs"
+    assert link in output, output  # the study's runs table, one click away
 
 
 def _get_json(url: str):
