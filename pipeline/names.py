@@ -33,6 +33,9 @@ ROLE_TRIAL = "trial"
 STATE = "state"
 TRIAL = "trial"
 STUDY = "study"
+BEST = "best"  # "true" on the best trial's run
+BEST_RUN_ID = "best_run_id"  # on the parent run: the best trial's run
+NOTE = "mlflow.note.content"  # a run's description, rendered as markdown by the MLflow UI
 
 INTERRUPTED_REASON = "interrupted: the sweep running it stopped before the trial ended"
 

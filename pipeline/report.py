@@ -7,6 +7,7 @@ Reads the MLflow store through :mod:`pipeline.analysis` only.
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import re
@@ -71,8 +72,12 @@ class _Page:
         self.parts.append(f"<h2>{html.escape(text)}</h2>")
 
     def figure(self, name: str, fig: Any) -> None:
-        fig.savefig(self.folder / f"{name}.png")
-        self.parts.append(f"<img src='{name}.png' alt='{html.escape(name)}'>")
+        """The figure as a PNG beside the page, and inside the page itself: MLflow's artifact
+        preview shows an HTML file alone, without the files its links point to."""
+        path = self.folder / f"{name}.png"
+        fig.savefig(path)
+        data = base64.b64encode(path.read_bytes()).decode()
+        self.parts.append(f"<img src='data:image/png;base64,{data}' alt='{html.escape(name)}'>")
 
     def frame(self, name: str, frame: pd.DataFrame, show: pd.DataFrame | None = None) -> None:
         """Show a table and keep the whole frame as CSV and parquet beside the page."""

@@ -33,11 +33,14 @@ from pipeline.locations import mask_credentials
 from pipeline.mlp import MLP
 from pipeline.names import (
     BASELINE,
+    BEST,
+    BEST_RUN_ID,
     COMPLETE,
     FAIL_REASON,
     FAILED,
     INTERRUPTED,
     INTERRUPTED_REASON,
+    NOTE,
     PRUNE_REASON,
     PRUNED,
     RETRY_OF,
@@ -193,9 +196,8 @@ class TrialLogger:
         """Params, curves (batched), final metrics, tags, artifacts; then the run's status."""
         now = _now_ms()
         history = result.history
-        steps = curve_steps(
-            history.get("epoch", []), self.curve_points, result.metrics.get("best_epoch")
-        )
+        epochs = history.get("epoch", [])[: readable_length(history)]
+        steps = curve_steps(epochs, self.curve_points, result.metrics.get("best_epoch"))
         curves = [
             Metric(key, float(history[key][i]), now, int(history["epoch"][i]))
             for key in ("train_loss", "val_loss", "val_accuracy")
@@ -258,6 +260,26 @@ def read_history(path: Path) -> dict[str, list[float]]:
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))
     return {key: [float(row[i]) for row in rows[1:]] for i, key in enumerate(rows[0])}
+
+
+CURVE_LIMIT = 100.0  # a loss above this many times its first value is a trial diverging
+
+
+def readable_length(history: dict[str, list[float]]) -> int:
+    """How many epochs of the loss curves to log as MLflow metrics: up to, not including, the
+    first non-finite loss or one above ``CURVE_LIMIT`` times the curve's first value. A
+    diverging trial's last epochs (up to 1e+182 here) would otherwise set the scale of every
+    chart in the UI; its reason is in ``fail_reason`` and ``history.csv`` keeps every epoch."""
+    n = len(history.get("epoch", []))
+    for key in ("train_loss", "val_loss"):
+        values = np.asarray(history.get(key, []), dtype=float)
+        if not len(values):
+            continue
+        limit = CURVE_LIMIT * max(abs(values[0]), 1e-12) if np.isfinite(values[0]) else 0.0
+        bad = ~np.isfinite(values) | (values > limit)
+        if bad.any():
+            n = min(n, int(np.argmax(bad)))
+    return n
 
 
 def curve_steps(epochs: list[int], most: int, best_epoch: float | None = None) -> list[int]:
@@ -403,14 +425,12 @@ class StudyTracker:
                 log_summary(
                     self.client, run_id, {k: v for k, v in m.items() if k.startswith("test_")}
                 )
-        log_summary(
-            self.client,
-            self.run_id,
-            metrics,
-            tags={"best_run_id": trial_runs.get(summary.best.number, "")}
-            if summary.best is not None
-            else None,
-        )
+        best_run = trial_runs.get(summary.best.number) if summary.best is not None else None
+        tags = {NOTE: study_note(summary, self.experiment_id, best_run)}
+        if best_run is not None:
+            tags[BEST_RUN_ID] = best_run
+            self.client.set_tag(best_run, BEST, "true")  # the best trial, marked in its run
+        log_summary(self.client, self.run_id, metrics, tags=tags)
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
         chosen = {t.number for t in ranked[:FIGURES_FOR_BEST]}
@@ -479,6 +499,39 @@ def draw_trial_figures(folders: list[Path], train_X: np.ndarray | None) -> None:
         write_trial_figures(
             folder / "figures", read_history(folder / "history.csv"), model, train_X
         )
+
+
+def study_note(summary: SweepSummary, experiment_id: str, best_run: str | None) -> str:
+    """The parent run's description (MLflow renders it as markdown above the run): the
+    answer at a glance, with a link to the best trial's run."""
+    states = summary.states
+    lines = [
+        f"**{summary.study_name}**: {states[COMPLETE]} complete, {states[PRUNED]} pruned, "
+        f"{states[FAILED]} failed of {summary.n_trials} trials."
+    ]
+    best = summary.best
+    if best is not None:
+        settings = ", ".join(f"{k} = {_short(v)}" for k, v in best.params.items())
+        link = f"[trial {best.number}](#/experiments/{experiment_id}/runs/{best_run})"
+        lines.append(
+            f"Best on validation: {link}, objective {_short(best.value)}"
+            + (f", with {settings}." if settings else ".")
+        )
+    tests = [
+        f"{name} {_short(m['test_loss'])}"
+        for name, m in summary.test_metrics.items()
+        if "test_loss" in m
+    ]
+    if tests:
+        lines.append(f"Test loss, evaluated once after selection: {'; '.join(tests)}.")
+    if summary.interrupted:
+        lines.append("Interrupted: re-run the same command to resume.")
+    lines.extend(f"Error: {error}" for error in summary.errors)
+    return "\n\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def study_params(study: Any) -> list[str]:

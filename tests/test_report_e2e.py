@@ -101,7 +101,11 @@ def test_report_files_are_written_and_logged_and_two_studies_compare(store, tmp_
         assert path.stat().st_size > 0, path
     assert pd.read_parquet(report / "runs.parquet").shape[0] == len(study(folder).trials)
     page = (report / "index.html").read_text()
-    assert "The answer at a glance" in page and "<img src='effects.png'" in page
+    assert (
+        "The answer at a glance" in page
+        and "<img src='data:image/png;base64," in page
+        and "alt='effects'" in page
+    )
     comparison = tmp_path / "reports" / "smoke-vs-smoke-moons" / "studies.csv"
     table = pd.read_csv(comparison)
     assert list(table["study"]) == ["smoke", "smoke-moons"]

@@ -79,7 +79,11 @@ def test_a_report_is_written_from_the_store(swept, tmp_path):
     cfg, _, uri, _, _ = swept
     (page,) = write_reports([cfg.study.name], uri, tmp_path)
     text = page.read_text()
-    assert "The answer at a glance" in text and "<img src='effects.png'" in text
+    assert (
+        "The answer at a glance" in text
+        and "<img src='data:image/png;base64," in text
+        and "alt='effects'" in text
+    )
     assert (page.parent / "effects.png").stat().st_size > 0
     complete = analysis.runs(cfg.study.name, uri).query(f"state == '{COMPLETE}'")
     assert len(complete) >= 1
@@ -109,3 +113,20 @@ def test_figures_are_drawn_for_the_best_and_the_baselines_and_on_demand(swept):
     assert figures <= {a.path for a in client.list_artifacts(runs[target[0]])}
     pruned = [int(t) for t in frame.loc[frame["state"] != COMPLETE, "trial"]]
     assert figures_of(cfg.study.name, pruned[:1], uri) == []  # no model, no figures
+
+
+def test_the_parent_run_says_the_answer_and_marks_the_best_trial(swept):
+    from mlflow import MlflowClient
+
+    from pipeline.names import BEST, BEST_RUN_ID, NOTE
+
+    cfg, _, uri, summary, _ = swept
+    info = analysis.study_info(cfg.study.name, uri)
+    note = info["tags"][NOTE]
+    best_run = info["tags"][BEST_RUN_ID]
+    assert f"[trial {summary.best.number}](#/experiments/" in note and best_run in note
+    assert "Test loss, evaluated once after selection: best " in note
+    runs = analysis.runs(cfg.study.name, uri)
+    client = MlflowClient(uri)
+    marked = [r for r in runs["run_id"] if client.get_run(r).data.tags.get(BEST) == "true"]
+    assert marked == [best_run]

@@ -17,3 +17,18 @@ def test_long_curves_are_thinned_keeping_first_last_and_best():
     assert steps == sorted(set(steps))
     gaps = [b - a for a, b in zip(steps, steps[1:], strict=False)]
     assert max(gaps) <= 31  # evenly spread
+
+
+def test_a_diverging_curve_is_logged_up_to_where_it_diverged():
+    from pipeline.tracking import readable_length
+
+    history = {
+        "epoch": [1, 2, 3, 4, 5],
+        "train_loss": [1.0, 0.5, 0.4, 2e3, float("nan")],
+        "val_loss": [1.2, 0.6, 0.5, 0.7, float("inf")],
+    }
+    assert readable_length(history) == 3  # 2e3 > 100 x 1.0: the scale of a diverging trial
+    history["train_loss"][3] = 0.3
+    assert readable_length(history) == 4  # then only the non-finite epoch goes
+    calm = {"epoch": [1, 2], "train_loss": [1.0, 0.9], "val_loss": [1.0, 0.8]}
+    assert readable_length(calm) == 2
