@@ -115,6 +115,9 @@ def print_summary(
     )
     for reason, count in reasons.most_common(3):
         console.print(f"[red]{count} trial(s) failed: {reason}[/]", highlight=False)
+    if len(reasons) > 3:
+        others = sum(reasons.values()) - sum(c for _, c in reasons.most_common(3))
+        console.print(f"[red]{others} more failed trial(s): see `make report`[/]")
     for error in summary.errors:
         console.print(f"[red]error: {error}[/]", highlight=False)
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
