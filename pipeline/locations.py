@@ -32,7 +32,8 @@ def _scheme(url: str) -> str | None:
     return url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else None
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """An error's first line, credentials masked: libraries' errors can run to pages."""
     text = str(err).strip().splitlines()
     return mask_credentials(text[0] if text else type(err).__name__)
 
@@ -75,7 +76,7 @@ def _database_problem(url: str) -> str | None:
     except ModuleNotFoundError as err:
         return f"its database driver is not installed ({err.name}); pip install it"
     except Exception as err:  # refused, unknown host, bad password, no such database...
-        return f"cannot connect: {_first_line(err)}"
+        return f"cannot connect: {first_line(err)}"
     return None
 
 
@@ -115,7 +116,7 @@ def _journal_problem(path: Path) -> str | None:
         lock = JournalFileOpenLock(str(path))
         JournalStorage(JournalFileBackend(str(path), lock_obj=lock)).get_all_studies()
     except Exception as err:  # garbage, or another program's file
-        return f"is not an Optuna journal ({_first_line(err)})"
+        return f"is not an Optuna journal ({first_line(err)})"
     return None
 
 

@@ -24,7 +24,7 @@ from pipeline.config import ConfigError, SweepConfig
 from pipeline.console import print_summary, show_progress
 from pipeline.data import Dataset, load
 from pipeline.evaluation import evaluate_on_test
-from pipeline.locations import mask_credentials
+from pipeline.locations import first_line, mask_credentials
 from pipeline.results import SweepSummary, WorkerReport
 from pipeline.store import runs_link
 from pipeline.worker import WorkerContext, run_worker
@@ -72,21 +72,16 @@ def _open_stores(
             tracker = StudyTracker.open(cfg, url, tracking_uri, sweep_file)
         except Exception as err:
             raise ConfigError(
-                cfg.source, [f"tracking uri: cannot use the MLflow store: {_one_line(err)}"]
+                cfg.source, [f"tracking uri: cannot use the MLflow store: {first_line(err)}"]
             ) from None
     try:
         study = st.create_study(cfg, url)
     except Exception as err:
         raise ConfigError(
             cfg.source,
-            [f"storage = {mask_credentials(url)!r}: cannot open the study: {_one_line(err)}"],
+            [f"storage = {mask_credentials(url)!r}: cannot open the study: {first_line(err)}"],
         ) from None
     return study, tracker
-
-
-def _one_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return mask_credentials(lines[0] if lines else type(err).__name__)
 
 
 def _run(
@@ -148,7 +143,7 @@ def _run(
                 if tracker:
                     tracker.close_interrupted_runs()
             except Exception as err:  # an error outside the workers' own handling
-                errors.append(f"{type(err).__name__}: {_one_line(err)}")
+                errors.append(f"{type(err).__name__}: {first_line(err)}")
                 break
         else:
             console.print(
