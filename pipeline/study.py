@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import os
+import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,11 +240,6 @@ def hold_study(url: str, name: str) -> Iterator[None]:
     released by the OS when its holder dies, so a killed sweep never leaves it taken. Its file
     lives in the temporary folder, keyed by storage and study, so that a sweep refused for any
     reason has written nothing where the user looks."""
-    import hashlib
-    import os
-    import socket
-    import tempfile
-
     where = url if "://" in url else str(Path(url).resolve())
     key = hashlib.sha256(f"{where}\n{name}".encode()).hexdigest()[:16]
     with open(Path(tempfile.gettempdir()) / f"pipeline-study-{key}.lock", "a+") as handle:

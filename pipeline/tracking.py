@@ -228,7 +228,7 @@ class TrialLogger:
         """Every trial: its full per-epoch history (CSV); a complete trial also its weights.
         Figures are not made here: they cost more than a short trial's training, so the sweep
         draws them at its end for the best trials and the baselines (:meth:`StudyTracker.
-        log_figures`), and ``python -m pipeline figures`` for any other trial."""
+        finish`), and ``python -m pipeline figures`` for any other trial."""
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             if result.history.get("epoch"):
@@ -392,11 +392,6 @@ class StudyTracker:
     def trial_runs(self) -> dict[int, str]:
         return trial_runs(self.client, self.experiment_id)
 
-    def log_figures(self, numbers: list[int], train_X: np.ndarray | None) -> list[int]:
-        """Draw and log the figures of these trials from their logged history and weights;
-        returns the trials that got them (a trial without a logged model has none)."""
-        return log_trial_figures(self.client, self.trial_runs(), numbers, train_X)
-
     def finish(self, study: Any, summary: SweepSummary, train_X: np.ndarray | None = None) -> None:
         """Summary metrics, Optuna's plots, the trials table, test metrics, the best model and
         the figures of the best trials and the baselines; then the parent run's status (KILLED
@@ -415,17 +410,17 @@ class StudyTracker:
         if summary.best is not None:
             metrics["best_value"] = summary.best.value
             metrics["best_trial"] = summary.best.number
-        trial_runs = self.trial_runs()
+        runs = self.trial_runs()
         for name, m in summary.test_metrics.items():
             for key in ("test_loss", "test_accuracy"):
                 if key in m:
                     metrics[f"{name}.{key}"] = m[key]
-            run_id = trial_runs.get(m["trial"])
+            run_id = runs.get(m["trial"])
             if run_id:  # test metrics sit apart, under test_*, and never feed selection
                 log_summary(
                     self.client, run_id, {k: v for k, v in m.items() if k.startswith("test_")}
                 )
-        best_run = trial_runs.get(summary.best.number) if summary.best is not None else None
+        best_run = runs.get(summary.best.number) if summary.best is not None else None
         tags = {NOTE: study_note(summary, self.experiment_id, best_run)}
         if best_run is not None:
             tags[BEST_RUN_ID] = best_run
@@ -440,7 +435,7 @@ class StudyTracker:
             (folder / "plots").mkdir()
             from pipeline import plots
 
-            log_trial_figures(self.client, trial_runs, sorted(chosen), train_X)
+            log_trial_figures(self.client, runs, sorted(chosen), train_X)
             plots.study_figures(study, study_params(study), folder / "plots")
             table = study.trials_dataframe()
             table.to_csv(folder / "trials.csv", index=False)
@@ -473,32 +468,25 @@ def log_trial_figures(
 ) -> list[int]:
     """The figures of trials ``numbers`` (trial number -> run id in ``runs``), drawn from each
     run's ``history.csv`` and ``model.npz`` and logged beside them."""
+    done = []
     with tempfile.TemporaryDirectory() as tmp:
-        folders = {}
         for number in numbers:
             run_id = runs.get(number)
+            if run_id is None:
+                continue
             folder = Path(tmp) / str(number)
             try:
                 client.download_artifacts(run_id, "history.csv", str(folder))
                 client.download_artifacts(run_id, "model.npz", str(folder))
-            except Exception:  # no run, or not complete: no model to draw
+            except Exception:  # not complete: no model to draw
                 continue
-            folders[number] = folder
-        draw_trial_figures(list(folders.values()), train_X)
-        for number, folder in folders.items():
-            client.log_artifacts(runs[number], str(folder / "figures"))
-    return list(folders)
-
-
-def draw_trial_figures(folders: list[Path], train_X: np.ndarray | None) -> None:
-    """In each folder holding a trial's ``history.csv`` and ``model.npz``, its figures in
-    ``figures/``."""
-    for folder in folders:
-        (folder / "figures").mkdir()
-        model = MLP.load(folder / "model.npz")
-        write_trial_figures(
-            folder / "figures", read_history(folder / "history.csv"), model, train_X
-        )
+            figures = folder / "figures"
+            figures.mkdir()
+            model = MLP.load(folder / "model.npz")
+            write_trial_figures(figures, read_history(folder / "history.csv"), model, train_X)
+            client.log_artifacts(run_id, str(figures))
+            done.append(number)
+    return done
 
 
 def study_note(summary: SweepSummary, experiment_id: str, best_run: str | None) -> str:
