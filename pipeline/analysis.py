@@ -31,6 +31,11 @@ from pipeline.names import (
     ROLE,
     ROLE_TRIAL,
     STATE,
+    STUDY_DESCRIPTION,
+    STUDY_DIRECTION,
+    STUDY_LOG_SCALE,
+    STUDY_METRIC,
+    STUDY_SEARCHED,
     TRIAL,
 )
 from pipeline.store import find_parent_run, tracking_uri
@@ -110,7 +115,8 @@ def runs(study_or_experiment: str, tracking_uri: str | None = None) -> pd.DataFr
             "duration": ((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000,
         }
         row |= {f"param.{k}": _typed(v) for k, v in r.data.params.items()}
-        row |= {k: v for k, v in r.data.metrics.items()}
+        # a number hyperparameter is also a metric, of the same value: one column
+        row |= {k: v for k, v in r.data.metrics.items() if k not in r.data.params}
         rows[row["trial"]] = row
     frame = pd.DataFrame(sorted(rows.values(), key=lambda row: row["trial"]))
     if frame.empty:
@@ -179,7 +185,9 @@ def curves(
 
 
 def study_info(study_or_experiment: str, tracking_uri: str | None = None) -> dict[str, Any]:
-    """The study's parent run: its params (the resolved sweep), tags and summary metrics."""
+    """The study's parent run: its tags (with the sweep's metric, direction and searched
+    hyperparameters) and summary metrics. Stores written before the sweep moved to the
+    ``sweep_resolved.json`` artifact hold it as params: read either."""
     client = _client(tracking_uri)
     experiment = _experiment(client, study_or_experiment)
     run_id = find_parent_run(client, experiment.experiment_id)
@@ -193,14 +201,24 @@ def study_info(study_or_experiment: str, tracking_uri: str | None = None) -> dic
     }
 
 
+def _study_fact(info: dict[str, Any], key: str, default: Any = None) -> Any:
+    return info["tags"].get(key, info["params"].get(key, default))
+
+
 def objective_of(info: dict[str, Any]) -> tuple[str, str]:
     """(column of the objective in :func:`runs`, direction) for a study."""
-    metric = info["params"].get("study.metric", "val_loss")
-    return f"final_{metric}", info["params"].get("study.direction", "minimize")
+    metric = _study_fact(info, STUDY_METRIC, "val_loss")
+    return f"final_{metric}", _study_fact(info, STUDY_DIRECTION, "minimize")
+
+
+def description(info: dict[str, Any]) -> str:
+    return _study_fact(info, STUDY_DESCRIPTION, "") or ""
 
 
 def searched(info: dict[str, Any]) -> list[str]:
     """The searched hyperparameters of a study, in the sweep file's order."""
+    if STUDY_SEARCHED in info["tags"]:
+        return [name for name in info["tags"][STUDY_SEARCHED].split(",") if name]
     names = []
     for key in info["params"]:
         if key.startswith("search.") and key.count(".") == 2:
@@ -212,6 +230,8 @@ def searched(info: dict[str, Any]) -> list[str]:
 
 def log_scale_params(info: dict[str, Any]) -> tuple[str, ...]:
     """The searched hyperparameters of a study that its sweep file searched on a log scale."""
+    if STUDY_LOG_SCALE in info["tags"]:
+        return tuple(name for name in info["tags"][STUDY_LOG_SCALE].split(",") if name)
     return tuple(p for p in searched(info) if info["params"].get(f"search.{p}.log", False))
 
 

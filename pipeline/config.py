@@ -229,6 +229,12 @@ class SweepConfig(_Strict):
         return self.study.direction or METRICS[self.study.metric]
 
     @property
+    def objective(self) -> str:
+        """The objective's name everywhere (console, MLflow, report): the validation metric of
+        the network a trial returns."""
+        return f"final_{self.study.metric}"
+
+    @property
     def max_epochs(self) -> int:
         """The fixed ``max_epochs``, else the MLP's default."""
         return int(self.fixed.get("max_epochs", MLP_DEFAULTS["max_epochs"]))
@@ -304,6 +310,23 @@ def trial_values(
     if set(ARCHITECTURE_KEYS) & values.keys():
         values.pop("hidden", None)
     return values
+
+
+def sweep_value(key: str, value: Any) -> Any:
+    """An MLP keyword's value as a sweep file writes it (the inverse of :func:`model_value`)."""
+    if value is None and key in (*ZERO_MEANS_NONE, "patience"):
+        return 0
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def full_values(cfg: SweepConfig, values: dict[str, Any]) -> dict[str, Any]:
+    """Every hyperparameter of the network a trial trains, under the sweep file's names: the
+    trial's values over the MLP's defaults. Every trial of a study (baselines included) thus
+    has the same keys, and the MLflow runs table the same columns."""
+    kwargs = {k: v for k, v in MLP_DEFAULTS.items() if k != "task"} | model_kwargs(values)
+    return in_sweep_terms(cfg, {k: sweep_value(k, v) for k, v in kwargs.items()})
 
 
 def model_kwargs(values: dict[str, Any]) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def show_progress(
             complete = [t for t in trials if t.state == TrialState.COMPLETE]
             pick = max if cfg.direction == "maximize" else min
             best = pick(complete, key=lambda t: t.value) if complete else None
-            best_text = _best_text(best)
+            best_text = _best_text(best, cfg.objective)
             progress.update(
                 task,
                 completed=len(finished),
@@ -77,7 +77,8 @@ def show_progress(
                         seen.add(t.number)
                         value = f"{t.value:.4g}" if t.value is not None else "-"
                         console.print(
-                            f"trial {t.number:4d} {t.state.name.lower():8s} value {value:>8s}"
+                            f"trial {t.number:4d} {t.state.name.lower():8s} "
+                            f"{cfg.objective} {value:>8s}"
                             f"  [{len(seen)}/{total}] {best_text}",
                             highlight=False,
                             soft_wrap=True,
@@ -87,12 +88,12 @@ def show_progress(
             time.sleep(1.0)
 
 
-def _best_text(best: FrozenTrial | None) -> str:
+def _best_text(best: FrozenTrial | None, objective: str) -> str:
     """The best value so far and its parameters, for the progress display."""
     if best is None:
-        return "best -"
+        return f"best {objective} -"
     params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
-    return f"best {best.value:.4g} (#{best.number}{': ' + params if params else ''})"
+    return f"best {objective} {best.value:.4g} (#{best.number}{': ' + params if params else ''})"
 
 
 def print_summary(
@@ -125,19 +126,17 @@ def print_summary(
         console.print("[yellow]interrupted: re-run the same command to resume the study[/]")
     elif not complete:
         console.print("[red]no trial completed: nothing to report[/]")
-    elif summary.runs_link:
-        console.print(
-            f"browse the runs: `make ui`, then {summary.runs_link} ; "
-            "answer the question with `make report`",
-            highlight=False,
-        )
+    elif summary.runs_link:  # on a line of its own, never wrapped: a link to click
+        console.print("browse the trials, best first: `make ui`, then open", highlight=False)
+        console.print(f"  {summary.runs_link}", highlight=False, soft_wrap=True)
+        console.print("answer the question: `make report`", highlight=False)
     if not complete:
         return
     reverse = cfg.direction == "maximize"
     top = sorted(complete, key=lambda t: t.value, reverse=reverse)[:5]
-    table = Table(title=f"best trials by {cfg.study.metric} ({cfg.direction})")
+    table = Table(title=f"best trials by {cfg.objective} ({cfg.direction})")
     table.add_column("trial", justify="right")
-    table.add_column(cfg.study.metric, justify="right")
+    table.add_column(cfg.objective, justify="right")
     for key in cfg.search:
         table.add_column(key, justify="right")
     table.add_column("baseline")
@@ -152,13 +151,13 @@ def print_summary(
     console.print(table)
     if summary.test_metrics:
         tests = Table(title="test split (evaluated once, after selection on validation)")
-        for column in ("configuration", "trial", cfg.study.metric, "test_loss"):
+        for column in ("configuration", "trial", cfg.objective, "test_loss"):
             tests.add_column(column, justify="right")
         with_acc = any("test_accuracy" in m for m in summary.test_metrics.values())
         if with_acc:
             tests.add_column("test_accuracy", justify="right")
         for name, m in summary.test_metrics.items():
-            row = [name, str(m["trial"]), f"{m[cfg.study.metric]:.4g}", f"{m['test_loss']:.4g}"]
+            row = [name, str(m["trial"]), f"{m[cfg.objective]:.4g}", f"{m['test_loss']:.4g}"]
             if with_acc:
                 row.append(f"{m.get('test_accuracy', math.nan):.4g}")
             tests.add_row(*row)

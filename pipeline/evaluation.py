@@ -49,16 +49,19 @@ def evaluate_on_test(
         test = model.evaluate(d.X_test, d.y_test)
         results[name] = {
             "trial": t.number,
-            "val_loss": val["loss"],
+            "final_val_loss": val["loss"],
             "test_loss": test["loss"],
             "model": model,
         }
         if "accuracy" in test:
-            results[name] |= {"val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"]}
-        if not math.isclose(results[name][cfg.study.metric], t.value, rel_tol=1e-9, abs_tol=1e-12):
+            results[name] |= {
+                "final_val_accuracy": val["accuracy"],
+                "test_accuracy": test["accuracy"],
+            }
+        if not math.isclose(results[name][cfg.objective], t.value, rel_tol=1e-9, abs_tol=1e-12):
             print(
-                f"warning: retraining trial {t.number} gave {cfg.study.metric} "
-                f"{results[name][cfg.study.metric]} instead of {t.value}",
+                f"warning: retraining trial {t.number} gave {cfg.objective} "
+                f"{results[name][cfg.objective]} instead of {t.value}",
                 file=sys.stderr,
             )
     return results

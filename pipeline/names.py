@@ -36,6 +36,13 @@ STUDY = "study"
 BEST = "best"  # "true" on the best trial's run
 BEST_RUN_ID = "best_run_id"  # on the parent run: the best trial's run
 NOTE = "mlflow.note.content"  # a run's description, rendered as markdown by the MLflow UI
+# On the parent run: what the analysis needs of the sweep file (the whole resolved sweep is its
+# artifact ``sweep_resolved.json``, not params, which would crowd the UI's column picker).
+STUDY_METRIC = "study.metric"  # val_loss or val_accuracy; the objective is final_<metric>
+STUDY_DIRECTION = "study.direction"
+STUDY_SEARCHED = "study.searched"  # the searched hyperparameters, comma-separated
+STUDY_LOG_SCALE = "study.log_scale"  # those searched on a log scale, comma-separated
+STUDY_DESCRIPTION = "study.description"
 
 INTERRUPTED_REASON = "interrupted: the sweep running it stopped before the trial ended"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import optuna
 
-from pipeline.config import SweepConfig, model_kwargs, trial_values
+from pipeline.config import SweepConfig, full_values, model_kwargs, trial_values
 from pipeline.data import Dataset
 from pipeline.mlp import MLP
 from pipeline.names import COMPLETE, FAILED, INTERRUPTED, INTERRUPTED_REASON, OVERRIDES, PRUNED
@@ -64,7 +64,7 @@ def run_trial(
     error in training) keep their partial history and the reason.
     """
     values = trial_values(cfg, suggest(trial, cfg), trial.user_attrs.get(OVERRIDES))
-    result = TrialResult(hyperparameters=values)
+    result = TrialResult(hyperparameters=full_values(cfg, values))
     metric = cfg.study.metric
 
     every = cfg.report_every

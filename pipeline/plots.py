@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from pipeline.curves import readable_part  # noqa: E402
 from pipeline.names import COMPLETE  # noqa: E402
 
 SMALL = (5.0, 3.2)
@@ -95,13 +96,19 @@ def activation_histogram(
     return fig
 
 
-def study_figures(study, params: Sequence[str], folder, importance_seed: int = 0) -> list[str]:
-    """Optuna's own plots of a study, saved as PNGs in ``folder``; returns the files written.
+def study_figures(
+    study, params: Sequence[str], folder, objective: str = "value", importance_seed: int = 0
+) -> list[str]:
+    """The study's plots, saved as PNGs in ``folder``; returns the files written. Optuna's
+    own for the optimisation history, slices, importances and the keep_prob x weight_decay
+    contour (named with ``objective``); ours for parallel coordinates and intermediate values,
+    whose Optuna versions overlap their axis labels and list every trial in a legend.
 
     Parameter importances use fANOVA once at least 10 trials completed with every parameter
     (Optuna's default evaluator says little with few trials). A plot that cannot be drawn yet
     (too few trials) is left out.
     """
+    import sys
     import warnings
     from pathlib import Path
 
@@ -115,38 +122,126 @@ def study_figures(study, params: Sequence[str], folder, importance_seed: int = 0
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if set(params) <= set(t.params)
     ]
+    named = {"target_name": objective}
     plotters = {
-        "optimization_history": lambda: ov.plot_optimization_history(study),
-        "intermediate_values": lambda: ov.plot_intermediate_values(study),
-        "parallel_coordinate": lambda: ov.plot_parallel_coordinate(study, params=list(params)),
-        "slice": lambda: ov.plot_slice(study, params=list(params)),
+        "optimization_history": lambda: ov.plot_optimization_history(study, **named),
+        "intermediate_values": lambda: intermediate_values(study, objective),
+        "parallel_coordinate": lambda: parallel_coordinates(study, params, objective),
+        "slice": lambda: ov.plot_slice(study, params=list(params), **named),
     }
     if len(complete) >= 10 and len(params) >= 2:
         evaluator = FanovaImportanceEvaluator(seed=importance_seed)
         plotters["param_importances"] = lambda: ov.plot_param_importances(
-            study, evaluator=evaluator, params=list(params)
+            study, evaluator=evaluator, params=list(params), **named
         )
     if {"keep_prob", "weight_decay"} <= set(params):
         plotters["contour_keep_prob_weight_decay"] = lambda: ov.plot_contour(
-            study, params=["keep_prob", "weight_decay"]
+            study, params=["keep_prob", "weight_decay"], **named
         )
     written = []
     for name, plot in plotters.items():
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings():  # "tight layout not applied" on crowded slices
                 warnings.simplefilter("ignore")
-                axes = plot()
-        except (ValueError, ZeroDivisionError, RuntimeError):
+                drawn = plot()
+                if drawn is None:
+                    continue
+                if isinstance(drawn, Figure):
+                    figure = drawn
+                else:  # Optuna's: axes on a pyplot figure
+                    figure = (drawn.flat[0] if hasattr(drawn, "flat") else drawn).get_figure()
+                path = Path(folder) / f"{name}.png"
+                figure.savefig(path, dpi=DPI, bbox_inches="tight")
+        except (ValueError, ZeroDivisionError, RuntimeError):  # too few trials for it yet
             continue
-        first = axes.flat[0] if hasattr(axes, "flat") else axes
-        figure = first.get_figure()
-        path = Path(folder) / f"{name}.png"
-        with warnings.catch_warnings():  # "tight layout not applied" on crowded slice plots
-            warnings.simplefilter("ignore")
-            figure.savefig(path, dpi=DPI, bbox_inches="tight")
-        plt.close(figure)
+        except Exception as err:  # a plot is not worth a sweep: say so, draw the others
+            print(f"warning: the study plot {name} was not drawn: {err!r}", file=sys.stderr)
+            continue
+        finally:
+            plt.close("all")
         written.append(str(path))
     return written
+
+
+def parallel_coordinates(study, params: Sequence[str], objective: str) -> Figure | None:
+    """One line per complete trial across one vertical axis per hyperparameter, each scaled
+    to its range (log where the search is), coloured by the objective, the best on top. Each
+    axis is labelled once, below, with its range: nothing overlaps however many trials."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.trial import TrialState
+
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if set(params) <= set(t.params)
+    ]
+    if len(trials) < 2 or not params:
+        return None
+    columns, labels = [], []
+    for name in params:
+        dist = trials[-1].distributions[name]
+        raw = [t.params[name] for t in trials]
+        if isinstance(dist, CategoricalDistribution):
+            choices = list(dist.choices)
+            x = np.array([choices.index(v) for v in raw], dtype=float)
+            lo, hi, span = 0.0, max(len(choices) - 1, 1), f"{{{', '.join(map(str, choices))}}}"
+        else:
+            log = isinstance(dist, FloatDistribution | IntDistribution) and dist.log
+            x = np.log10(np.asarray(raw, dtype=float)) if log else np.asarray(raw, dtype=float)
+            lo, hi = float(x.min()), float(x.max())
+            span = f"{min(raw):.3g} - {max(raw):.3g}" + (" (log)" if log else "")
+        columns.append((x - lo) / ((hi - lo) or 1.0))
+        labels.append(f"{name}\n{span}")
+    scaled = np.column_stack(columns)
+    values = np.array([t.value for t in trials])
+    maximise = study.direction.name == "MAXIMIZE"
+    order = np.argsort(values if maximise else -values)  # the best drawn last, on top
+    fig = Figure(figsize=(max(6.0, 1.5 * len(params) + 1.5), 3.6), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps["viridis" if maximise else "viridis_r"]
+    norm = matplotlib.colors.Normalize(values.min(), values.max())
+    xs = np.arange(len(params))
+    for i in order:
+        ax.plot(xs, scaled[i], color=cmap(norm(values[i])), lw=1.0, alpha=0.7)
+    for x in xs:
+        ax.axvline(x, color="0.3", lw=0.8)
+    ax.set_xticks(xs, labels, fontsize=8)
+    ax.set_yticks([0, 1], ["low", "high"], fontsize=8)
+    ax.set_xlim(-0.1, len(params) - 0.9)
+    ax.set_title(f"{len(trials)} complete trials by {objective}", fontsize=10)
+    bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax)
+    bar.set_label(objective)
+    return fig
+
+
+def intermediate_values(study, objective: str) -> Figure | None:
+    """The value each trial reported while it trained (what the pruner saw), complete trials
+    in blue and pruned ones in orange, on a log scale where every value is positive."""
+    from optuna.trial import TrialState
+
+    colours = {TrialState.COMPLETE: "tab:blue", TrialState.PRUNED: "tab:orange"}
+    trials = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
+    if not trials:
+        return None
+    fig = Figure(figsize=(6.0, 3.6), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    everything = []
+    for t in trials:
+        steps = np.array(sorted(t.intermediate_values))
+        ys = np.array([t.intermediate_values[s] for s in steps], dtype=float)
+        n = readable_part(ys)  # a diverging trial's curve stops where it diverged
+        everything.append(ys[:n])
+        ax.plot(steps[:n], ys[:n], color=colours.get(t.state, "0.6"), lw=0.8, alpha=0.6)
+    for state, colour in colours.items():
+        ax.plot([], [], color=colour, label=state.name.lower())
+    finite = np.concatenate(everything)
+    if len(finite) and (finite > 0).all():
+        ax.set_yscale("log")  # limits within the bulk: a few diverging values set no scale
+        low, high = np.percentile(finite, [0, 98])
+        ax.set_ylim(low * 0.9, high * 1.5 if high > low else None)
+    ax.set(xlabel="epoch", ylabel=f"reported {objective.removeprefix('final_')}")
+    ax.legend(fontsize=8)
+    return fig
 
 
 # ---------------------------------------------------------------------------- report figures

@@ -110,9 +110,9 @@ def study_report(
     params = analysis.searched(info)
     log_params = analysis.log_scale_params(info)
     page = _Page(folder_for(out, study), f"Study {study}")
-    description = info["params"].get("study.description", "")
+    description = analysis.description(info)
     page.text(
-        f"<p>{html.escape(str(description))}</p><p>data set <b>{info['params'].get('data.name')}"
+        f"<p>{html.escape(str(description))}</p><p>data set <b>{info['tags'].get('data')}"
         f"</b>, {len(frame)} trials, objective <b>{objective}</b> ({direction}) on the "
         "validation split; the test split was evaluated once, after selection.</p>"
     )
@@ -226,18 +226,19 @@ def comparison_report(
         rows.append(
             {
                 "study": study,
-                "data": info["params"].get("data.name"),
-                "sampler": info["params"].get("sampler.name"),
-                "pruner": info["params"].get("pruner.name"),
+                "data": info["tags"].get("data"),
+                "sampler": info["tags"].get("sampler"),
+                "pruner": info["tags"].get("pruner"),
                 "objective": objective,
                 "trials": len(frame),
                 COMPLETE: int(states.get(COMPLETE, 0)),
                 PRUNED: int(states.get(PRUNED, 0)),
                 FAILED: int(states.get(FAILED, 0)),
-                "best": board[objective].iloc[0] if len(board) else math.nan,
-                "best_test_loss": metrics.get("best.test_loss", math.nan),
-                "unregularised_test_loss": metrics.get("unregularised.test_loss", math.nan),
-                "wall_time_s": metrics.get("wall_time", math.nan),
+                # named as on the parent run in MLflow
+                f"best.{objective}": board[objective].iloc[0] if len(board) else math.nan,
+                "best.test_loss": metrics.get("best.test_loss", math.nan),
+                "unregularised.test_loss": metrics.get("unregularised.test_loss", math.nan),
+                "wall_time": metrics.get("wall_time", math.nan),
             }
         )
         if len(frame):

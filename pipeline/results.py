@@ -16,7 +16,7 @@ from pipeline.names import COMPLETE
 
 @dataclass
 class TrialResult:
-    hyperparameters: dict[str, Any]  # every hyperparameter, fixed and searched, as in the file
+    hyperparameters: dict[str, Any]  # every hyperparameter of the network, sweep-file names
     state: str = COMPLETE
     value: float | None = None  # the objective (final validation metric), when complete
     reason: str | None = None  # why it failed or was pruned

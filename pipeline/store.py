@@ -41,15 +41,12 @@ def find_parent_run(client: MlflowClient, experiment_id: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def runs_link(base: str, experiment_id: str) -> str:
-    """The MLflow UI page of a study's runs (its runs table, not the experiment's overview)."""
-    return f"{base}/#/experiments/{experiment_id}/runs"
-
-
 def study_links(uri: str, base: str = "http://127.0.0.1:5000") -> dict[str, str]:
     """Study name -> the UI page of its runs, for every study in the store."""
     from mlflow import MlflowClient
     from mlflow.entities import ViewType
+
+    from pipeline.view import runs_link
 
     client = MlflowClient(uri)
     return {

@@ -26,7 +26,7 @@ from pipeline.data import Dataset, load
 from pipeline.evaluation import evaluate_on_test
 from pipeline.locations import first_line, mask_credentials
 from pipeline.results import SweepSummary, WorkerReport
-from pipeline.store import runs_link
+from pipeline.view import runs_link
 from pipeline.worker import WorkerContext, run_worker
 
 MAX_RESTARTS = 3  # rounds of workers restarted after one of them died

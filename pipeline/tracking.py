@@ -28,7 +28,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from optuna.trial import TrialState
 
+from pipeline import view
 from pipeline.config import SweepConfig
+from pipeline.curves import curve_start, readable_part
 from pipeline.locations import mask_credentials
 from pipeline.mlp import MLP
 from pipeline.names import (
@@ -51,6 +53,11 @@ from pipeline.names import (
     RUNNING,
     STATE,
     STUDY,
+    STUDY_DESCRIPTION,
+    STUDY_DIRECTION,
+    STUDY_LOG_SCALE,
+    STUDY_METRIC,
+    STUDY_SEARCHED,
     TRIAL,
 )
 from pipeline.results import SweepSummary, TrialResult
@@ -58,6 +65,8 @@ from pipeline.store import find_parent_run, tracking_uri
 
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the console
+SWEEP_RESOLVED = "sweep_resolved.json"  # the parent run's copy of the sweep, defaults filled in
+EXPERIMENT_KIND = "mlflow.experimentKind"  # an experiment tag the UI reads to pick its first tab
 BATCH = 1000  # MLflow takes at most 1000 metrics per log_batch call
 FIGURES_FOR_BEST = 5  # the sweep draws the figures of this many best trials (and baselines)
 
@@ -93,17 +102,40 @@ def _prepare_experiment(uri: str, name: str) -> str:
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
     root = _artifact_root(uri)
-    return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+    # a model-training experiment: the UI opens it on its runs, not on the GenAI overview
+    tags = {EXPERIMENT_KIND: "custom_model_development"}
+    return client.create_experiment(
+        name, artifact_location=f"{root}/{name}" if root else None, tags=tags
+    )
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+SIGNIFICANT = 4  # digits of a float hyperparameter in MLflow (Optuna's trials keep them all)
+
+
 def _params(values: dict[str, Any]) -> list[Param]:
+    """Hyperparameters as MLflow params (strings), floats short (``5.809e-05``) so that the
+    UI shows them whole rather than cut before their exponent."""
+    return [Param(k, _param_text(v)) for k, v in sorted(values.items())]
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.{SIGNIFICANT}g}"
+    return json.dumps(value) if isinstance(value, list | tuple) else str(value)
+
+
+def _numbers(values: dict[str, Any], now: int) -> list[Metric]:
+    """The numeric hyperparameters also as metrics of the same name and value as the param:
+    the UI sorts and filters metrics as numbers (``metrics.keep_prob > 0.9``), params as
+    text (1.2e-06 after 0.0095)."""
     return [
-        Param(k, json.dumps(v) if isinstance(v, list | tuple) else str(v))
+        Metric(k, float(_param_text(v)), now, 0)
         for k, v in sorted(values.items())
+        if isinstance(v, int | float) and not isinstance(v, bool)
     ]
 
 
@@ -128,25 +160,35 @@ def start_parent_run(
     client: MlflowClient,
     experiment_id: str,
     study: str,
-    params: dict[str, Any],
+    resolved: dict[str, Any],
     tags: dict[str, str],
 ) -> str:
-    """The study's parent run, reused when the sweep is resumed."""
+    """The study's parent run, reused when the sweep is resumed. The resolved sweep is its
+    artifact ``sweep_resolved.json``; a resume that changed it tags each changed key
+    ``resumed_with.<key>`` and logs the new one in its place."""
     run_id = find_parent_run(client, experiment_id)
     if run_id is not None:
         client.update_run(run_id, status="RUNNING")
-        logged = client.get_run(run_id).data.params
-        # params cannot change once logged: keep the first, note what a resume changed
-        changed = {k: v for k, v in params.items() if k in logged and logged[k] != str(v)}
-        params = {k: v for k, v in params.items() if k not in logged}
-        tags = {**tags, **{f"resumed_with.{k}": str(v) for k, v in changed.items()}}
+        before = _flatten("", _logged_sweep(client, run_id) or {})
+        after = _flatten("", resolved)
+        tags = tags | {
+            f"resumed_with.{k}": str(v) for k, v in after.items() if k in before and before[k] != v
+        }
     else:
         run = client.create_run(experiment_id, run_name=study, tags={ROLE: ROLE_STUDY})
         run_id = run.info.run_id
-    client.log_batch(
-        run_id, params=_params(params), tags=[RunTag(k, str(v)) for k, v in tags.items()]
-    )
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    client.log_dict(run_id, resolved, SWEEP_RESOLVED)
     return run_id
+
+
+def _logged_sweep(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, SWEEP_RESOLVED, tmp)
+        except Exception:  # a parent run that never got so far
+            return None
+        return json.loads(Path(path).read_text())
 
 
 def close_interrupted_runs(client: MlflowClient, experiment_id: str) -> int:
@@ -168,10 +210,17 @@ class TrialLogger:
     """Logs trials as child runs of the study's parent run; one per worker process."""
 
     def __init__(
-        self, uri: str, experiment_id: str, parent_run_id: str, study: str, curve_points: int = 0
+        self,
+        uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        study: str,
+        curve_points: int = 0,
+        searched: tuple[str, ...] = (),
     ) -> None:
         self.client = MlflowClient(uri)
         self.curve_points = curve_points
+        self.searched = searched  # hyperparameters also logged as metrics
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.study = study
@@ -196,8 +245,11 @@ class TrialLogger:
         """Params, curves (batched), final metrics, tags, artifacts; then the run's status."""
         now = _now_ms()
         history = result.history
-        epochs = history.get("epoch", [])[: readable_length(history)]
-        steps = curve_steps(epochs, self.curve_points, result.metrics.get("best_epoch"))
+        end = readable_length(history)
+        start = curve_start(history, end)
+        epochs = history.get("epoch", [])[start:end]
+        best = result.metrics.get("best_epoch")
+        steps = [start + i for i in curve_steps(epochs, self.curve_points, best)]
         curves = [
             Metric(key, float(history[key][i]), now, int(history["epoch"][i]))
             for key in ("train_loss", "val_loss", "val_accuracy")
@@ -206,8 +258,8 @@ class TrialLogger:
             if np.isfinite(history[key][i])
         ]
         finals = [Metric(k, float(v), now, 0) for k, v in result.metrics.items() if np.isfinite(v)]
-        if result.value is not None:
-            finals.append(Metric("objective", float(result.value), now, 0))
+        searched = {k: v for k, v in result.hyperparameters.items() if k in self.searched}
+        finals += _numbers(searched, now)
         tags = [RunTag(STATE, result.state)]
         if result.reason:
             tags.append(
@@ -262,23 +314,15 @@ def read_history(path: Path) -> dict[str, list[float]]:
     return {key: [float(row[i]) for row in rows[1:]] for i, key in enumerate(rows[0])}
 
 
-CURVE_LIMIT = 100.0  # a loss above this many times its first value is a trial diverging
-
-
 def readable_length(history: dict[str, list[float]]) -> int:
-    """How many epochs of the loss curves to log as MLflow metrics: up to, not including, the
-    first non-finite loss or one above ``CURVE_LIMIT`` times the curve's first value. A
-    diverging trial's last epochs (up to 1e+182 here) would otherwise set the scale of every
-    chart in the UI; its reason is in ``fail_reason`` and ``history.csv`` keeps every epoch."""
+    """How many epochs of the loss curves to log as MLflow metrics: the readable part of both
+    (:func:`pipeline.curves.readable_part`). A diverging trial's last epochs would otherwise
+    set the scale of every chart in the UI; its reason is in ``fail_reason`` and
+    ``history.csv`` keeps every epoch."""
     n = len(history.get("epoch", []))
     for key in ("train_loss", "val_loss"):
-        values = np.asarray(history.get(key, []), dtype=float)
-        if not len(values):
-            continue
-        limit = CURVE_LIMIT * max(abs(values[0]), 1e-12) if np.isfinite(values[0]) else 0.0
-        bad = ~np.isfinite(values) | (values > limit)
-        if bad.any():
-            n = min(n, int(np.argmax(bad)))
+        if history.get(key):
+            n = min(n, readable_part(history[key]))
     return n
 
 
@@ -348,6 +392,7 @@ class StudyTracker:
     experiment_id: str
     run_id: str
     client: MlflowClient
+    objective: str = "final_val_loss"
 
     @classmethod
     def open(
@@ -358,9 +403,13 @@ class StudyTracker:
         client = MlflowClient(uri)
         resolved = json.loads(mask_credentials(cfg.model_dump_json(exclude={"source"})))
         resolved["study"]["direction"] = cfg.direction
-        params = {k: v for k, v in _flatten("", resolved).items() if v is not None}
         tags = {
             STUDY: cfg.study.name,
+            STUDY_METRIC: cfg.study.metric,
+            STUDY_DIRECTION: cfg.direction,
+            STUDY_SEARCHED: ",".join(cfg.search),
+            STUDY_LOG_SCALE: ",".join(k for k, p in cfg.search.items() if getattr(p, "log", False)),
+            STUDY_DESCRIPTION: cfg.study.description,
             "storage": mask_credentials(storage),
             "sampler": cfg.sampler.name,
             "pruner": cfg.pruner.name,
@@ -369,14 +418,14 @@ class StudyTracker:
         }
         if commit := git_commit():
             tags["git_commit"] = commit
-        run_id = start_parent_run(client, experiment_id, cfg.study.name, params, tags)
-        tracker = cls(uri, experiment_id, run_id, client)
+        run_id = start_parent_run(client, experiment_id, cfg.study.name, resolved, tags)
+        client.set_experiment_tag(experiment_id, *view.saved_view(cfg))
+        tracker = cls(uri, experiment_id, run_id, client, cfg.objective)
         tracker.close_interrupted_runs()
         if sweep_file:  # as written, but with any password masked
             client.log_text(
                 run_id, mask_credentials(Path(sweep_file).read_text()), Path(sweep_file).name
             )
-        client.log_dict(run_id, resolved, "sweep_resolved.json")
         return tracker
 
     def close_interrupted_runs(self) -> int:
@@ -408,8 +457,8 @@ class StudyTracker:
             "n_jobs": summary.n_jobs,
         }
         if summary.best is not None:
-            metrics["best_value"] = summary.best.value
-            metrics["best_trial"] = summary.best.number
+            metrics[f"best.{self.objective}"] = summary.best.value
+            metrics["best.trial"] = summary.best.number
         runs = self.trial_runs()
         for name, m in summary.test_metrics.items():
             for key in ("test_loss", "test_accuracy"):
@@ -421,7 +470,7 @@ class StudyTracker:
                     self.client, run_id, {k: v for k, v in m.items() if k.startswith("test_")}
                 )
         best_run = runs.get(summary.best.number) if summary.best is not None else None
-        tags = {NOTE: study_note(summary, self.experiment_id, best_run)}
+        tags = {NOTE: study_note(summary, self.experiment_id, best_run, self.objective)}
         if best_run is not None:
             tags[BEST_RUN_ID] = best_run
             self.client.set_tag(best_run, BEST, "true")  # the best trial, marked in its run
@@ -436,7 +485,7 @@ class StudyTracker:
             from pipeline import plots
 
             log_trial_figures(self.client, runs, sorted(chosen), train_X)
-            plots.study_figures(study, study_params(study), folder / "plots")
+            plots.study_figures(study, study_params(study), folder / "plots", self.objective)
             table = study.trials_dataframe()
             table.to_csv(folder / "trials.csv", index=False)
             table.to_parquet(folder / "trials.parquet", index=False)
@@ -489,20 +538,23 @@ def log_trial_figures(
     return done
 
 
-def study_note(summary: SweepSummary, experiment_id: str, best_run: str | None) -> str:
+def study_note(
+    summary: SweepSummary, experiment_id: str, best_run: str | None, objective: str
+) -> str:
     """The parent run's description (MLflow renders it as markdown above the run): the
-    answer at a glance, with a link to the best trial's run."""
+    answer at a glance, with links to the best trial's run and to the study's view."""
     states = summary.states
+    trials = f"[{summary.n_trials} trials]({view.runs_link('', experiment_id).lstrip('/')})"
     lines = [
         f"**{summary.study_name}**: {states[COMPLETE]} complete, {states[PRUNED]} pruned, "
-        f"{states[FAILED]} failed of {summary.n_trials} trials."
+        f"{states[FAILED]} failed of {trials} (best first)."
     ]
     best = summary.best
     if best is not None:
         settings = ", ".join(f"{k} = {_short(v)}" for k, v in best.params.items())
         link = f"[trial {best.number}](#/experiments/{experiment_id}/runs/{best_run})"
         lines.append(
-            f"Best on validation: {link}, objective {_short(best.value)}"
+            f"Best on validation: {link}, {objective} {_short(best.value)}"
             + (f", with {settings}." if settings else ".")
         )
     tests = [
@@ -540,7 +592,7 @@ def figures_of(study: str, numbers: list[int], uri: str | None = None) -> list[i
     if run_id is None:
         raise ValueError(f"no study {study!r} in {mask_credentials(tracking_uri(uri))}")
     with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(run_id, "sweep_resolved.json", tmp)
+        path = client.download_artifacts(run_id, SWEEP_RESOLVED, tmp)
         cfg = SweepConfig(**json.loads(Path(path).read_text()))
     d = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
     runs = trial_runs(client, experiment.experiment_id)

@@ -86,6 +86,7 @@ def _take_trials(
             ctx.parent_run_id,
             cfg.study.name,
             cfg.tracking.curve_points,
+            tuple(cfg.search),
         )
     Path(ctx.models_dir).mkdir(parents=True, exist_ok=True)
     stop_file = Path(ctx.stop_file)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -160,3 +162,61 @@ def running_trials(folder: Path, name: str = "smoke") -> int:
 
 def kill(pid: int, sig: int = signal.SIGKILL) -> None:
     os.kill(pid, sig)
+
+
+@contextlib.contextmanager
+def ui_server(folder: Path) -> Iterator[tuple[str, Path]]:
+    """``python -m pipeline ui`` over ``folder``'s store on a free loopback port, answering its
+    REST API: yields (base URL, the file its output goes to); stopped on exit."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    output = folder / f"ui-{port}.log"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+                return response.status == 200
+        except OSError:  # not listening yet
+            return False
+
+    with open(output, "w") as out:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "ui",
+                "--port",
+                str(port),
+                "--tracking-uri",
+                uri_of(folder),
+            ],
+            cwd=folder,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env(),
+            start_new_session=True,
+        )
+        try:
+            wait_for(answers, timeout=120, what="the MLflow UI to answer")
+            yield base, output
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+def uri_of(folder: Path) -> str:
+    return f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+
+
+def read_link(output: Path, study_name: str) -> str:
+    """The link ``python -m pipeline ui`` printed for a study."""
+    for line in output.read_text().splitlines():
+        if line.strip().startswith(f"{study_name}: http"):
+            return line.split(": ", 1)[1].strip()
+    raise AssertionError(f"no link for {study_name!r} in:\n{output.read_text()}")

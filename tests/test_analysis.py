@@ -125,8 +125,24 @@ def test_params_stored_as_strings_come_back_typed(text, value):
     assert analysis._typed(text) == value and type(analysis._typed(text)) is type(value)
 
 
-def test_searched_and_log_scale_params_come_from_the_flattened_sweep():
+def test_searched_and_log_scale_params_come_from_the_parent_run_tags():
     info = {
+        "params": {},
+        "tags": {
+            "study.searched": "keep_prob,weight_decay,activation",
+            "study.log_scale": "weight_decay",
+            "study.metric": "val_accuracy",
+            "study.direction": "maximize",
+        },
+    }
+    assert analysis.searched(info) == ["keep_prob", "weight_decay", "activation"]
+    assert analysis.log_scale_params(info) == ("weight_decay",)
+    assert analysis.objective_of(info) == ("final_val_accuracy", "maximize")
+
+
+def test_stores_of_earlier_versions_hold_the_sweep_as_flattened_params():
+    info = {
+        "tags": {},
         "params": {
             "search.keep_prob.low": 0.5,
             "search.keep_prob.log": False,
@@ -134,7 +150,7 @@ def test_searched_and_log_scale_params_come_from_the_flattened_sweep():
             "search.weight_decay.log": True,
             "study.metric": "val_accuracy",
             "study.direction": "maximize",
-        }
+        },
     }
     assert analysis.searched(info) == ["keep_prob", "weight_decay"]
     assert analysis.log_scale_params(info) == ("weight_decay",)

@@ -42,7 +42,7 @@ def test_the_budget_is_run_and_summarised(swept):
     assert len(study.trials) == N_TRIALS and all(t.state.is_finished() for t in study.trials)
     assert sum(summary.states[k] for k in ("complete", "pruned", "failed")) == N_TRIALS
     assert summary.best.number == study.best_trial.number and not summary.interrupted
-    assert "best trials by val_loss" in output and "test split (evaluated once" in output
+    assert "best trials by final_val_loss" in output and "test split (evaluated once" in output
 
 
 def test_the_chapter_baseline_reproduces_the_chapters_test_loss(swept):
@@ -130,3 +130,64 @@ def test_the_parent_run_says_the_answer_and_marks_the_best_trial(swept):
     client = MlflowClient(uri)
     marked = [r for r in runs["run_id"] if client.get_run(r).data.tags.get(BEST) == "true"]
     assert marked == [best_run]
+
+
+def test_every_trial_logs_the_same_short_params_and_the_searched_ones_as_metrics(swept):
+    from mlflow import MlflowClient
+
+    from pipeline.config import MLP_DEFAULTS, full_values, trial_values
+    from pipeline.names import OVERRIDES
+
+    cfg, folder, uri, _, _ = swept
+    client = MlflowClient(uri)
+    study = load_study(cfg, str(folder / "optuna.journal"))
+    runs = analysis.runs(cfg.study.name, uri).set_index("trial")
+    keys = set(MLP_DEFAULTS) - {"task"}
+    for t in study.trials:
+        run = client.get_run(runs.loc[t.number, "run_id"])
+        assert set(run.data.params) == keys, t.number  # baselines add no column
+        values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES))
+        for key, value in full_values(cfg, values).items():
+            if isinstance(value, float):  # short: the UI shows it whole
+                assert run.data.params[key] == f"{value:.4g}" and len(run.data.params[key]) <= 9
+            searched = key in cfg.search
+            assert (key in run.data.metrics) == searched  # a number to sort and filter by
+            if searched:
+                assert run.data.metrics[key] == pytest.approx(value, rel=1e-3)
+                assert runs.loc[t.number, key] == run.data.metrics[key]
+
+
+def test_the_parent_run_holds_the_sweep_as_an_artifact_and_the_study_a_saved_view(swept):
+    import json
+
+    from mlflow import MlflowClient
+
+    from pipeline.names import STUDY_SEARCHED
+    from pipeline.view import VIEW_TAG
+
+    cfg, _, uri, summary, _ = swept
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(cfg.study.name)
+    parent = client.get_run(summary.parent_run_id)
+    assert parent.data.params == {}  # no 44 params crowding the UI's column picker
+    assert parent.data.tags[STUDY_SEARCHED] == ",".join(cfg.search)
+    assert "sweep_resolved.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert parent.data.metrics["best.final_val_loss"] == summary.best.value
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(experiment.tags[VIEW_TAG])
+    assert view["orderByKey"] == "metrics.`final_val_loss`" and view["orderByAsc"] is True
+    # every column of the view is a metric, param or tag the best trial's run really has
+    best = client.get_run(parent.data.tags["best_run_id"]).data
+    held = {"metrics": best.metrics, "params": best.params, "tags": best.tags}
+    for column in view["selectedColumns"]:
+        kind, name = column.split(".", 1)
+        assert name.strip("`") in held[kind] or name == "`baseline`", column
+    assert {f"metrics.`{k}`" for k in cfg.search} <= set(view["selectedColumns"])
+    # the same view, filtered and sorted by MLflow's own search, lists complete trials best first
+    found = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=view["searchFilter"],
+        order_by=["metrics.`final_val_loss` ASC"],
+    )
+    assert found[0].info.run_id == parent.data.tags["best_run_id"]
+    assert len(found) == N_TRIALS

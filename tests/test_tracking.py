@@ -32,3 +32,13 @@ def test_a_diverging_curve_is_logged_up_to_where_it_diverged():
     assert readable_length(history) == 4  # then only the non-finite epoch goes
     calm = {"epoch": [1, 2], "train_loss": [1.0, 0.9], "val_loss": [1.0, 0.8]}
     assert readable_length(calm) == 2
+
+
+def test_logged_curves_start_where_the_loss_comes_within_twice_its_lowest():
+    from pipeline.curves import curve_start
+
+    history = {"train_loss": [9.0, 3.0, 1.0, 0.6], "val_loss": [15.0, 4.0, 0.9, 0.5, 0.4]}
+    assert curve_start(history, 5) == 3  # 0.5 <= 2 x 0.4; 0.9 is not
+    assert curve_start(history, 3) == 2  # only the readable part counts: 0.9 is its lowest
+    assert curve_start({"train_loss": [2.0, 1.5, 1.2]}, 3) == 0  # no validation: training
+    assert curve_start({"val_loss": [1.0, float("nan")]}, 2) == 0  # nothing to judge by
