@@ -78,43 +78,24 @@ def _port_problem(port: int) -> str | None:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    """Replace this process with the MLflow UI server over the store, on localhost only."""
-    import os
+    """The MLflow UI server over the store, on localhost only, until Ctrl-C."""
     from pathlib import Path
 
+    from pipeline import server
     from pipeline.locations import mask_credentials
-    from pipeline.store import DEFAULT_STORE, study_links, tracking_uri
+    from pipeline.store import DEFAULT_STORE, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
     if (problem := _port_problem(args.port) or _store_problem(uri)) is not None:
         print(problem, file=sys.stderr)
         return 2
+    root = None
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(args.port),
-    ]
-    if uri.startswith("sqlite:///"):  # artifacts of experiments created by the UI itself
-        command += ["--default-artifact-root", (DEFAULT_STORE / "artifacts").resolve().as_uri()]
-    # one server process and no background job runner: ready in seconds, in a fraction of the
-    # memory of MLflow's defaults (4 workers, job consumers), which a browsing user never needs
-    command += ["--workers", "1"]
-    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        root = (DEFAULT_STORE / "artifacts").resolve().as_uri()
     base = f"http://127.0.0.1:{args.port}"
-    print(f"MLflow UI on {base} over {mask_credentials(uri)} (Ctrl-C stops it)", flush=True)
-    for name, link in study_links(uri, base).items():
-        print(f"  {name}: {link}", flush=True)
-    os.execv(sys.executable, command)
-    return 0  # not reached
+    print(f"MLflow UI on {base} over {mask_credentials(uri)}, starting...", flush=True)
+    return server.serve(server.command(uri, args.port, root), base)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -39,18 +39,3 @@ def find_parent_run(client: MlflowClient, experiment_id: str) -> str | None:
         order_by=["attributes.start_time ASC"],
     )
     return runs[0].info.run_id if runs else None
-
-
-def study_links(uri: str, base: str = "http://127.0.0.1:5000") -> dict[str, str]:
-    """Study name -> the UI page of its runs, for every study in the store."""
-    from mlflow import MlflowClient
-    from mlflow.entities import ViewType
-
-    from pipeline.view import runs_link
-
-    client = MlflowClient(uri)
-    return {
-        e.name: runs_link(base, e.experiment_id)
-        for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
-        if find_parent_run(client, e.experiment_id)
-    }
