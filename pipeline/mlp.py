@@ -32,7 +32,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,6 +40,13 @@ TASKS = ("regression", "classification")
 DTYPES = ("float64", "float32")
 
 EpochCallback = Callable[[int, dict[str, float]], bool | None]
+
+
+class Norm(NamedTuple):
+    """What batch norm keeps of a layer's forward pass for the backward one."""
+
+    Z_hat: np.ndarray  # the normalised pre-activations
+    inv_std: np.ndarray  # 1 / sqrt(var + eps), per unit
 
 
 class DivergenceError(FloatingPointError):
@@ -215,6 +222,12 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
     "task": one_of(TASKS),
     "keep_prob": PROBABILITY,
     "input_keep_prob": PROBABILITY,
+    "connect_keep_prob": PROBABILITY,
+    "input_noise": NON_NEGATIVE,
+    "mixup_alpha": NON_NEGATIVE,
+    "batch_norm": Constraint("true or false", lambda v: isinstance(v, bool | np.bool_)),
+    "bn_momentum": PROBABILITY,
+    "bn_eps": POSITIVE,
     "weight_decay": NON_NEGATIVE,
     "l1": NON_NEGATIVE,
     "max_norm": _or_none(POSITIVE),
@@ -243,6 +256,9 @@ def check_param(name: str, value: Any) -> None:
         raise ValueError(f"{name}={value!r} is not allowed: {name} must be {constraint.allowed}")
 
 
+LEGACY_KEYS = {"weights_": "W", "biases_": "b"}  # array names in models saved before batch norm
+
+
 class MLP:
     """Multi-layer perceptron trained by gradient descent, with dropout, L2, L1, max-norm and
     early stopping.
@@ -254,6 +270,23 @@ class MLP:
     task : ``regression`` (mean squared error) or ``classification`` (softmax cross-entropy).
     keep_prob : probability of keeping a hidden unit in inverted dropout; 1 turns dropout off.
     input_keep_prob : the same for the input features.
+    connect_keep_prob : DropConnect (Wan et al. 2013): probability of keeping each WEIGHT; one
+        mask per weight matrix and mini-batch (Wan et al. draw one per example), scaled by
+        ``1 / connect_keep_prob`` so that inference uses the weights as they are (the mean
+        network, "weight scaling"). 1 turns it off.
+    input_noise : data augmentation: Gaussian noise added to the inputs of every training
+        batch, drawn anew each time, with this standard deviation in units of each feature's
+        standard deviation on the training set. 0 turns it off.
+    mixup_alpha : mixup (Zhang et al. 2018): each training batch is replaced by
+        ``lam * batch + (1 - lam) * shuffled batch``, inputs and targets (one-hot for
+        classification) alike, ``lam ~ Beta(alpha, alpha)`` per batch. 0 turns it off. The
+        training loss in ``history_`` is then the loss on the mixed batches.
+    batch_norm : batch normalisation (Ioffe & Szegedy 2015) of every hidden layer, placed
+        between the affine map and the activation (the layer's bias is then unused: the learned
+        shift takes its place). Training uses the batch's statistics and updates running ones,
+        ``running = (1 - bn_momentum) * running + bn_momentum * batch`` (PyTorch's convention;
+        Keras's ``momentum`` is ``1 - bn_momentum``), with the unbiased variance; inference uses
+        the running ones. ``bn_eps`` is added to the variance.
     weight_decay : L2 strength (see the module docstring for coupled vs decoupled).
     l1 : L1 strength, applied by a proximal soft-threshold step.
     max_norm : if set, each unit's incoming weight vector is rescaled to norm <= max_norm after
@@ -281,6 +314,12 @@ class MLP:
         task: str = "regression",
         keep_prob: float = 1.0,
         input_keep_prob: float = 1.0,
+        connect_keep_prob: float = 1.0,
+        input_noise: float = 0.0,
+        mixup_alpha: float = 0.0,
+        batch_norm: bool = False,
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
         weight_decay: float = 0.0,
         l1: float = 0.0,
         max_norm: float | None = None,
@@ -303,6 +342,12 @@ class MLP:
         self.task = task
         self.keep_prob = keep_prob
         self.input_keep_prob = input_keep_prob
+        self.connect_keep_prob = connect_keep_prob
+        self.input_noise = input_noise
+        self.mixup_alpha = mixup_alpha
+        self.batch_norm = batch_norm
+        self.bn_momentum = bn_momentum
+        self.bn_eps = bn_eps
         self.weight_decay = weight_decay
         self.l1 = l1
         self.max_norm = max_norm
@@ -399,18 +444,42 @@ class MLP:
             W = rng.normal(0.0, scale, (fan_out, fan_in)).T
             self.weights_.append(np.ascontiguousarray(W, dtype=self.dtype))
             self.biases_.append(np.zeros(fan_out, dtype=self.dtype))
+        # batch norm's learned scale and shift and its running statistics, per hidden layer
+        widths = list(self.hidden) if self.batch_norm else []
+        self.gammas_ = [np.ones(w, dtype=self.dtype) for w in widths]
+        self.betas_ = [np.zeros(w, dtype=self.dtype) for w in widths]
+        self.running_means_ = [np.zeros(w, dtype=self.dtype) for w in widths]
+        self.running_vars_ = [np.ones(w, dtype=self.dtype) for w in widths]
+
+    def parameters(self) -> list[np.ndarray]:
+        """Every learned array, in the order of :meth:`loss_and_gradients`' gradients: the
+        weights, the biases, then batch norm's scales and shifts."""
+        return [*self.weights_, *self.biases_, *self.gammas_, *self.betas_]
+
+    # arrays that make up a trained network: what early stopping keeps of its best epoch
+    STATE = ("weights_", "biases_", "gammas_", "betas_", "running_means_", "running_vars_")
+
+    def _state(self) -> dict[str, list[np.ndarray]]:
+        return {name: [a.copy() for a in getattr(self, name)] for name in self.STATE}
 
     def _forward(
-        self, X: np.ndarray, masks: list[np.ndarray | None] | None = None
-    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-        """Returns the activations entering every layer (before and after dropout) and the
-        output layer's scores.
+        self,
+        X: np.ndarray,
+        masks: list[np.ndarray | None] | None = None,
+        weight_masks: list[np.ndarray] | None = None,
+        batch_stats: bool = True,
+        update_stats: bool = False,
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[Norm | None], np.ndarray]:
+        """Returns the activations entering every layer (before and after dropout), what batch
+        norm keeps for the backward pass (None per layer without it) and the output scores.
 
-        ``masks[i]`` (already divided by the keep probability) multiplies the input of layer i;
-        ``None`` leaves it alone. Without masks this is inference.
+        ``masks[i]`` (already divided by the keep probability) multiplies the input of layer i,
+        ``weight_masks[i]`` (DropConnect, likewise scaled) its weights; ``None`` leaves them
+        alone. Batch norm uses the batch's statistics (``batch_stats``; updating the running
+        ones with ``update_stats``) or the running ones.
         """
         act = ACTIVATION_TABLE[self.activation].forward
-        acts, inputs = [], []
+        acts, inputs, norms = [], [], []
         A = X
         n_layers = len(self.weights_)
         for i, (W, b) in enumerate(zip(self.weights_, self.biases_, strict=True)):
@@ -418,10 +487,34 @@ class MLP:
             if masks is not None and masks[i] is not None:
                 A = A * masks[i]
             inputs.append(A)
-            Z = self._affine(A, W)
-            Z += b
+            Z = self._affine(A, W if weight_masks is None else W * weight_masks[i])
+            if self.batch_norm and i < n_layers - 1:
+                Z, norm = self._normalise(Z, i, batch_stats, update_stats)
+                norms.append(norm)
+            else:
+                Z += b
+                norms.append(None)
             A = Z if i == n_layers - 1 else act(Z)
-        return acts, inputs, A
+        return acts, inputs, norms, A
+
+    def _normalise(
+        self, Z: np.ndarray, i: int, batch_stats: bool, update_stats: bool
+    ) -> tuple[np.ndarray, Norm]:
+        """Batch norm of hidden layer ``i``'s pre-activations: ``gamma * Z_hat + beta``."""
+        if batch_stats:
+            mean, var = Z.mean(axis=0), Z.var(axis=0)
+            if update_stats:
+                m, n = self.bn_momentum, Z.shape[0]
+                unbiased = var * (n / (n - 1)) if n > 1 else var
+                self.running_means_[i] *= 1 - m
+                self.running_means_[i] += m * mean
+                self.running_vars_[i] *= 1 - m
+                self.running_vars_[i] += m * unbiased
+        else:
+            mean, var = self.running_means_[i], self.running_vars_[i]
+        inv_std = 1.0 / np.sqrt(var + self.bn_eps)
+        Z_hat = (Z - mean) * inv_std
+        return Z_hat * self.gammas_[i] + self.betas_[i], Norm(Z_hat, inv_std)
 
     def _data_loss(
         self, scores: np.ndarray, Y: np.ndarray, gradient: bool = True
@@ -445,22 +538,39 @@ class MLP:
         self,
         acts: list[np.ndarray],
         inputs: list[np.ndarray],
+        norms: list[Norm | None],
         dscores: np.ndarray,
         masks: list[np.ndarray | None] | None,
-    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Gradients of the data loss plus the coupled L2 term (``wd * W``; none for adamw)."""
+        weight_masks: list[np.ndarray] | None = None,
+    ) -> list[np.ndarray]:
+        """Gradients of the data loss plus the coupled L2 term (``wd * W``; none for adamw),
+        in the order of :meth:`parameters`."""
         coupled_wd = self.weight_decay if self.optimizer != "adamw" else 0.0
         n_layers = len(self.weights_)
         grads_W: list[np.ndarray] = [None] * n_layers  # type: ignore[list-item]
         grads_b: list[np.ndarray] = [None] * n_layers  # type: ignore[list-item]
+        grads_gamma, grads_beta = [], []
         dZ = dscores
         for i in range(n_layers - 1, -1, -1):
-            W = self.weights_[i]
+            W = self.weights_[i] if weight_masks is None else self.weights_[i] * weight_masks[i]
+            if norms[i] is not None:  # through batch norm: its scale and shift, then Z
+                Z_hat, inv_std = norms[i]
+                grads_gamma.insert(0, (dZ * Z_hat).sum(axis=0))
+                grads_beta.insert(0, dZ.sum(axis=0))
+                dZ_hat = dZ * self.gammas_[i]
+                n = dZ.shape[0]
+                dZ = (inv_std / n) * (
+                    n * dZ_hat - dZ_hat.sum(axis=0) - Z_hat * (dZ_hat * Z_hat).sum(axis=0)
+                )
+                grads_b[i] = np.zeros_like(self.biases_[i])  # unused: the shift replaces it
+            else:
+                grads_b[i] = dZ.sum(axis=0)
             gW = inputs[i].T @ dZ
+            if weight_masks is not None:
+                gW *= weight_masks[i]
             if coupled_wd:
-                gW += coupled_wd * W
+                gW += coupled_wd * self.weights_[i]
             grads_W[i] = gW
-            grads_b[i] = dZ.sum(axis=0)
             if i == 0:
                 break
             # a single output unit makes this an outer product too (see _forward)
@@ -469,7 +579,7 @@ class MLP:
                 dA *= masks[i]
             dA *= ACTIVATION_TABLE[self.activation].derivative(acts[i])
             dZ = dA
-        return grads_W, grads_b
+        return [*grads_W, *grads_b, *grads_gamma, *grads_beta]
 
     def _penalty(self) -> float:
         total = 0.0
@@ -481,27 +591,30 @@ class MLP:
         return total
 
     def loss_and_gradients(
-        self, X: np.ndarray, Y: np.ndarray, masks: list[np.ndarray | None] | None = None
-    ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-        """The full objective (data loss + ``wd/2 ||W||^2`` + ``l1 |W|``) and its gradient.
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        masks: list[np.ndarray | None] | None = None,
+        weight_masks: list[np.ndarray] | None = None,
+    ) -> tuple[float, list[np.ndarray]]:
+        """The full objective (data loss + ``wd/2 ||W||^2`` + ``l1 |W|``) and its gradient with
+        respect to each array of :meth:`parameters`, in that order.
 
         For checking gradients: ``Y`` is in the network's encoding (one-hot rows for
-        classification), the dropout ``masks`` are held fixed, and the L1 term is
-        differentiated as ``l1 * sign(W)`` (exact wherever no weight is zero). Training itself
-        applies L1 by a proximal step instead.
+        classification), the dropout ``masks`` and DropConnect ``weight_masks`` are held fixed,
+        batch norm uses the batch's statistics (the running ones are left alone), and the L1
+        term is differentiated as ``l1 * sign(W)`` (exact wherever no weight is zero).
+        Training itself applies L1 by a proximal step instead.
         """
-        acts, inputs, scores = self._forward(X, masks)
+        acts, inputs, norms, scores = self._forward(X, masks, weight_masks)
         loss, dscores = self._data_loss(scores, Y)
-        grads_W, grads_b = self._backward(acts, inputs, dscores, masks)
-        if self.optimizer == "adamw":  # decoupled decay is not in the gradient; add it here
-            grads_W = [
-                g + self.weight_decay * W for g, W in zip(grads_W, self.weights_, strict=True)
-            ]
-        if self.l1:
-            grads_W = [
-                g + self.l1 * np.sign(W) for g, W in zip(grads_W, self.weights_, strict=True)
-            ]
-        return loss + self._penalty(), grads_W, grads_b
+        grads = self._backward(acts, inputs, norms, dscores, masks, weight_masks)
+        for i, W in enumerate(self.weights_):
+            if self.optimizer == "adamw":  # decoupled decay is not in the gradient: add it
+                grads[i] = grads[i] + self.weight_decay * W
+            if self.l1:
+                grads[i] = grads[i] + self.l1 * np.sign(W)
+        return loss + self._penalty(), grads
 
     def _dropout_masks(self, n: int, rng: np.random.Generator) -> list[np.ndarray | None] | None:
         keeps = [self.input_keep_prob, *([self.keep_prob] * len(self.hidden))]
@@ -516,10 +629,32 @@ class MLP:
                 masks.append(keep * np.asarray(1.0 / p, dtype=self.dtype))
         return masks
 
+    def _connect_masks(self, rng: np.random.Generator) -> list[np.ndarray] | None:
+        """DropConnect: one mask per weight matrix, scaled by 1 / connect_keep_prob."""
+        p = self.connect_keep_prob
+        if p == 1.0:
+            return None
+        scale = np.asarray(1.0 / p, dtype=self.dtype)
+        return [(rng.random(W.shape) < p) * scale for W in self.weights_]
+
+    def _augment(
+        self, X: np.ndarray, Y: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A training batch with input noise and mixup applied, where they are on."""
+        if self.input_noise:
+            noise = rng.standard_normal(X.shape).astype(self.dtype, copy=False)
+            X = X + noise * (self.input_noise * self._feature_std)
+        if self.mixup_alpha:
+            lam = rng.beta(self.mixup_alpha, self.mixup_alpha)
+            other = rng.permutation(X.shape[0])
+            X = lam * X + (1 - lam) * X[other]
+            Y = lam * Y + (1 - lam) * Y[other]
+        return X, Y
+
     # ------------------------------------------------------------------ optimisation
     def _make_optimizer(self) -> SGD | Momentum | Adam:
         return OPTIMIZER_TABLE[self.optimizer](
-            [*self.weights_, *self.biases_],
+            self.parameters(),
             lr=self.lr,
             momentum=self.momentum,
             beta1=self.beta1,
@@ -529,10 +664,10 @@ class MLP:
             n_decayed=len(self.weights_),
         )
 
-    def _update(self, grads_W: list[np.ndarray], grads_b: list[np.ndarray]) -> None:
+    def _update(self, grads: list[np.ndarray]) -> None:
         """One optimiser step, then the steps that act on the weights themselves: the proximal
         L1 step and the max-norm constraint."""
-        self._optimizer.step([*self.weights_, *self.biases_], [*grads_W, *grads_b])
+        self._optimizer.step(self.parameters(), grads)
         if self.l1:
             prox_l1(self.weights_, self.lr * self.l1)
         if self.max_norm is not None:
@@ -547,13 +682,17 @@ class MLP:
             order = rng.permutation(n)
             batches = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
         total = 0.0
+        augment = self.input_noise or self.mixup_alpha
         for batch in batches:
             Xb, Yb = X[batch], Y[batch]
+            if augment:
+                Xb, Yb = self._augment(Xb, Yb, rng)
             masks = self._dropout_masks(Xb.shape[0], rng)
-            acts, inputs, scores = self._forward(Xb, masks)
+            weight_masks = self._connect_masks(rng)
+            acts, inputs, norms, scores = self._forward(Xb, masks, weight_masks, update_stats=True)
             loss, dscores = self._data_loss(scores, Yb)
             total += loss * Xb.shape[0]
-            self._update(*self._backward(acts, inputs, dscores, masks))
+            self._update(self._backward(acts, inputs, norms, dscores, masks, weight_masks))
         return total / n
 
     def fit(
@@ -599,6 +738,7 @@ class MLP:
         noise_seed = self.seed if self.noise_seed is None else self.noise_seed
         train_rng = np.random.default_rng(np.random.SeedSequence(noise_seed).spawn(1)[0])
         self._optimizer = self._make_optimizer()
+        self._feature_std = X.std(axis=0)  # the unit of input_noise
         self.n_features_in_ = X.shape[1]
         self.history_: dict[str, list[float]] = {"epoch": [], "train_loss": []}
         if has_val:
@@ -607,7 +747,7 @@ class MLP:
                 self.history_["val_accuracy"] = []
         self.best_epoch_: int | None = None
         self.best_val_loss_ = math.inf
-        best_params: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+        best_state: dict[str, list[np.ndarray]] | None = None
         if has_val:
             val_buffers = [np.empty((len(X_val), b.size), self.dtype) for b in self.biases_]
 
@@ -627,22 +767,20 @@ class MLP:
                     )
                 if has_val and row["val_loss"] < self.best_val_loss_ - self.min_delta:
                     self.best_val_loss_, self.best_epoch_ = row["val_loss"], epoch
-                    if early_stopping:
-                        best_params = (
-                            [W.copy() for W in self.weights_],
-                            [b.copy() for b in self.biases_],
-                        )
+                    if early_stopping:  # batch norm's running statistics included
+                        best_state = self._state()
                 if on_epoch is not None and on_epoch(epoch, dict(row)):
                     break
                 if early_stopping and epoch - self.best_epoch_ >= self.patience:
                     break
-        if best_params is not None:
-            self.weights_, self.biases_ = best_params
+        if best_state is not None:
+            for name, arrays in best_state.items():
+                setattr(self, name, arrays)
         del self._optimizer
         return self
 
     # ------------------------------------------------------------------ inference
-    def _scores(self, X: Any) -> np.ndarray:
+    def _checked_X(self, X: Any) -> np.ndarray:
         if not hasattr(self, "weights_"):
             raise RuntimeError("this MLP is not fitted yet: call fit first")
         X = self._validate_X(X)
@@ -650,7 +788,10 @@ class MLP:
             raise ValueError(
                 f"X has {X.shape[1]} features, the network was fitted on {self.n_features_in_}"
             )
-        return self._infer(X)
+        return X
+
+    def _scores(self, X: Any) -> np.ndarray:
+        return self._infer(self._checked_X(X))
 
     def _infer(self, X: np.ndarray, buffers: list[np.ndarray] | None = None) -> np.ndarray:
         """Output scores without dropout, keeping no activations: for evaluation and prediction.
@@ -664,7 +805,7 @@ class MLP:
         layer's bias (``c @ W``) instead of being added to every row.
         """
         act = ACTIVATION_TABLE[self.activation].forward
-        *hidden_layers, (W_out, b_out) = zip(self.weights_, self.biases_, strict=True)
+        *hidden_layers, (W_out, b_out) = self._inference_layers()
         A, shift = X, None  # the true activations are A + shift (shift: one row, or None)
         for i, (W, b) in enumerate(hidden_layers):
             Z = self._affine(A, W, None if buffers is None else buffers[i])
@@ -677,6 +818,36 @@ class MLP:
         scores = self._affine(A, W_out, None if buffers is None else buffers[-1])
         scores += b_out if shift is None else b_out + shift @ W_out
         return scores
+
+    def _inference_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(W, b) per layer as inference applies them: batch norm with its running statistics
+        is an affine map, folded into the layer's weights and bias: with ``s = gamma / std``,
+        ``gamma * (XW - mean) / std + beta = X (W * s) + (beta - mean * s)``."""
+        layers = list(zip(self.weights_, self.biases_, strict=True))
+        for i, (gamma, beta) in enumerate(zip(self.gammas_, self.betas_, strict=True)):
+            scale = gamma / np.sqrt(self.running_vars_[i] + self.bn_eps)
+            layers[i] = (self.weights_[i] * scale, beta - self.running_means_[i] * scale)
+        return layers
+
+    def _mc_outputs(self, X: np.ndarray, samples: int) -> np.ndarray:
+        """The mean over ``samples`` stochastic forward passes (dropout and DropConnect masks
+        as in training, batch norm with its running statistics) of the outputs: class
+        probabilities for classification, predictions for regression. Monte-Carlo dropout
+        (Gal & Ghahramani 2016): the ensemble of thinned networks that weight scaling
+        approximates. Reproducible: the masks come from a stream of ``seed``."""
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(2)[1])
+        total = None
+        for _ in range(samples):
+            masks = self._dropout_masks(X.shape[0], rng)
+            _, _, _, scores = self._forward(X, masks, self._connect_masks(rng), batch_stats=False)
+            out = self._softmax(scores) if self.task == "classification" else scores
+            total = out if total is None else total + out
+        return total / samples
+
+    @staticmethod
+    def _softmax(scores: np.ndarray) -> np.ndarray:
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return scores / scores.sum(axis=1, keepdims=True)
 
     @staticmethod
     def _affine(A: np.ndarray, W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -698,27 +869,53 @@ class MLP:
             metrics[f"{prefix}accuracy"] = float((scores.argmax(1) == Y.argmax(1)).mean())
         return metrics
 
-    def evaluate(self, X: Any, y: Any) -> dict[str, float]:
-        """Data loss (and accuracy for classification) of the fitted network on ``X, y``."""
-        scores = self._scores(X)
-        Y = self._encode(self._validate_y(y, scores.shape[0]))
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self._metrics(self._validate_X(X), Y)
+    def evaluate(self, X: Any, y: Any, mc_samples: int | None = None) -> dict[str, float]:
+        """Data loss (and accuracy for classification) of the fitted network on ``X, y``; of
+        the Monte-Carlo average of ``mc_samples`` stochastic passes when given (see
+        :meth:`predict`)."""
+        if mc_samples is None:
+            scores = self._scores(X)
+            Y = self._encode(self._validate_y(y, scores.shape[0]))
+            with np.errstate(over="ignore", invalid="ignore"):
+                return self._metrics(self._validate_X(X), Y)
+        out = self._outputs(X, mc_samples)
+        Y = self._encode(self._validate_y(y, out.shape[0]))
+        if self.task == "regression":
+            return {"loss": float(np.mean((out - Y) ** 2))}
+        picked = np.maximum((out * Y).sum(axis=1), np.finfo(out.dtype).tiny)
+        return {
+            "loss": float(-np.log(picked).mean()),
+            "accuracy": float((out.argmax(1) == Y.argmax(1)).mean()),
+        }
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, columns in the order of ``classes_``."""
+    def _outputs(self, X: Any, mc_samples: int | None) -> np.ndarray:
+        """Probabilities (classification) or predictions (regression), by weight scaling, or
+        averaged over ``mc_samples`` stochastic passes."""
+        if mc_samples is None:
+            scores = self._scores(X)
+            return self._softmax(scores) if self.task == "classification" else scores
+        if not POSITIVE_INT.test(mc_samples):
+            raise ValueError(f"mc_samples={mc_samples!r}: must be {POSITIVE_INT.allowed}, or None")
+        return self._mc_outputs(self._checked_X(X), mc_samples)
+
+    def predict_proba(self, X: Any, mc_samples: int | None = None) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_`` (see :meth:`predict`)."""
         if self.task != "classification":
             raise ValueError("predict_proba needs task='classification'")
-        scores = self._scores(X)
-        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return scores / scores.sum(axis=1, keepdims=True)
+        return self._outputs(X, mc_samples)
 
-    def predict(self, X: Any) -> np.ndarray:
-        """Class labels for classification; predictions of shape (n,) or (n, k) for regression."""
-        scores = self._scores(X)
+    def predict(self, X: Any, mc_samples: int | None = None) -> np.ndarray:
+        """Class labels for classification; predictions of shape (n,) or (n, k) for regression.
+
+        By default one deterministic pass with the weights as trained (dropout's weight
+        scaling: the inverted masks make the expected activations equal). With
+        ``mc_samples=T``, the average of T passes with dropout and DropConnect masks drawn as
+        in training (Monte-Carlo dropout), the ensemble of thinned networks that weight
+        scaling approximates (section 4 of the seed chapter)."""
+        out = self._outputs(X, mc_samples)
         if self.task == "classification":
-            return self.classes_[scores.argmax(axis=1)]
-        return scores[:, 0] if scores.shape[1] == 1 else scores
+            return self.classes_[out.argmax(axis=1)]
+        return out[:, 0] if out.shape[1] == 1 else out
 
     def hidden_activations(
         self, X: Any, rng: np.random.Generator | None = None
@@ -727,15 +924,14 @@ class MLP:
         of training (masks drawn from ``rng``; the same array twice when keep_prob is 1)."""
         X = self._validate_X(X)
         masks = self._dropout_masks(len(X), rng or np.random.default_rng(self.seed))
-        acts, inputs, _ = self._forward(X, masks)
+        acts, inputs, _, _ = self._forward(X, masks, batch_stats=False)
         return list(zip(acts[1:], inputs[1:], strict=True))
 
     def save(self, path: str | Path) -> None:
         """Write hyperparameters and learned weights to one ``.npz`` file (see :meth:`load`)."""
         if not hasattr(self, "weights_"):
             raise RuntimeError("this MLP is not fitted yet: nothing to save")
-        arrays = {f"W{i}": W for i, W in enumerate(self.weights_)}
-        arrays |= {f"b{i}": b for i, b in enumerate(self.biases_)}
+        arrays = {f"{name}{i}": a for name in self.STATE for i, a in enumerate(getattr(self, name))}
         if self.task == "classification":
             arrays["classes"] = self.classes_
         params = {**self.get_params(), "hidden": list(self.hidden)}
@@ -747,9 +943,12 @@ class MLP:
         with np.load(path, allow_pickle=False) as f:
             params = json.loads(str(f["params"]))
             model = cls(**{**params, "hidden": tuple(params["hidden"])})
-            n_layers = len(params["hidden"]) + 1
-            model.weights_ = [f[f"W{i}"] for i in range(n_layers)]
-            model.biases_ = [f[f"b{i}"] for i in range(n_layers)]
+            for name in cls.STATE:
+                prefix = name
+                if name in LEGACY_KEYS and f"{name}0" not in f.files:  # saved before batch norm
+                    prefix = LEGACY_KEYS[name]
+                count = sum(key.rstrip("0123456789") == prefix for key in f.files)
+                setattr(model, name, [f[f"{prefix}{i}"] for i in range(count)])
             if "classes" in f:
                 model.classes_ = f["classes"]
         model.n_features_in_ = model.weights_[0].shape[0]

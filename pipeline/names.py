@@ -48,9 +48,13 @@ INTERRUPTED_REASON = "interrupted: the sweep running it stopped before the trial
 
 # The regularisers of the chapter and their relatives, as named in sweep files, with the value
 # that turns each off (``max_norm = 0`` and ``patience = 0`` are "off" in a sweep file).
-REGULARISERS_OFF: dict[str, float | int] = {
+REGULARISERS_OFF: dict[str, float | int | bool] = {
     "keep_prob": 1.0,
     "input_keep_prob": 1.0,
+    "connect_keep_prob": 1.0,
+    "input_noise": 0.0,
+    "mixup_alpha": 0.0,
+    "batch_norm": False,
     "weight_decay": 0.0,
     "l1": 0.0,
     "patience": 0,

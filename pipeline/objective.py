@@ -55,6 +55,24 @@ def final_metrics(model: MLP, d: Dataset, train_time: float) -> dict[str, float]
     return metrics
 
 
+MC_SAMPLES = (1, 3, 10, 30, 100)  # stochastic passes averaged for final_val_loss_mc
+
+
+def mc_curve(model: MLP, d: Dataset) -> dict[int, float]:
+    """The ensemble view of dropout: validation loss of the average of T stochastic passes
+    (dropout and DropConnect masks as in training), by T; empty for a network that drops
+    nothing. Against ``final_val_loss`` (weight scaling) it says how well the one
+    deterministic pass approximates the ensemble of thinned networks."""
+    if not stochastic(model):
+        return {}
+    return {t: model.evaluate(d.X_val, d.y_val, mc_samples=t)["loss"] for t in MC_SAMPLES}
+
+
+def stochastic(model: MLP) -> bool:
+    """Whether the network drops units or weights in training (so MC averaging differs)."""
+    return min(model.keep_prob, model.input_keep_prob, model.connect_keep_prob) < 1.0
+
+
 def run_trial(
     trial: optuna.Trial, cfg: SweepConfig, d: Dataset, stop_requested: Any = lambda: False
 ) -> TrialResult:
@@ -98,4 +116,5 @@ def run_trial(
     if result.state == COMPLETE:
         result.metrics = final_metrics(model, d, elapsed)
         result.value = result.metrics[f"final_{metric}"]
+        result.mc_curve = mc_curve(model, d)
     return result

@@ -22,6 +22,7 @@ class TrialResult:
     reason: str | None = None  # why it failed or was pruned
     history: dict[str, list[float]] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    mc_curve: dict[int, float] = field(default_factory=dict)  # T -> MC-averaged val loss
     model: MLP | None = None
     model_path: Path | None = None  # where the worker saved the model of a complete trial
 

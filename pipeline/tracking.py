@@ -260,6 +260,8 @@ class TrialLogger:
         finals = [Metric(k, float(v), now, 0) for k, v in result.metrics.items() if np.isfinite(v)]
         searched = {k: v for k, v in result.hyperparameters.items() if k in self.searched}
         finals += _numbers(searched, now)
+        # the ensemble view: one metric, by the number of stochastic passes T as its step
+        finals += [Metric("final_val_loss_mc", v, now, t) for t, v in result.mc_curve.items()]
         tags = [RunTag(STATE, result.state)]
         if result.reason:
             tags.append(

@@ -118,6 +118,18 @@ def test_a_good_file_resolves_names_and_defaults(tmp_path):
             ('type = "int", low = 0', 'type = "integer", low = 0'),
             "search.patience: Input tag 'integer'",
         ),
+        (
+            ("max_epochs = 20", "max_epochs = 20\nconnect_keep_prob = 0.0"),
+            "fixed.connect_keep_prob = 0.0: must be a number in (0, 1]",
+        ),
+        (
+            ("[search]", "[search]\nbatch_norm = { type = 'categorical', choices = [true, 1] }"),
+            "search.batch_norm.choices = 1: batch_norm must be true or false",
+        ),
+        (
+            ("[search]", "[search]\ninput_noise = { type = 'float', low = -0.1, high = 0.5 }"),
+            "search.input_noise.low = -0.1: input_noise must be a finite number >= 0",
+        ),
     ],
 )
 def test_each_bad_file_names_the_file_key_value_and_what_is_allowed(tmp_path, change, expected):
@@ -219,3 +231,29 @@ def test_hyperband_and_no_pruner(tmp_path):
     assert isinstance(hyper.make_pruner(), HyperbandPruner)
     none = load_sweep(write(tmp_path, GOOD + "\n[pruner]\nname = 'none'\n"))
     assert isinstance(none.make_pruner(), NopPruner) and none.report_every == 1
+
+
+def test_the_chapters_other_techniques_are_searchable_and_run(tmp_path):
+    """DropConnect, input noise, mixup and batch norm as sweep-file keys, searched and fixed,
+    run as trials with the values Optuna suggested."""
+    import optuna
+
+    from pipeline.data import load
+    from pipeline.objective import run_trial
+
+    text = GOOD.replace(
+        "[search]",
+        "[search]\n"
+        "connect_keep_prob = { type = 'float', low = 0.5, high = 1.0 }\n"
+        "input_noise = { type = 'float', low = 0.0, high = 0.5 }\n"
+        "batch_norm = { type = 'categorical', choices = [true, false] }",
+    ).replace("max_epochs = 20", "max_epochs = 20\nmixup_alpha = 0.2")
+    cfg = load_sweep(write(tmp_path, text))
+    assert {"connect_keep_prob", "input_noise", "batch_norm"} <= set(cfg.search)
+    study = optuna.create_study()
+    trial = study.ask()
+    result = run_trial(trial, cfg, load("sine", seed=1))
+    values = result.hyperparameters
+    assert values["mixup_alpha"] == 0.2 and values["batch_norm"] == trial.params["batch_norm"]
+    assert result.model.connect_keep_prob == trial.params["connect_keep_prob"]
+    assert result.state == "complete" and set(result.mc_curve) == {1, 3, 10, 30, 100}

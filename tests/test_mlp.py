@@ -83,22 +83,21 @@ def test_gradients_match_central_differences(
         b += np.random.default_rng(1).normal(0, 0.3, b.shape)
     Y = _onehot(model, y)
     masks = model._dropout_masks(len(X), np.random.default_rng(7))  # held fixed throughout
-    _, grads_W, grads_b = model.loss_and_gradients(X, Y, masks)
-    params = [*model.weights_, *model.biases_]
-    numeric = _numeric_gradient(lambda: model.loss_and_gradients(X, Y, masks)[0], params)
-    assert _max_relative_error([*grads_W, *grads_b], numeric) < 1e-6
+    _, grads = model.loss_and_gradients(X, Y, masks)
+    numeric = _numeric_gradient(
+        lambda: model.loss_and_gradients(X, Y, masks)[0], model.parameters()
+    )
+    assert _max_relative_error(grads, numeric) < 1e-6
 
 
 def test_gradient_check_detects_a_wrong_gradient():
     """The check above can fail: a deliberately wrong weight-decay gradient is caught."""
     X, y = _problem("regression")
     model = MLP(hidden=(5,), weight_decay=0.1, max_epochs=1, seed=3).fit(X, y)
-    _, grads_W, grads_b = model.loss_and_gradients(X, y)
-    grads_W = [g + 0.1 * W for g, W in zip(grads_W, model.weights_, strict=True)]  # decay twice
-    numeric = _numeric_gradient(
-        lambda: model.loss_and_gradients(X, y)[0], [*model.weights_, *model.biases_]
-    )
-    assert _max_relative_error([*grads_W, *grads_b], numeric) > 1e-3
+    _, grads = model.loss_and_gradients(X, y)
+    grads[0] = grads[0] + 0.1 * model.weights_[0]  # decay twice
+    numeric = _numeric_gradient(lambda: model.loss_and_gradients(X, y)[0], model.parameters())
+    assert _max_relative_error(grads, numeric) > 1e-3
 
 
 def _numpy_forward(model: MLP, X: np.ndarray) -> np.ndarray:
@@ -116,7 +115,7 @@ def test_dropout_preserves_the_mean_activation_and_is_identity_at_inference():
     y = rng.normal(size=4000)
     model = MLP(hidden=(50,), keep_prob=0.5, max_epochs=2, seed=0).fit(X, y)
     masks = model._dropout_masks(len(X), np.random.default_rng(1))
-    acts, inputs, _ = model._forward(X, masks)
+    acts, inputs, _, _ = model._forward(X, masks)
     clean, dropped = acts[1], inputs[1]
     assert 0.45 < (dropped == 0).mean() < 0.55 + (clean == 0).mean()
     # mean of the dropped-out activations = mean of the clean ones, within 4 standard errors
@@ -325,6 +324,12 @@ def test_divergence_raises_with_the_epoch():
         ({"batch_size": 0}, r"batch_size=0"),
         ({"dtype": "float16"}, r"dtype='float16'"),
         ({"max_norm": -1.0}, r"max_norm=-1\.0"),
+        ({"connect_keep_prob": 0.0}, r"connect_keep_prob=0\.0 .*\(0, 1\]"),
+        ({"input_noise": -0.1}, r"input_noise=-0\.1 .*>= 0"),
+        ({"mixup_alpha": float("inf")}, r"mixup_alpha=inf .*finite"),
+        ({"batch_norm": 1}, r"batch_norm=1 .*true or false"),
+        ({"bn_momentum": 0.0}, r"bn_momentum=0\.0"),
+        ({"bn_eps": 0.0}, r"bn_eps=0\.0"),
     ],
 )
 def test_invalid_hyperparameters_name_parameter_value_and_what_is_allowed(kwargs, match):
@@ -347,3 +352,163 @@ def test_invalid_inputs_are_explained():
         MLP(patience=3).fit(X, y)
     with pytest.raises(RuntimeError, match="not fitted"):
         MLP().predict(X)
+
+
+# ---------------------------------------------------------------------------- the chapter's rest
+@pytest.mark.parametrize(
+    ("activation", "task", "batch_norm", "connect_keep_prob", "keep_prob"),
+    [
+        ("relu", "regression", True, 1.0, 1.0),
+        ("tanh", "classification", True, 1.0, 1.0),
+        ("relu", "regression", False, 0.6, 1.0),
+        ("sigmoid", "classification", False, 0.7, 1.0),
+        ("relu", "classification", True, 0.7, 0.6),  # all three together, masks held fixed
+        ("tanh", "regression", True, 0.8, 0.7),
+    ],
+)
+def test_gradients_with_batch_norm_and_dropconnect_match_central_differences(
+    activation, task, batch_norm, connect_keep_prob, keep_prob
+):
+    X, y = _problem(task)
+    model = MLP(
+        hidden=(5, 4),
+        activation=activation,
+        task=task,
+        batch_norm=batch_norm,
+        connect_keep_prob=connect_keep_prob,
+        keep_prob=keep_prob,
+        weight_decay=0.05,
+        max_epochs=1,
+        lr=1e-3,
+        seed=3,
+    ).fit(X, y)
+    rng = np.random.default_rng(5)
+    for a in model.biases_ + model.gammas_ + model.betas_:  # away from their initial values
+        a += rng.normal(0, 0.3, a.shape)
+    Y = _onehot(model, y)
+    masks = model._dropout_masks(len(X), np.random.default_rng(7))
+    weight_masks = model._connect_masks(np.random.default_rng(8))
+    _, grads = model.loss_and_gradients(X, Y, masks, weight_masks)
+    assert len(grads) == len(model.parameters()) == 6 + (4 if batch_norm else 0)
+    numeric = _numeric_gradient(
+        lambda: model.loss_and_gradients(X, Y, masks, weight_masks)[0], model.parameters()
+    )
+    assert _max_relative_error(grads, numeric) < 1e-6
+
+
+def test_batch_norm_normalises_in_training_and_folds_its_running_statistics_at_inference():
+    X, y = _problem("regression", n=64, d=4)
+    model = MLP(hidden=(8, 6), batch_norm=True, lr=0.05, max_epochs=30, seed=0).fit(X, y)
+    acts, inputs, norms, _ = model._forward(X)  # batch statistics: mean 0, variance 1 per unit
+    for norm in norms[:-1]:
+        np.testing.assert_allclose(norm.Z_hat.mean(axis=0), 0, atol=1e-12)
+        np.testing.assert_allclose(norm.Z_hat.var(axis=0), 1, atol=1e-3)
+    assert norms[-1] is None  # not on the output layer
+    # inference from the definition, with the running statistics
+    A = X
+    for i, (W, b) in enumerate(zip(model.weights_, model.biases_, strict=True)):
+        Z = A @ W
+        if i < len(model.gammas_):
+            std = np.sqrt(model.running_vars_[i] + model.bn_eps)
+            A = np.maximum(
+                (Z - model.running_means_[i]) / std * model.gammas_[i] + model.betas_[i], 0
+            )
+        else:
+            A = Z + b
+    np.testing.assert_allclose(model.predict(X), A, rtol=1e-10)
+    assert not np.allclose(model.running_vars_[0], 1)  # the running statistics were updated
+
+
+def test_batch_norm_running_statistics_follow_the_momentum_rule():
+    X, y = _problem("regression", n=40, d=3)
+    model = MLP(hidden=(5,), batch_norm=True, bn_momentum=0.25, max_epochs=1, lr=1e-9, seed=0)
+    model.fit(X, y)
+    Z = X @ model.weights_[0]  # lr ~ 0: the weights are still the ones the epoch saw
+    np.testing.assert_allclose(model.running_means_[0], 0.25 * Z.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        model.running_vars_[0], 0.75 + 0.25 * Z.var(axis=0, ddof=1), rtol=1e-6
+    )
+
+
+def test_early_stopping_restores_batch_norm_state_of_the_best_epoch():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 2)), rng.normal(size=30)
+    Xv, yv = rng.normal(size=(30, 2)), rng.normal(size=30)
+    kwargs = dict(hidden=(32,), batch_norm=True, lr=0.05, batch_size=10, max_epochs=500, seed=1)
+    stopped = MLP(patience=5, **kwargs).fit(X, y, Xv, yv)
+    best = stopped.best_epoch_
+    assert stopped.stopped_epoch_ == best + 5 < 500
+    reference = MLP(**{**kwargs, "max_epochs": best}).fit(X, y, Xv, yv)
+    for name in MLP.STATE:
+        for a, b in zip(getattr(stopped, name), getattr(reference, name), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert stopped.evaluate(Xv, yv)["loss"] == pytest.approx(stopped.best_val_loss_, rel=1e-12)
+
+
+def test_batch_norm_model_saves_and_loads_and_older_files_still_load(tmp_path):
+    X, y = _problem("classification", n=40)
+    model = MLP(hidden=(6,), task="classification", batch_norm=True, max_epochs=20).fit(X, y)
+    model.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(
+        MLP.load(tmp_path / "m.npz").predict_proba(X), model.predict_proba(X)
+    )
+    plain = MLP(hidden=(6,), max_epochs=5).fit(X, y.astype(float))
+    arrays = {f"W{i}": W for i, W in enumerate(plain.weights_)}  # the format before batch norm
+    arrays |= {f"b{i}": b for i, b in enumerate(plain.biases_)}
+    import json
+
+    params = {k: v for k, v in plain.get_params().items() if k in {"hidden", "max_epochs"}}
+    np.savez(tmp_path / "old.npz", params=np.array(json.dumps(params)), **arrays)
+    np.testing.assert_array_equal(MLP.load(tmp_path / "old.npz").predict(X), plain.predict(X))
+
+
+def test_mc_average_of_a_linear_output_equals_weight_scaling_in_expectation():
+    """Dropout on the last hidden layer feeding a linear output: the mean over masks is the
+    weight-scaled network exactly, so the MC average converges to predict() (closed form)."""
+    X, y = _problem("regression", n=20, d=3)
+    y = y[:, 0]
+    for kwargs in ({"keep_prob": 0.5, "hidden": (16,)}, {"connect_keep_prob": 0.5, "hidden": ()}):
+        model = MLP(max_epochs=50, lr=0.05, seed=0, **kwargs).fit(X, y)
+        single = np.stack([model.predict(X, mc_samples=1) for _ in range(1)])
+        mc = model.predict(X, mc_samples=4000)
+        spread = np.abs(single - model.predict(X)).max()
+        assert spread > 1e-3  # one stochastic pass differs from weight scaling
+        np.testing.assert_allclose(mc, model.predict(X), atol=4 * spread / np.sqrt(4000) + 1e-9)
+    plain = MLP(hidden=(8,), max_epochs=20, seed=0).fit(X, y)  # nothing stochastic: equal
+    np.testing.assert_allclose(plain.predict(X, mc_samples=3), plain.predict(X), rtol=1e-12)
+    with pytest.raises(ValueError, match="mc_samples=0"):
+        plain.predict(X, mc_samples=0)
+
+
+def test_mc_evaluate_scores_the_averaged_prediction():
+    X, y = _problem("classification", n=60)
+    model = MLP(hidden=(16,), task="classification", keep_prob=0.5, max_epochs=50, seed=0)
+    model.fit(X, y)
+    probs = model.predict_proba(X, mc_samples=20)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
+    expected = -np.log(probs[np.arange(len(y)), np.searchsorted(model.classes_, y)]).mean()
+    assert model.evaluate(X, y, mc_samples=20)["loss"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_input_noise_has_the_asked_scale_and_mixup_mixes_inputs_and_targets_alike():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 2)) * [1.0, 10.0]
+    w = np.array([[2.0], [-0.5]])
+    model = MLP(input_noise=0.3, max_epochs=1, seed=0).fit(X, X @ w)
+    noisy, _ = model._augment(X, X @ w, np.random.default_rng(1))
+    np.testing.assert_allclose((noisy - X).std(axis=0), 0.3 * X.std(axis=0), rtol=0.05)
+    model = MLP(mixup_alpha=0.4, max_epochs=1, seed=0).fit(X, X @ w)
+    mixed, targets = model._augment(X, X @ w, np.random.default_rng(1))
+    assert not np.allclose(mixed, X)
+    np.testing.assert_allclose(targets, mixed @ w, rtol=1e-12)  # a linear target stays exact
+    onehot = np.eye(3)[rng.integers(0, 3, 2000)]
+    _, soft = model._augment(X, onehot, np.random.default_rng(2))
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0)
+
+
+def test_new_options_change_training_only_when_on():
+    X, y = _problem("regression", n=40)
+    base = MLP(hidden=(8,), keep_prob=0.7, batch_size=8, max_epochs=20, seed=0).fit(X, y)
+    for option in ({"connect_keep_prob": 0.8}, {"input_noise": 0.1}, {"mixup_alpha": 0.2}):
+        on = MLP(hidden=(8,), keep_prob=0.7, batch_size=8, max_epochs=20, seed=0, **option)
+        assert not np.array_equal(on.fit(X, y).weights_[0], base.weights_[0]), option

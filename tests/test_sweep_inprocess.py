@@ -191,3 +191,20 @@ def test_the_parent_run_holds_the_sweep_as_an_artifact_and_the_study_a_saved_vie
     )
     assert found[0].info.run_id == parent.data.tags["best_run_id"]
     assert len(found) == N_TRIALS
+
+
+def test_dropout_trials_log_the_ensemble_view_by_number_of_passes(swept):
+    from mlflow import MlflowClient
+
+    cfg, _, uri, _, _ = swept
+    client = MlflowClient(uri)
+    frame = analysis.runs(cfg.study.name, uri)
+    complete = frame[frame["state"] == COMPLETE]
+    for _, row in complete.iterrows():
+        curve = client.get_metric_history(row["run_id"], "final_val_loss_mc")
+        if row["keep_prob"] < 1:
+            assert sorted(m.step for m in curve) == [1, 3, 10, 30, 100]
+            assert all(m.value > 0 for m in curve)
+        else:  # nothing dropped: nothing to average
+            assert curve == []
+    assert (complete["keep_prob"] < 1).any()  # the chapter-dropout baseline at least
