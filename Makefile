@@ -9,6 +9,8 @@ SWEEP ?= sweeps/default.toml
 N_JOBS ?=
 PORT ?= 5000
 STUDY ?=
+CHAPTER_DATA ?= sine
+CHAPTER_ROWS := $(sort $(wildcard sweeps/chapter-*.toml))
 PYTEST_ARGS ?=
 
 # The venv is rebuilt only when pyproject.toml changes (the stamp file is newer otherwise).
@@ -18,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: help setup browser sweep ui report test test-fast bench lint format clean
+.PHONY: help setup browser sweep chapter ui report test test-fast bench lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +29,16 @@ setup: $(VENV)/.installed ## Create .venv and install the project with its dev e
 
 sweep: setup ## Run a sweep: make sweep [SWEEP=sweeps/digits.toml] [N_JOBS=2]
 	$(PY) -m pipeline sweep $(SWEEP) $(if $(N_JOBS),--n-jobs $(N_JOBS))
+
+# Every row of the chapter's table as a study of its own (same budget, network and weights),
+# then the table with its measured column: reports/chapter-...-vs-.../index.html
+chapter: setup ## The chapter's table measured: make chapter [CHAPTER_DATA=breast_cancer]
+	@for row in $(CHAPTER_ROWS); do \
+	  name=$$(basename $$row .toml)-$(CHAPTER_DATA); \
+	  $(PY) -m pipeline sweep $$row --set data.name=$(CHAPTER_DATA) --set study.name=$$name \
+	    || exit 1; \
+	done
+	$(PY) -m pipeline report $(foreach row,$(CHAPTER_ROWS),$(notdir $(row:.toml=))-$(CHAPTER_DATA))
 
 ui: setup ## MLflow UI over the local store on 127.0.0.1: make ui [PORT=5000]
 	$(PY) -m pipeline ui --port $(PORT)

@@ -28,6 +28,7 @@ from pipeline.names import (
     PRUNE_REASON,
     PRUNED,
     REGULARISERS,
+    REPEATS_SUFFIX,
     ROLE,
     ROLE_TRIAL,
     STATE,
@@ -426,3 +427,79 @@ def best_so_far(
             "best_so_far": best.to_numpy(),
         }
     )
+
+
+# ---------------------------------------------------------------------------- seeds, ensembles
+NOISE_SE = 2.0  # a paired difference beyond this many standard errors is more than noise
+
+
+def repeats(study_or_experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """The test losses of the best configuration and each baseline trained again on the
+    study's repeat seeds (``[study] repeats``), long: ``configuration``, ``repeat`` (the same
+    seed for every configuration), ``test_loss``. Empty without repeats."""
+    client = _client(tracking_uri)
+    info = study_info(study_or_experiment, tracking_uri)
+    rows = []
+    for key in info["metrics"]:
+        if key.endswith(REPEATS_SUFFIX):
+            name = key.removesuffix(REPEATS_SUFFIX)
+            for m in client.get_metric_history(info["run_id"], key):
+                rows.append((name, m.step, m.value))
+    frame = pd.DataFrame(rows, columns=["configuration", "repeat", "test_loss"])
+    return frame.sort_values(["configuration", "repeat"], ignore_index=True)
+
+
+def against_reference(repeated: pd.DataFrame, reference: str = "unregularised") -> pd.DataFrame:
+    """Each configuration against ``reference`` on the same seeds: test loss mean and
+    standard deviation, their ratio, the paired difference (mean and standard error over
+    seeds) and a verdict: ``helps`` or ``hurts`` when the difference is beyond ``NOISE_SE``
+    standard errors, else ``no effect within noise``."""
+    wide = repeated.pivot_table(index="repeat", columns="configuration", values="test_loss")
+    if reference not in wide:
+        return pd.DataFrame()
+    rows = []
+    for name in wide.columns:
+        both = wide[name].notna() & wide[reference].notna()  # seeds where both trained
+        mine, theirs = wide.loc[both, name], wide.loc[both, reference]
+        diff = mine - theirs
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else math.nan
+        mean = float(diff.mean()) if len(diff) else math.nan
+        if name == reference or not np.isfinite(se):
+            verdict = ""
+        elif mean + NOISE_SE * se < 0:
+            verdict = "helps"
+        elif mean - NOISE_SE * se > 0:
+            verdict = "hurts"
+        else:
+            verdict = "no effect within noise"
+        rows.append(
+            {
+                "configuration": name,
+                "seeds": len(mine),
+                "test_loss_mean": float(mine.mean()),
+                "test_loss_std": float(mine.std(ddof=1)),
+                f"relative_to_{reference}": float(mine.mean() / theirs.mean()),
+                "difference_mean": mean,
+                "difference_se": se,
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def ensemble_view(frame: pd.DataFrame, study_or_experiment: str, uri: str | None = None):
+    """For the complete trials that drop units or weights: the validation loss of the average
+    of T stochastic passes (``final_val_loss_mc``, by T) against the one weight-scaled pass
+    (``final_val_loss``), long: ``trial``, ``T``, ``final_val_loss_mc``, ``ratio``."""
+    client = _client(uri)
+    rows = []
+    if "final_val_loss_mc" not in frame:
+        return pd.DataFrame(columns=["trial", "T", "final_val_loss_mc", "ratio"])
+    stochastic = frame[(frame["state"] == COMPLETE) & frame["final_val_loss_mc"].notna()]
+    for trial, run_id, scaled in zip(
+        stochastic["trial"], stochastic["run_id"], stochastic["final_val_loss"], strict=True
+    ):
+        for m in client.get_metric_history(run_id, "final_val_loss_mc"):
+            rows.append((int(trial), m.step, m.value, m.value / scaled))
+    frame = pd.DataFrame(rows, columns=["trial", "T", "final_val_loss_mc", "ratio"])
+    return frame.sort_values(["trial", "T"], ignore_index=True)

@@ -141,6 +141,9 @@ class StudySection(_Strict):
     n_jobs: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: os.cpu_count() or 1)
     seed: Annotated[int, Field(ge=0)] = 0
     storage: str | None = None
+    # after the budget, the best configuration and each baseline are trained again with this
+    # many seeds (initial weights and noise; the same seeds for all) and tested: mean and spread
+    repeats: Annotated[int, Field(ge=0, le=100)] = 0
 
     @field_validator("name")
     @classmethod

@@ -156,10 +156,18 @@ def print_summary(
         with_acc = any("test_accuracy" in m for m in summary.test_metrics.values())
         if with_acc:
             tests.add_column("test_accuracy", justify="right")
+        if cfg.study.repeats:
+            tests.add_column(f"test_loss over {cfg.study.repeats} other seeds", justify="right")
         for name, m in summary.test_metrics.items():
             row = [name, str(m["trial"]), f"{m[cfg.objective]:.4g}", f"{m['test_loss']:.4g}"]
             if with_acc:
                 row.append(f"{m.get('test_accuracy', math.nan):.4g}")
+            if cfg.study.repeats:
+                diverged = m["test_loss_diverged"]
+                row.append(
+                    f"{m['test_loss_mean']:.4g} ± {m['test_loss_std']:.2g}"
+                    + (f" ({diverged} diverged)" if diverged else "")
+                )
             tests.add_row(*row)
         console.print(tests)
 

@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from joblib import Parallel, delayed
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import SweepConfig, trial_values
 from pipeline.data import Dataset
-from pipeline.mlp import MLP
+from pipeline.mlp import MLP, DivergenceError
 from pipeline.names import BASELINE, OVERRIDES
 from pipeline.objective import build_model
 from pipeline.study import best_trial, model_path
@@ -64,12 +65,54 @@ def evaluate_on_test(
                 f"{results[name][cfg.objective]} instead of {t.value}",
                 file=sys.stderr,
             )
+    if cfg.study.repeats:
+        _repeat(cfg, chosen, d, results)
     return results
 
 
-def _retrain(cfg: SweepConfig, t: FrozenTrial, d: Dataset) -> Any:
+def repeat_seeds(cfg: SweepConfig) -> list[int]:
+    """The seeds of the repeats: the same for every configuration, so that their test losses
+    pair up seed by seed; none of them the study's own seed."""
+    return [cfg.study.seed + 1 + k for k in range(cfg.study.repeats)]
+
+
+def _repeat(
+    cfg: SweepConfig,
+    chosen: dict[str, FrozenTrial],
+    d: Dataset,
+    results: dict[str, dict[str, Any]],
+) -> None:
+    """Train each chosen configuration again with each of :func:`repeat_seeds` (initial
+    weights, dropout masks, batch order and augmentation all follow the seed) and test each
+    network once: ``test_losses`` in seed order, their mean and standard deviation."""
+    trials = {t.number: t for t in chosen.values()}  # the best is often a baseline too
+    jobs = [(number, seed) for number in trials for seed in repeat_seeds(cfg)]
+    losses = Parallel(n_jobs=min(cfg.study.n_jobs, len(jobs)), backend="loky")(
+        delayed(_test_loss)(cfg, trials[number], d, seed) for number, seed in jobs
+    )
+    for name, t in chosen.items():
+        mine = [loss for (n, _), loss in zip(jobs, losses, strict=True) if n == t.number]
+        finite = [loss for loss in mine if math.isfinite(loss)]
+        results[name] |= {
+            "test_losses": mine,  # NaN where that seed's training diverged
+            "test_loss_mean": float(np.mean(finite)) if finite else math.nan,
+            "test_loss_std": float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan,
+            "test_loss_diverged": len(mine) - len(finite),
+        }
+
+
+def _test_loss(cfg: SweepConfig, t: FrozenTrial, d: Dataset, seed: int) -> float:
+    try:
+        return _retrain(cfg, t, d, seed).evaluate(d.X_test, d.y_test)["loss"]
+    except DivergenceError:  # said in the summary as a count, not an error of the sweep
+        return math.nan
+
+
+def _retrain(cfg: SweepConfig, t: FrozenTrial, d: Dataset, seed: int | None = None) -> Any:
     from threadpoolctl import threadpool_limits
 
     values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES))
+    if seed is not None:
+        values |= {"seed": seed, "noise_seed": None}
     with threadpool_limits(limits=1, user_api="blas"):
         return build_model(values, d.task).fit(d.X_train, d.y_train, d.X_val, d.y_val)

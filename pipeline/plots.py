@@ -366,3 +366,22 @@ def best_so_far_figure(series: dict, title: str = "") -> Figure:
     _clip_y(ax, [t["value"].to_numpy() for t in series.values()])
     ax.legend(fontsize=8, loc="upper right")  # "best" would search the data: slow
     return fig
+
+
+def ensemble_figure(view, title: str = "") -> Figure:
+    """The ensemble view of dropout: for each trial that drops units or weights, the
+    validation loss of the average of T stochastic passes over that of the one
+    weight-scaled pass, against T (below 1: the ensemble does better)."""
+    fig = Figure(figsize=(6.0, 3.4), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    for _, part in view.groupby("trial"):
+        ax.plot(part["T"], part["ratio"], color="tab:blue", lw=0.8, alpha=0.4)
+    median = view.groupby("T")["ratio"].median()
+    ax.plot(median.index, median.to_numpy(), color="black", lw=2, label="median over trials")
+    ax.axhline(1.0, color="tab:red", lw=1, ls="--", label="weight scaling")
+    ax.set_xscale("log")
+    ax.set(xlabel="stochastic passes averaged (T)", ylabel="val loss: MC / weight-scaled")
+    ax.set_title(title, fontsize=10)
+    _clip_y(ax, [view["ratio"].to_numpy()])
+    ax.legend(fontsize=8, loc="upper right")
+    return fig

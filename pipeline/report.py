@@ -144,6 +144,34 @@ def study_report(
         curves.to_csv(page.folder / "curves.csv", index=False)
         curves.to_parquet(page.folder / "curves.parquet", index=False)
 
+    repeated = analysis.repeats(study, uri)
+    if len(repeated):
+        seeds = repeated["repeat"].nunique()
+        page.heading(f"Over {seeds} other seeds: test loss against the unregularised network")
+        page.text(
+            f"<p>The best configuration and each baseline trained again on the same {seeds} "
+            "seeds (initial weights and noise) and tested once each. The verdict compares "
+            f"them seed by seed with the unregularised network: beyond {analysis.NOISE_SE:g} "
+            "standard errors of the paired difference it helps or hurts, else it has no "
+            "effect within noise.</p>"
+        )
+        page.frame("seeds", analysis.against_reference(repeated))
+
+    view = analysis.ensemble_view(frame, study, uri)
+    if len(view):
+        page.heading("The ensemble view of dropout: Monte-Carlo average against weight scaling")
+        by_t = view.groupby("T")["ratio"].agg(
+            trials="count", median_ratio="median", share_mc_better=lambda r: (r < 1).mean()
+        )
+        page.text(
+            "<p>At test time dropout scales the weights instead of averaging the ensemble of "
+            "thinned networks it trained (the chapter, section 4). For every complete trial "
+            "that drops units or weights: validation loss of the average of T stochastic "
+            "passes over that of the one weight-scaled pass.</p>"
+        )
+        page.figure("ensemble", plots.ensemble_figure(view))
+        page.frame("ensemble_by_T", by_t.reset_index())
+
     page.heading("Effect of each hyperparameter on the objective")
     page.figure("effects", plots.effects_figure(frame, params, objective, log_params))
     page.frame("marginal_effects", analysis.marginal_effects(frame, params, objective, log_params))
@@ -247,6 +275,17 @@ def comparison_report(
             importances.append(imp.assign(study=study))
     page.heading("Studies")
     page.frame("studies", pd.DataFrame(rows))
+    table = chapter_table(studies, uri)
+    if len(table):
+        page.heading("The chapter's table, measured")
+        page.text(
+            "<p>Each row a study: one technique tuned at the same budget on the same network, "
+            "training and initial weights; its best configuration then trained again on the "
+            "study's other seeds and tested, seed by seed against the unregularised network "
+            f"(verdict beyond {analysis.NOISE_SE:g} standard errors of the paired "
+            "difference).</p>"
+        )
+        page.frame("chapter_table", table)
     if progress:
         page.heading("Best objective so far, by trial")
         page.figure("best_so_far", plots.best_so_far_figure(progress))
@@ -259,6 +298,45 @@ def comparison_report(
         )
         page.frame("importances", table)
     return page.write()
+
+
+def chapter_table(studies: list[str], uri: str | None = None) -> pd.DataFrame:
+    """One row per study with repeats: the technique (its description), the best
+    configuration, its test loss over the repeat seeds against the unregularised network's
+    on the same seeds, and the verdict. Empty when no study has repeats."""
+    rows = []
+    for study in studies:
+        repeated = analysis.repeats(study, uri)
+        versus = analysis.against_reference(repeated)
+        if versus.empty or "best" not in set(versus["configuration"]):
+            continue
+        info = analysis.study_info(study, uri)
+        best = versus.set_index("configuration").loc["best"]
+        reference = versus.set_index("configuration").loc["unregularised"]
+        frame = analysis.runs(study, uri)
+        objective, direction = analysis.objective_of(info)
+        top = analysis.leaderboard(frame, objective, direction, n=1)
+        settings = ", ".join(
+            f"{p} = {_short(top[p].iloc[0])}" for p in analysis.searched(info) if p in top
+        )
+        rows.append(
+            {
+                "technique": analysis.description(info).split(":")[0] or study,
+                "study": study,
+                "best configuration": settings,
+                "test_loss (mean ± std)": f"{best.test_loss_mean:.4g} ± {best.test_loss_std:.2g}",
+                "unregularised": f"{reference.test_loss_mean:.4g} ± {reference.test_loss_std:.2g}",
+                "relative": round(float(best.relative_to_unregularised), 3),
+                "seeds": int(best.seeds),
+                "verdict": best.verdict,
+                "failed trials": int((frame["state"].astype(str) == FAILED).sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def write_reports(

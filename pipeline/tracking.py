@@ -45,6 +45,7 @@ from pipeline.names import (
     NOTE,
     PRUNE_REASON,
     PRUNED,
+    REPEATS_SUFFIX,
     RETRY_OF,
     ROLE,
     ROLE_STUDY,
@@ -463,13 +464,21 @@ class StudyTracker:
             metrics["best.trial"] = summary.best.number
         runs = self.trial_runs()
         for name, m in summary.test_metrics.items():
-            for key in ("test_loss", "test_accuracy"):
+            for key in ("test_loss", "test_accuracy", "test_loss_mean", "test_loss_std"):
                 if key in m:
                     metrics[f"{name}.{key}"] = m[key]
+            repeats = [  # seed by seed, in the same order for every configuration
+                Metric(f"{name}{REPEATS_SUFFIX}", loss, _now_ms(), k)
+                for k, loss in enumerate(m.get("test_losses", []))
+                if np.isfinite(loss)
+            ]
+            _log_metrics(self.client, self.run_id, repeats)
             run_id = runs.get(m["trial"])
             if run_id:  # test metrics sit apart, under test_*, and never feed selection
                 log_summary(
-                    self.client, run_id, {k: v for k, v in m.items() if k.startswith("test_")}
+                    self.client,
+                    run_id,
+                    {k: v for k, v in m.items() if k.startswith("test_") and k != "test_losses"},
                 )
         best_run = runs.get(summary.best.number) if summary.best is not None else None
         tags = {NOTE: study_note(summary, self.experiment_id, best_run, self.objective)}
@@ -490,7 +499,7 @@ class StudyTracker:
             plots.study_figures(study, study_params(study), folder / "plots", self.objective)
             table = study.trials_dataframe()
             table.to_csv(folder / "trials.csv", index=False)
-            table.to_parquet(folder / "trials.parquet", index=False)
+            _as_text(table).to_parquet(folder / "trials.parquet", index=False)
             best = summary.test_metrics.get("best")
             if best is not None:
                 (folder / "best_model").mkdir()
@@ -498,6 +507,18 @@ class StudyTracker:
             self.client.log_artifacts(self.run_id, tmp)
         status = "FAILED" if summary.errors else "KILLED" if summary.interrupted else "FINISHED"
         self.client.set_terminated(self.run_id, status=status)
+
+
+def _as_text(table: Any) -> Any:
+    """Dict and list cells (Optuna's system attributes, e.g. an empty ``fixed_params``) as
+    JSON text: Parquet cannot store a struct with no field."""
+    table = table.copy()
+    for column in table.columns:
+        if table[column].map(lambda v: isinstance(v, dict | list | tuple)).any():
+            table[column] = table[column].map(
+                lambda v: json.dumps(v, default=str) if isinstance(v, dict | list | tuple) else v
+            )
+    return table
 
 
 def trial_runs(client: MlflowClient, experiment_id: str) -> dict[int, str]:

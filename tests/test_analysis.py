@@ -155,3 +155,26 @@ def test_stores_of_earlier_versions_hold_the_sweep_as_flattened_params():
     assert analysis.searched(info) == ["keep_prob", "weight_decay"]
     assert analysis.log_scale_params(info) == ("weight_decay",)
     assert analysis.objective_of(info) == ("final_val_accuracy", "maximize")
+
+
+def test_configurations_are_judged_seed_by_seed_against_the_unregularised_network():
+    """Paired differences, by hand: best - unregularised = -1.0, -1.1, -1.0 (mean -1.0333,
+    standard error 0.0577 / sqrt(3) = 0.0333): beyond 2 standard errors, it helps. A
+    configuration that is worse on two seeds and better on one is within noise."""
+    repeated = pd.DataFrame(
+        {
+            "configuration": ["best"] * 3 + ["unregularised"] * 3 + ["mixed"] * 3 + ["worse"] * 3,
+            "repeat": [0, 1, 2] * 4,
+            "test_loss": [1.0, 1.1, 0.9, 2.0, 2.2, 1.9, 2.5, 1.7, 2.0, 2.5, 2.8, 2.3],
+        }
+    )
+    table = analysis.against_reference(repeated).set_index("configuration")
+    best = table.loc["best"]
+    assert best["difference_mean"] == pytest.approx(-1.0333333, rel=1e-6)
+    assert best["difference_se"] == pytest.approx(0.0333333, rel=1e-5)
+    assert best["relative_to_unregularised"] == pytest.approx(1.0 / 2.0333333, rel=1e-6)
+    assert best["verdict"] == "helps"
+    assert table.loc["mixed", "verdict"] == "no effect within noise"  # +0.5, -0.5, +0.1
+    assert table.loc["worse", "verdict"] == "hurts"  # +0.5, +0.6, +0.4
+    assert table.loc["unregularised", "verdict"] == ""
+    assert analysis.against_reference(repeated[repeated.configuration == "best"]).empty

@@ -4,6 +4,7 @@ evaluation, plots, analysis and report, caught in seconds rather than by the end
 
 import io
 
+import numpy as np
 import pytest
 from e2e import SMOKE
 from optuna.trial import TrialState
@@ -24,6 +25,7 @@ N_TRIALS = 6
 def swept(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inprocess")
     overrides = [f"study.n_trials={N_TRIALS}", "study.n_jobs=1", "fixed.max_epochs=30"]
+    overrides.append("study.repeats=2")
     cfg = load_sweep(SMOKE, [parse_override(o) for o in overrides])
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     out = io.StringIO()
@@ -208,3 +210,48 @@ def test_dropout_trials_log_the_ensemble_view_by_number_of_passes(swept):
         else:  # nothing dropped: nothing to average
             assert curve == []
     assert (complete["keep_prob"] < 1).any()  # the chapter-dropout baseline at least
+
+
+def test_repeats_train_the_best_and_the_baselines_on_the_same_other_seeds(swept):
+    from mlflow import MlflowClient
+
+    from pipeline.config import trial_values
+    from pipeline.data import load
+    from pipeline.evaluation import repeat_seeds
+    from pipeline.names import OVERRIDES
+    from pipeline.objective import build_model
+
+    cfg, folder, uri, summary, output = swept
+    assert repeat_seeds(cfg) == [1, 2]  # the study's seed is 0: not among them
+    d = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
+    study = load_study(cfg, str(folder / "optuna.journal"))
+    unregularised = summary.test_metrics["unregularised"]
+    t = study.trials[unregularised["trial"]]
+    values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES)) | {"seed": 2}
+    again = build_model(values, d.task).fit(d.X_train, d.y_train, d.X_val, d.y_val)
+    assert unregularised["test_losses"][1] == again.evaluate(d.X_test, d.y_test)["loss"]
+    assert unregularised["test_loss_mean"] == pytest.approx(np.mean(unregularised["test_losses"]))
+    client = MlflowClient(uri)
+    parent = client.get_run(summary.parent_run_id)
+    for name, m in summary.test_metrics.items():
+        assert parent.data.metrics[f"{name}.test_loss_mean"] == pytest.approx(m["test_loss_mean"])
+        history = client.get_metric_history(parent.info.run_id, f"{name}.test_loss_repeats")
+        assert [h.value for h in sorted(history, key=lambda h: h.step)] == m["test_losses"]
+    assert "test_loss over 2 other seeds" in output
+
+
+def test_the_report_judges_over_seeds_and_shows_the_ensemble_view(swept, tmp_path):
+    from pipeline.report import chapter_table
+
+    cfg, _, uri, summary, _ = swept
+    (page,) = write_reports([cfg.study.name], uri, tmp_path)
+    text = page.read_text()
+    assert "Over 2 other seeds: test loss against the unregularised network" in text
+    assert "alt='ensemble'" in text and (page.parent / "ensemble_by_T.csv").exists()
+    (row,) = chapter_table([cfg.study.name], uri).to_dict("records")
+    best = summary.test_metrics["best"]
+    assert row["test_loss (mean ± std)"] == (
+        f"{best['test_loss_mean']:.4g} ± {best['test_loss_std']:.2g}"
+    )
+    assert row["verdict"] in {"helps", "hurts", "no effect within noise"}
+    assert row["technique"] == cfg.study.description.split(":")[0]

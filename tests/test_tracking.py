@@ -42,3 +42,20 @@ def test_logged_curves_start_where_the_loss_comes_within_twice_its_lowest():
     assert curve_start(history, 3) == 2  # only the readable part counts: 0.9 is its lowest
     assert curve_start({"train_loss": [2.0, 1.5, 1.2]}, 3) == 0  # no validation: training
     assert curve_start({"val_loss": [1.0, float("nan")]}, 2) == 0  # nothing to judge by
+
+
+def test_the_trials_table_with_an_empty_fixed_params_cell_writes_to_parquet(tmp_path):
+    """A baseline none of whose overrides is searched is enqueued with empty fixed params:
+    Parquet cannot store that empty struct as it is."""
+    import optuna
+    import pandas as pd
+
+    from pipeline.tracking import _as_text
+
+    study = optuna.create_study()
+    study.enqueue_trial({}, user_attrs={"overrides": {"keep_prob": 1.0}})
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    _as_text(study.trials_dataframe()).to_parquet(tmp_path / "trials.parquet")
+    back = pd.read_parquet(tmp_path / "trials.parquet")
+    assert back["system_attrs_fixed_params"].iloc[0] == "{}"
+    assert back["user_attrs_overrides"].iloc[0] == '{"keep_prob": 1.0}'
