@@ -25,13 +25,19 @@ def evaluate_on_test(
     cfg: SweepConfig, study: optuna.Study, d: Dataset, models_dir: Path
 ) -> dict[str, dict[str, Any]]:
     """The best configuration (chosen on validation) and each baseline, evaluated once on the
-    test split. Their networks are the ones the workers saved; a missing one is retrained
-    (same seed, so the same network). Either way it is checked against the trial's value."""
+    test split; when a baseline was the best, also ``tuned``: the best trial the search itself
+    proposed. Their networks are the ones the workers saved; a missing one is retrained (same
+    seed, so the same network). Either way it is checked against the trial's value."""
     chosen: dict[str, FrozenTrial] = {}
     best = best_trial(study)
     if best is not None:
         chosen["best"] = best
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    searched = [t for t in complete if not t.user_attrs.get(BASELINE)]
+    if best is not None and best.user_attrs.get(BASELINE) and searched:
+        pick = max if cfg.direction == "maximize" else min
+        chosen[TUNED] = pick(searched, key=lambda t: t.value)
+    for t in complete:
         name = t.user_attrs.get(BASELINE)
         if name and name not in chosen:
             chosen[name] = t
@@ -68,6 +74,9 @@ def evaluate_on_test(
     if cfg.study.repeats:
         _repeat(cfg, chosen, d, results)
     return results
+
+
+TUNED = "tuned"  # the best trial of the search itself, when a baseline beat it on validation
 
 
 def repeat_seeds(cfg: SweepConfig) -> list[int]:

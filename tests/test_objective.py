@@ -89,3 +89,28 @@ def test_width_and_depth_build_hidden_and_a_baseline_hidden_becomes_width_and_de
     # zero means "off" where the MLP takes None
     kwargs = model_kwargs({"batch_size": 0, "max_norm": 0, "hidden": [4]})
     assert kwargs == {"batch_size": None, "max_norm": None, "hidden": (4,)}
+
+
+def test_when_a_baseline_wins_the_searchs_own_best_is_also_tested(tmp_path):
+    import optuna
+
+    from pipeline.evaluation import TUNED, evaluate_on_test
+
+    cfg = load_sweep(
+        SMOKE,
+        [parse_override(o) for o in ("fixed.max_epochs=20", "study.n_jobs=1")],
+    )
+    study = optuna.create_study()
+    enqueue_baselines(study, cfg)
+    d = load("sine", seed=1)
+    for _ in range(5):  # the three baselines, then two of the search's own
+        trial = study.ask()
+        result = run_trial(trial, cfg, d)
+        study.tell(trial, result.value)
+    tested = evaluate_on_test(cfg, study, d, tmp_path)
+    own = [t for t in study.trials if "baseline" not in t.user_attrs]
+    # the chapter's baseline trains 500 epochs, the search's trials 20: a baseline wins
+    assert study.best_trial.user_attrs["baseline"] == "chapter"
+    assert tested["best"]["trial"] == study.best_trial.number
+    assert tested[TUNED]["trial"] == min(own, key=lambda t: t.value).number
+    assert tested[TUNED]["final_val_loss"] == pytest.approx(min(t.value for t in own))
