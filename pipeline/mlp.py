@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -829,20 +829,45 @@ class MLP:
             layers[i] = (self.weights_[i] * scale, beta - self.running_means_[i] * scale)
         return layers
 
-    def _mc_outputs(self, X: np.ndarray, samples: int) -> np.ndarray:
-        """The mean over ``samples`` stochastic forward passes (dropout and DropConnect masks
-        as in training, batch norm with its running statistics) of the outputs: class
-        probabilities for classification, predictions for regression. Monte-Carlo dropout
-        (Gal & Ghahramani 2016): the ensemble of thinned networks that weight scaling
-        approximates. Reproducible: the masks come from a stream of ``seed``."""
+    def _mc_outputs(self, X: np.ndarray, checkpoints: Sequence[int]) -> Iterator[np.ndarray]:
+        """The mean of the outputs (class probabilities for classification, predictions for
+        regression) over the first T stochastic forward passes, for each T of ``checkpoints``
+        (ascending): dropout and DropConnect masks as in training, batch norm with its running
+        statistics. Monte-Carlo dropout (Gal & Ghahramani 2016): the ensemble of thinned
+        networks that weight scaling approximates. Reproducible: the masks come from a stream
+        of ``seed``, so the first T passes are the same whatever the checkpoints."""
         rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(2)[1])
         total = None
-        for _ in range(samples):
+        for t in range(1, max(checkpoints) + 1):
             masks = self._dropout_masks(X.shape[0], rng)
             _, _, _, scores = self._forward(X, masks, self._connect_masks(rng), batch_stats=False)
             out = self._softmax(scores) if self.task == "classification" else scores
             total = out if total is None else total + out
-        return total / samples
+            if t in checkpoints:
+                yield total / t
+
+    def mc_losses(self, X: Any, y: Any, checkpoints: Sequence[int]) -> dict[int, float]:
+        """Data loss of the Monte-Carlo average of T passes, for each T of ``checkpoints``,
+        from one run of ``max(checkpoints)`` passes (see :meth:`evaluate`)."""
+        if not checkpoints or not all(map(POSITIVE_INT.test, checkpoints)):
+            raise ValueError(f"checkpoints={checkpoints!r}: must be integers >= 1")
+        X = self._checked_X(X)
+        Y = self._encode(self._validate_y(y, X.shape[0]))
+        order = sorted(set(checkpoints))
+        means = self._mc_outputs(X, order)
+        return {
+            t: self._output_metrics(out, Y)["loss"] for t, out in zip(order, means, strict=True)
+        }
+
+    def _output_metrics(self, out: np.ndarray, Y: np.ndarray) -> dict[str, float]:
+        """Loss (and accuracy) of outputs that are probabilities or predictions, not scores."""
+        if self.task == "regression":
+            return {"loss": float(np.mean((out - Y) ** 2))}
+        picked = np.maximum((out * Y).sum(axis=1), np.finfo(out.dtype).tiny)
+        return {
+            "loss": float(-np.log(picked).mean()),
+            "accuracy": float((out.argmax(1) == Y.argmax(1)).mean()),
+        }
 
     @staticmethod
     def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -879,14 +904,7 @@ class MLP:
             with np.errstate(over="ignore", invalid="ignore"):
                 return self._metrics(self._validate_X(X), Y)
         out = self._outputs(X, mc_samples)
-        Y = self._encode(self._validate_y(y, out.shape[0]))
-        if self.task == "regression":
-            return {"loss": float(np.mean((out - Y) ** 2))}
-        picked = np.maximum((out * Y).sum(axis=1), np.finfo(out.dtype).tiny)
-        return {
-            "loss": float(-np.log(picked).mean()),
-            "accuracy": float((out.argmax(1) == Y.argmax(1)).mean()),
-        }
+        return self._output_metrics(out, self._encode(self._validate_y(y, out.shape[0])))
 
     def _outputs(self, X: Any, mc_samples: int | None) -> np.ndarray:
         """Probabilities (classification) or predictions (regression), by weight scaling, or
@@ -896,7 +914,8 @@ class MLP:
             return self._softmax(scores) if self.task == "classification" else scores
         if not POSITIVE_INT.test(mc_samples):
             raise ValueError(f"mc_samples={mc_samples!r}: must be {POSITIVE_INT.allowed}, or None")
-        return self._mc_outputs(self._checked_X(X), mc_samples)
+        (mean,) = self._mc_outputs(self._checked_X(X), [mc_samples])
+        return mean
 
     def predict_proba(self, X: Any, mc_samples: int | None = None) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_`` (see :meth:`predict`)."""

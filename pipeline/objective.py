@@ -55,7 +55,10 @@ def final_metrics(model: MLP, d: Dataset, train_time: float) -> dict[str, float]
     return metrics
 
 
-MC_SAMPLES = (1, 3, 10, 30, 100)  # stochastic passes averaged for final_val_loss_mc
+# stochastic passes averaged for final_val_loss_mc: ten passes in all (one run, read at 1, 3
+# and 10), about the cost of ten epochs' validation; on the chapter's dropout study the ratio
+# to weight scaling is flat from T = 3 on (0.994, 0.988, 0.989, 0.991 at 3, 10, 30, 100)
+MC_SAMPLES = (1, 3, 10)
 
 
 def mc_curve(model: MLP, d: Dataset) -> dict[int, float]:
@@ -65,7 +68,7 @@ def mc_curve(model: MLP, d: Dataset) -> dict[int, float]:
     deterministic pass approximates the ensemble of thinned networks."""
     if not stochastic(model):
         return {}
-    return {t: model.evaluate(d.X_val, d.y_val, mc_samples=t)["loss"] for t in MC_SAMPLES}
+    return model.mc_losses(d.X_val, d.y_val, MC_SAMPLES)
 
 
 def stochastic(model: MLP) -> bool:

@@ -512,3 +512,14 @@ def test_new_options_change_training_only_when_on():
     for option in ({"connect_keep_prob": 0.8}, {"input_noise": 0.1}, {"mixup_alpha": 0.2}):
         on = MLP(hidden=(8,), keep_prob=0.7, batch_size=8, max_epochs=20, seed=0, **option)
         assert not np.array_equal(on.fit(X, y).weights_[0], base.weights_[0]), option
+
+
+def test_mc_losses_read_one_run_of_passes_at_each_checkpoint():
+    X, y = _problem("classification", n=60)
+    model = MLP(hidden=(16,), task="classification", keep_prob=0.5, max_epochs=30, seed=0)
+    model.fit(X, y)
+    curve = model.mc_losses(X, y, (1, 3, 10))
+    for t, loss in curve.items():  # the same first T passes as a separate evaluation
+        assert loss == pytest.approx(model.evaluate(X, y, mc_samples=t)["loss"], rel=1e-12)
+    with pytest.raises(ValueError, match="checkpoints"):
+        model.mc_losses(X, y, (0, 3))

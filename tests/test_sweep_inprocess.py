@@ -205,7 +205,7 @@ def test_dropout_trials_log_the_ensemble_view_by_number_of_passes(swept):
     for _, row in complete.iterrows():
         curve = client.get_metric_history(row["run_id"], "final_val_loss_mc")
         if row["keep_prob"] < 1:
-            assert sorted(m.step for m in curve) == [1, 3, 10, 30, 100]
+            assert sorted(m.step for m in curve) == [1, 3, 10]
             assert all(m.value > 0 for m in curve)
         else:  # nothing dropped: nothing to average
             assert curve == []
