@@ -25,6 +25,7 @@ from pipeline.names import (
     FAIL_REASON,
     FAILED,
     INTERRUPTED,
+    PEER_PREFIX,
     PRUNE_REASON,
     PRUNED,
     REGULARISERS,
@@ -268,6 +269,18 @@ def best_against_baselines(
     ]
     table = pd.concat([top, baselines], ignore_index=True)
     return table[[c for c in columns if c in table.columns]]
+
+
+def peers(info: dict[str, Any]) -> pd.DataFrame:
+    """scikit-learn's MLP on the study's splits (a reference, not a trial): one row per peer
+    from the parent run's ``peer-*`` metrics: ``configuration``, validation and test
+    metrics, ``alpha``."""
+    rows: dict[str, dict[str, Any]] = {}
+    for key, value in info["metrics"].items():
+        if key.startswith(PEER_PREFIX) and "." in key:
+            name, metric = key.split(".", 1)
+            rows.setdefault(name, {"configuration": name})[metric] = value
+    return pd.DataFrame(list(rows.values()))
 
 
 def _bins(values: pd.Series, log: bool, bins: int) -> pd.Series:

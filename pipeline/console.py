@@ -33,6 +33,7 @@ from pipeline.names import (
     OVERRIDES,
     PRUNED,
 )
+from pipeline.peer import LABELS
 from pipeline.results import SweepSummary
 
 
@@ -169,6 +170,13 @@ def print_summary(
                     + (f" ({diverged} diverged)" if diverged else "")
                 )
             tests.add_row(*row)
+        for name, m in summary.peers.items():  # a reference, not a trial of the study
+            row = [LABELS[name], "-", f"{m[cfg.objective]:.4g}", f"{m['test_loss']:.4g}"]
+            if with_acc:
+                row.append(f"{m.get('test_accuracy', math.nan):.4g}")
+            if cfg.study.repeats:
+                row.append("")
+            tests.add_row(*row, style="dim")
         console.print(tests)
 
 

@@ -43,6 +43,7 @@ STUDY_DIRECTION = "study.direction"
 STUDY_SEARCHED = "study.searched"  # the searched hyperparameters, comma-separated
 STUDY_LOG_SCALE = "study.log_scale"  # those searched on a log scale, comma-separated
 STUDY_DESCRIPTION = "study.description"
+PEER_PREFIX = "peer-"  # parent-run metrics of scikit-learn's MLP on the same splits
 REPEATS_SUFFIX = ".test_loss_repeats"  # <configuration><this>: its test loss per repeat seed
 
 INTERRUPTED_REASON = "interrupted: the sweep running it stopped before the trial ended"

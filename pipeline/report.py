@@ -122,12 +122,21 @@ def study_report(
 
     board = analysis.leaderboard(frame, objective, direction, n=10)
     versus = analysis.best_against_baselines(frame, objective, direction)
+    peers = analysis.peers(info)  # scikit-learn's MLP: a reference row, not a baseline
     importances = analysis.importances(frame, params, objective, log_params)
     page.heading("The answer at a glance")
     page.text(_headline(board, versus, params, objective, importances))
 
     page.heading("Best configuration against the baselines (validation, and test once)")
     page.frame("best_vs_baselines", versus)
+    if len(peers):
+        page.text(
+            "<p>A peer for reference, not a baseline of the study: scikit-learn's MLP on the "
+            "same splits with the best configuration's hidden sizes, with its defaults and "
+            "with its L2 strength alpha chosen on the same validation split.</p>"
+        )
+        shown = ["configuration", "alpha", objective, "test_loss", "test_accuracy"]
+        page.frame("peers", peers, peers[[c for c in shown if c in peers.columns]])
     page.heading("Leaderboard (complete trials by the objective)")
     shown = ["trial", objective, *params, "gen_gap", "stopped_epoch", "baseline"]
     page.frame("leaderboard", board, board[[c for c in shown if c in board.columns]])

@@ -55,6 +55,7 @@ class SweepSummary:
     parent_run_id: str | None = None
     runs_link: str | None = None  # the study's runs in the MLflow UI (`make ui`)
     errors: list[str] = field(default_factory=list)  # errors that stopped workers
+    peers: dict[str, dict[str, float]] = field(default_factory=dict)  # scikit-learn's MLP
 
     @property
     def parallel_overhead(self) -> float:

@@ -25,6 +25,7 @@ from pipeline.console import print_summary, show_progress
 from pipeline.data import Dataset, load
 from pipeline.evaluation import evaluate_on_test
 from pipeline.locations import first_line, mask_credentials
+from pipeline.peer import peer_results
 from pipeline.results import SweepSummary, WorkerReport
 from pipeline.view import runs_link
 from pipeline.worker import WorkerContext, run_worker
@@ -181,6 +182,11 @@ def _run(
     )
     if not interrupted and not errors:
         summary.test_metrics = evaluate_on_test(cfg, study, dataset, models_dir)
+        if "best" in summary.test_metrics:  # the same hidden sizes as the chosen network
+            hidden = summary.test_metrics["best"]["model"].hidden
+            summary.peers = peer_results(
+                dataset, hidden, cfg.study.metric, cfg.study.seed, cfg.study.n_jobs
+            )
     summary.wall_seconds = time.perf_counter() - started
     if tracker:
         tracker.finish(study, summary, dataset.X_train)

@@ -480,6 +480,8 @@ class StudyTracker:
                     run_id,
                     {k: v for k, v in m.items() if k.startswith("test_") and k != "test_losses"},
                 )
+        for name, m in summary.peers.items():  # scikit-learn's MLP, beside the study's
+            metrics |= {f"{name}.{k}": v for k, v in m.items()}
         best_run = runs.get(summary.best.number) if summary.best is not None else None
         tags = {NOTE: study_note(summary, self.experiment_id, best_run, self.objective)}
         if best_run is not None:

@@ -257,3 +257,19 @@ def test_the_report_judges_over_seeds_and_shows_the_ensemble_view(swept, tmp_pat
     )
     assert row["verdict"] in {"helps", "hurts", "no effect within noise"}
     assert row["technique"] == cfg.study.description.split(":")[0]
+
+
+def test_a_peer_row_is_measured_logged_and_reported_apart_from_the_baselines(swept, tmp_path):
+    from pipeline.peer import DEFAULT, LABELS, TUNED_ALPHA
+
+    cfg, _, uri, summary, output = swept
+    assert set(summary.peers) == {DEFAULT, TUNED_ALPHA}
+    assert LABELS[DEFAULT] in output and LABELS[TUNED_ALPHA] in output  # the end-of-sweep table
+    info = analysis.study_info(cfg.study.name, uri)
+    for name, m in summary.peers.items():
+        assert info["metrics"][f"{name}.test_loss"] == pytest.approx(m["test_loss"])
+    peers = analysis.peers(info).set_index("configuration")
+    assert peers.loc[DEFAULT, "alpha"] == 1e-4
+    (page,) = write_reports([cfg.study.name], uri, tmp_path)
+    assert "A peer for reference, not a baseline" in page.read_text()
+    assert "peer" not in set(analysis.runs(cfg.study.name, uri)["baseline"].dropna())
