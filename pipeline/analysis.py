@@ -446,12 +446,17 @@ def best_so_far(
 NOISE_SE = 2.0  # a paired difference beyond this many standard errors is more than noise
 
 
-def repeats(study_or_experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
+def repeats(
+    study_or_experiment: str,
+    tracking_uri: str | None = None,
+    info: dict[str, Any] | None = None,
+) -> pd.DataFrame:
     """The test losses of the best configuration and each baseline trained again on the
     study's repeat seeds (``[study] repeats``), long: ``configuration``, ``repeat`` (the same
-    seed for every configuration), ``test_loss``. Empty without repeats."""
+    seed for every configuration), ``test_loss``. Empty without repeats. ``info``: the
+    study's :func:`study_info`, when the caller has it already."""
     client = _client(tracking_uri)
-    info = study_info(study_or_experiment, tracking_uri)
+    info = info or study_info(study_or_experiment, tracking_uri)
     rows = []
     for key in info["metrics"]:
         if key.endswith(REPEATS_SUFFIX):

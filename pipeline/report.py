@@ -153,7 +153,7 @@ def study_report(
         curves.to_csv(page.folder / "curves.csv", index=False)
         curves.to_parquet(page.folder / "curves.parquet", index=False)
 
-    repeated = analysis.repeats(study, uri)
+    repeated = analysis.repeats(study, uri, info)
     if len(repeated):
         seeds = repeated["repeat"].nunique()
         page.heading(f"Over {seeds} other seeds: test loss against the unregularised network")
@@ -316,11 +316,10 @@ def chapter_table(studies: list[str], uri: str | None = None) -> pd.DataFrame:
     on the same seeds, and the verdict. Empty when no study has repeats."""
     rows = []
     for study in studies:
-        repeated = analysis.repeats(study, uri)
-        versus = analysis.against_reference(repeated)
+        info = analysis.study_info(study, uri)
+        versus = analysis.against_reference(analysis.repeats(study, uri, info))
         if versus.empty or "best" not in set(versus["configuration"]):
             continue
-        info = analysis.study_info(study, uri)
         by_name = versus.set_index("configuration")
         # the technique's own best: the best trial, or the search's best when a baseline won
         row_name = "tuned" if "tuned" in by_name.index else "best"

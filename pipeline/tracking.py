@@ -32,7 +32,7 @@ from pipeline import view
 from pipeline.config import SweepConfig
 from pipeline.curves import curve_start, readable_part
 from pipeline.locations import mask_credentials
-from pipeline.mlp import MLP
+from pipeline.mlp import MLP, is_number
 from pipeline.names import (
     BASELINE,
     BEST,
@@ -134,9 +134,7 @@ def _numbers(values: dict[str, Any], now: int) -> list[Metric]:
     the UI sorts and filters metrics as numbers (``metrics.keep_prob > 0.9``), params as
     text (1.2e-06 after 0.0095)."""
     return [
-        Metric(k, float(_param_text(v)), now, 0)
-        for k, v in sorted(values.items())
-        if isinstance(v, int | float) and not isinstance(v, bool)
+        Metric(k, float(_param_text(v)), now, 0) for k, v in sorted(values.items()) if is_number(v)
     ]
 
 

@@ -6,7 +6,7 @@ the view's state as JSON (search facets: filter and order; UI state: the selecte
 and opens it from a URL with ``?viewStateShareKey=<key>``. The sweep writes that tag when it
 opens the study, so the link works while the sweep runs and after.
 
-Plain data, no MLflow import: the tag is set by :mod:`pipeline.tracking`.
+No MLflow import: the tag is set by :mod:`pipeline.tracking`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def columns(cfg: SweepConfig) -> list[str]:
     """The objective (and, for a classifier, the other validation metric), the test metrics
     (known for the best trial and the baselines), each searched hyperparameter (as a metric
     where it is a number, so that it sorts as one), then the trial's state and baseline."""
+    from pipeline.mlp import is_number  # here: `pipeline ui` imports this module, not numpy
+
     validation = [cfg.objective]
     tests = ["test_loss"]
     if cfg.task == "classification":
@@ -39,9 +41,7 @@ def columns(cfg: SweepConfig) -> list[str]:
         tests.append("test_accuracy")
     chosen = [column("metrics", m) for m in validation + tests]
     for name, space in cfg.search.items():
-        numeric = space.type != "categorical" or all(
-            isinstance(c, int | float) and not isinstance(c, bool) for c in space.choices
-        )
+        numeric = space.type != "categorical" or all(map(is_number, space.choices))
         chosen.append(column("metrics" if numeric else "params", name))
     return chosen + [column("tags", STATE), column("tags", BASELINE)]
 

@@ -114,7 +114,7 @@ def study(folder: Path, name: str = "smoke") -> optuna.Study:
 
 
 def client(folder: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+    return MlflowClient(uri_of(folder))
 
 
 def runs(folder: Path, name: str = "smoke") -> tuple[object, list]:

@@ -3,7 +3,7 @@ two-study comparison. Slow: they need sweeps to have run."""
 
 import pandas as pd
 import pytest
-from e2e import study, sweep
+from e2e import study, sweep, uri_of
 from optuna.trial import TrialState
 
 from pipeline import analysis
@@ -19,7 +19,7 @@ def store(tmp_path_factory):
     for args in ((), ("--set", "study.name='smoke-moons'", "--set", "data.name='moons'")):
         result = sweep(folder, *args)
         assert result.returncode == 0, result.stdout + result.stderr
-    return folder, f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    return folder, uri_of(folder)
 
 
 def test_runs_is_one_typed_row_per_trial_with_baselines(store):

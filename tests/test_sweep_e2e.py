@@ -22,6 +22,7 @@ from e2e import (
     study,
     sweep,
     ui_server,
+    uri_of,
     wait_for,
     worker_pids,
 )
@@ -124,7 +125,7 @@ def test_parent_run_holds_config_summary_plots_table_and_best_model(smoke):
     assert "plots/optimization_history.png" in plots
     assert "plots/contour_keep_prob_weight_decay.png" in plots
     # the best model loads back and predicts what its trial measured on validation
-    model = load_best_model("smoke", f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+    model = load_best_model("smoke", uri_of(folder))
     d = load("sine", seed=1)
     val_mse = float(np.mean((model.predict(d.X_val) - d.y_val[:, 0]) ** 2))
     assert val_mse == pytest.approx(s.best_value, rel=1e-9)
