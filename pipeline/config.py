@@ -141,9 +141,16 @@ class StudySection(_Strict):
     n_jobs: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: os.cpu_count() or 1)
     seed: Annotated[int, Field(ge=0)] = 0
     storage: str | None = None
-    # after the budget, the best configuration and each baseline are trained again with this
-    # many seeds (initial weights and noise; the same seeds for all) and tested: mean and spread
-    repeats: Annotated[int, Field(ge=0, le=100)] = 0
+    # k-fold cross-validation over the training and validation data pooled (stratified for
+    # classification): the objective is the mean over folds; the test split is untouched
+    folds: Annotated[int, Field(ge=2, le=50)] | None = None
+    # after the budget, the top_k configurations and each baseline are trained again with this
+    # many seeds (initial weights and noise; the same seeds for all); the choice is made on
+    # their validation means by ``select``, and the chosen one and the baselines are tested,
+    # each network once: mean and spread over the seeds
+    repeats: Annotated[int, Field(ge=1, le=100)] | None = None
+    top_k: Annotated[int, Field(ge=1, le=50)] = 3
+    select: Literal["mean", "one_se"] = "mean"
 
     @field_validator("name")
     @classmethod
@@ -270,6 +277,8 @@ class SweepConfig(_Strict):
         )
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
+        if self.study.folds:  # the pruner sees the mean over the folds done so far
+            return make_pruner(self.pruner.name, self.pruner.options, self.study.folds, True)
         return make_pruner(self.pruner.name, self.pruner.options, self.max_epochs)
 
     @property

@@ -150,34 +150,61 @@ def print_summary(
             t.user_attrs.get(BASELINE, ""),
         )
     console.print(table)
+    if summary.selection:
+        console.print(_selection_table(cfg, summary))
     if summary.test_metrics:
-        tests = Table(title="test split (evaluated once, after selection on validation)")
-        for column in ("configuration", "trial", cfg.objective, "test_loss"):
-            tests.add_column(column, justify="right")
-        with_acc = any("test_accuracy" in m for m in summary.test_metrics.values())
-        if with_acc:
-            tests.add_column("test_accuracy", justify="right")
-        if cfg.study.repeats:
-            tests.add_column(f"test_loss over {cfg.study.repeats} other seeds", justify="right")
-        for name, m in summary.test_metrics.items():
-            row = [name, str(m["trial"]), f"{m[cfg.objective]:.4g}", f"{m['test_loss']:.4g}"]
-            if with_acc:
-                row.append(f"{m.get('test_accuracy', math.nan):.4g}")
-            if cfg.study.repeats:
-                diverged = m["test_loss_diverged"]
-                row.append(
-                    f"{m['test_loss_mean']:.4g} ± {m['test_loss_std']:.2g}"
-                    + (f" ({diverged} diverged)" if diverged else "")
-                )
-            tests.add_row(*row)
-        for name, m in summary.peers.items():  # a reference, not a trial of the study
-            row = [LABELS[name], "-", f"{m[cfg.objective]:.4g}", f"{m['test_loss']:.4g}"]
-            if with_acc:
-                row.append(f"{m.get('test_accuracy', math.nan):.4g}")
-            if cfg.study.repeats:
-                row.append("")
-            tests.add_row(*row, style="dim")
-        console.print(tests)
+        console.print(_test_table(cfg, summary))
+    for line in summary.answer:
+        console.print(line, highlight=False)
+
+
+def _selection_table(cfg: SweepConfig, summary: SweepSummary) -> Table:
+    """The re-run candidates on validation only: what the choice was made on."""
+    rule = "one-standard-error rule" if cfg.study.select == "one_se" else "best mean"
+    table = Table(
+        title=f"the choice: {cfg.objective} over {cfg.study.repeats} other seeds ({rule})"
+    )
+    for column in ("trial", "baseline", "in the search", "mean ± se", "weight norm", "chosen"):
+        table.add_column(column, justify="right")
+    for row in sorted(summary.selection, key=lambda row: row["rank"]):
+        diverged = f" ({row['diverged']} diverged)" if row["diverged"] else ""
+        table.add_row(
+            str(row["trial"]),
+            row["baseline"],
+            f"{row['search_value']:.4g}",
+            f"{row['mean']:.4g} ± {row['se']:.2g}{diverged}",
+            f"{row['weight_norm']:.3g}",
+            "✓" if row["chosen"] else "",
+        )
+    return table
+
+
+def _test_table(cfg: SweepConfig, summary: SweepSummary) -> Table:
+    """The chosen configuration, the baselines and the peer: validation and test metrics
+    side by side (both validation metrics for a classifier, so that a user sees when they
+    disagree), means ± standard deviations over the seeds with re-runs."""
+    spread = f", mean ± sd over {cfg.study.repeats} seeds" if cfg.study.repeats else ""
+    table = Table(title=f"test split (each network evaluated once, after selection{spread})")
+    keys = ["final_val_loss", "test_loss"]
+    if any("test_accuracy" in m for m in summary.test_metrics.values()):
+        keys = ["final_val_loss", "final_val_accuracy", "test_loss", "test_accuracy"]
+    for column in ("configuration", "trial", *keys):
+        table.add_column(column, justify="right")
+
+    def cell(m: dict[str, Any], key: str) -> str:
+        value = m.get(key, math.nan)
+        if f"{key}_std" not in m:
+            return f"{value:.4g}"
+        return f"{value:.4g} ± {m[f'{key}_std']:.2g}"
+
+    for name, m in summary.test_metrics.items():
+        row = [name, str(m["trial"]), *(cell(m, k) for k in keys)]
+        if m.get("test_loss_diverged"):
+            row[0] += f" ({m['test_loss_diverged']} diverged)"
+        table.add_row(*row)
+    for name, m in summary.peers.items():  # a reference, not a trial of the study
+        table.add_row(LABELS[name], "-", *(cell(m, k) for k in keys), style="dim")
+    return table
 
 
 def _fmt(value: Any) -> str:

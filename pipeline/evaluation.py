@@ -1,10 +1,23 @@
-"""The end of a sweep: the best configuration (chosen on validation) and each baseline,
-evaluated once on the test split."""
+"""The end of a sweep: the configuration chosen on validation and each baseline, evaluated on
+the test split.
+
+Without ``[study] repeats``: the best trial and each baseline, tested once (with
+cross-validation: each fold's network, averaged).
+
+With repeats (:func:`rerun_and_choose`): the ``top_k`` configurations of the search and each
+baseline are trained again with each of :func:`repeat_seeds` (every fold with cross-validation),
+so that the choice does not reward one lucky seed. The choice is made on their validation
+means (``select = "mean"``), or by the one-standard-error rule (``"one_se"``): of the
+configurations within one standard error of the best mean, the one whose networks have the
+smallest weight norm, i.e. the simplest, most regularised. The chosen configuration and each
+baseline are then tested on those same networks, each looked at once: mean and spread.
+"""
 
 from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +26,72 @@ import optuna
 from joblib import Parallel, delayed
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.config import SweepConfig, trial_values
+from pipeline.config import SweepConfig, full_values, trial_values
 from pipeline.data import Dataset
+from pipeline.folds import splits_of
 from pipeline.mlp import MLP, DivergenceError
 from pipeline.names import BASELINE, OVERRIDES
 from pipeline.objective import build_model
 from pipeline.study import best_trial, model_path
 
+TUNED = "tuned"  # the best configuration of the search itself, when a baseline was chosen
+SEED_BY_SEED = {"test_loss": "test_losses", "test_accuracy": "test_accuracies"}
+
+
+@dataclass
+class Rerun:
+    """One configuration trained again with one seed: its validation metrics (means over the
+    folds), and its test metrics, kept only for the chosen configuration and the baselines."""
+
+    trial: int
+    seed: int
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, float]  # final_val_* and weight_norm, train_time; NaN when diverged
+    test: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None  # why its training failed
+
+
+@dataclass
+class Evaluation:
+    tests: dict[str, dict[str, Any]]  # "best", each baseline (and "tuned") -> metrics
+    chosen: FrozenTrial | None = None
+    reruns: list[Rerun] = field(default_factory=list)
+    # one row per re-run configuration: trial, baseline, mean, se, weight norm, chosen
+    selection: list[dict[str, Any]] = field(default_factory=list)
+
 
 def evaluate_on_test(
     cfg: SweepConfig, study: optuna.Study, d: Dataset, models_dir: Path
-) -> dict[str, dict[str, Any]]:
-    """The best configuration (chosen on validation) and each baseline, evaluated once on the
-    test split; when a baseline was the best, also ``tuned``: the best trial the search itself
-    proposed. Their networks are the ones the workers saved; a missing one is retrained (same
-    seed, so the same network). Either way it is checked against the trial's value."""
+) -> Evaluation:
+    if cfg.study.repeats:
+        return rerun_and_choose(cfg, study, d, models_dir)
+    chosen = _named(cfg, study, best_trial(study))
+    trials = {t.number: t for t in chosen.values()}
+    if cfg.study.folds:  # every fold's network, trained again (the saved one is the first's)
+        measured = _parallel(cfg, [(t, None) for t in trials.values()], d)
+        by_number = dict(zip(trials, measured, strict=True))
+    else:
+        by_number = {n: _own_network(cfg, t, d, models_dir) for n, t in trials.items()}
+    results = {}
+    for name, t in chosen.items():
+        val, test = by_number[t.number][:2]
+        results[name] = {"trial": t.number, **val, **test}
+        if not math.isclose(results[name][cfg.objective], t.value, rel_tol=1e-9, abs_tol=1e-12):
+            print(
+                f"warning: retraining trial {t.number} gave {cfg.objective} "
+                f"{results[name][cfg.objective]} instead of {t.value}",
+                file=sys.stderr,
+            )
+    if "best" in results:
+        results["best"]["model"] = _model(cfg, chosen["best"], d, models_dir)
+    return Evaluation(results, chosen.get("best"))
+
+
+def _named(
+    cfg: SweepConfig, study: optuna.Study, best: FrozenTrial | None
+) -> dict[str, FrozenTrial]:
+    """``best``, ``tuned`` when the best is a baseline, and each baseline, by name."""
     chosen: dict[str, FrozenTrial] = {}
-    best = best_trial(study)
     if best is not None:
         chosen["best"] = best
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -41,87 +103,207 @@ def evaluate_on_test(
         name = t.user_attrs.get(BASELINE)
         if name and name not in chosen:
             chosen[name] = t
-    trials = {t.number: t for t in chosen.values()}
-    missing = [t for n, t in trials.items() if not model_path(models_dir, n).exists()]
-    retrained = Parallel(n_jobs=min(cfg.study.n_jobs, len(missing) or 1), backend="loky")(
-        delayed(_retrain)(cfg, t, d) for t in missing
-    )
-    by_number = {t.number: m for t, m in zip(missing, retrained, strict=True)}
-    for n in trials.keys() - by_number.keys():
-        by_number[n] = MLP.load(model_path(models_dir, n))
-    results = {}
-    for name, t in chosen.items():
-        model = by_number[t.number]
-        val = model.evaluate(d.X_val, d.y_val)
-        test = model.evaluate(d.X_test, d.y_test)
-        results[name] = {
-            "trial": t.number,
-            "final_val_loss": val["loss"],
-            "test_loss": test["loss"],
-            "model": model,
-        }
-        if "accuracy" in test:
-            results[name] |= {
-                "final_val_accuracy": val["accuracy"],
-                "test_accuracy": test["accuracy"],
-            }
-        if not math.isclose(results[name][cfg.objective], t.value, rel_tol=1e-9, abs_tol=1e-12):
-            print(
-                f"warning: retraining trial {t.number} gave {cfg.objective} "
-                f"{results[name][cfg.objective]} instead of {t.value}",
-                file=sys.stderr,
-            )
-    if cfg.study.repeats:
-        _repeat(cfg, chosen, d, results)
-    return results
-
-
-TUNED = "tuned"  # the best trial of the search itself, when a baseline beat it on validation
+    return chosen
 
 
 def repeat_seeds(cfg: SweepConfig) -> list[int]:
-    """The seeds of the repeats: the same for every configuration, so that their test losses
-    pair up seed by seed; none of them the study's own seed."""
-    return [cfg.study.seed + 1 + k for k in range(cfg.study.repeats)]
+    """The seeds of the re-runs: the same for every configuration, so that their results pair
+    up seed by seed; none of them the study's own seed (which chose the candidates)."""
+    return [cfg.study.seed + 1 + k for k in range(cfg.study.repeats or 0)]
 
 
-def _repeat(
-    cfg: SweepConfig,
-    chosen: dict[str, FrozenTrial],
-    d: Dataset,
-    results: dict[str, dict[str, Any]],
-) -> None:
-    """Train each chosen configuration again with each of :func:`repeat_seeds` (initial
-    weights, dropout masks, batch order and augmentation all follow the seed) and test each
-    network once: ``test_losses`` in seed order, their mean and standard deviation."""
-    trials = {t.number: t for t in chosen.values()}  # the best is often a baseline too
-    jobs = [(number, seed) for number in trials for seed in repeat_seeds(cfg)]
-    losses = Parallel(n_jobs=min(cfg.study.n_jobs, len(jobs)), backend="loky")(
-        delayed(_test_loss)(cfg, trials[number], d, seed) for number, seed in jobs
+def candidates(cfg: SweepConfig, study: optuna.Study) -> list[FrozenTrial]:
+    """The ``top_k`` configurations of the search (distinct parameters, best first) and each
+    baseline: the configurations trained again."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ranked = sorted(
+        (t for t in complete if not t.user_attrs.get(BASELINE)),
+        key=lambda t: t.value,
+        reverse=cfg.direction == "maximize",
     )
-    for name, t in chosen.items():
-        mine = [loss for (n, _), loss in zip(jobs, losses, strict=True) if n == t.number]
-        finite = [loss for loss in mine if math.isfinite(loss)]
-        results[name] |= {
-            "test_losses": mine,  # NaN where that seed's training diverged
-            "test_loss_mean": float(np.mean(finite)) if finite else math.nan,
-            "test_loss_std": float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan,
-            "test_loss_diverged": len(mine) - len(finite),
-        }
+    top: dict[str, FrozenTrial] = {}
+    for t in ranked:
+        top.setdefault(repr(sorted(t.params.items())), t)  # a repeated suggestion counts once
+        if len(top) == cfg.study.top_k:
+            break
+    baselines = {t.user_attrs[BASELINE]: t for t in complete if t.user_attrs.get(BASELINE)}
+    return [*top.values(), *baselines.values()]
 
 
-def _test_loss(cfg: SweepConfig, t: FrozenTrial, d: Dataset, seed: int) -> float:
-    try:
-        return _retrain(cfg, t, d, seed).evaluate(d.X_test, d.y_test)["loss"]
-    except DivergenceError:  # said in the summary as a count, not an error of the sweep
-        return math.nan
+def rerun_and_choose(
+    cfg: SweepConfig, study: optuna.Study, d: Dataset, models_dir: Path
+) -> Evaluation:
+    pool = candidates(cfg, study)
+    if not pool:
+        return Evaluation({})
+    seeds = repeat_seeds(cfg)
+    jobs = [(t, seed) for t in pool for seed in seeds]
+    measured = _parallel(cfg, jobs, d)
+    reruns = [
+        Rerun(t.number, seed, full_values(cfg, _values(cfg, t, seed)), val, test, reason)
+        for (t, seed), (val, test, reason) in zip(jobs, measured, strict=True)
+    ]
+    selection = _selection(cfg, pool, reruns)
+    chosen = next(t for t, row in zip(pool, selection, strict=True) if row["chosen"])
+    named = {"best": chosen}
+    if chosen.user_attrs.get(BASELINE):  # the best the search itself proposed, by the same rule
+        searched = [(t, row) for t, row in zip(pool, selection, strict=True) if not row["baseline"]]
+        if searched:
+            named[TUNED] = min(searched, key=lambda pair: pair[1]["rank"])[0]
+    for t in pool:
+        if t.user_attrs.get(BASELINE):
+            named.setdefault(t.user_attrs[BASELINE], t)
+    tested = {t.number for t in named.values()}
+    for rerun in reruns:  # the networks of configurations not reported are never tested
+        if rerun.trial not in tested:
+            rerun.test = {}
+    tests = {name: _over_seeds(cfg, t, reruns) for name, t in named.items()}
+    tests["best"]["model"] = _model(cfg, chosen, d, models_dir)
+    return Evaluation(tests, chosen, reruns, selection)
 
 
-def _retrain(cfg: SweepConfig, t: FrozenTrial, d: Dataset, seed: int | None = None) -> Any:
+def _selection(
+    cfg: SweepConfig, pool: list[FrozenTrial], reruns: list[Rerun]
+) -> list[dict[str, Any]]:
+    """Each candidate's validation mean and standard error over the seeds, its networks'
+    mean weight norm, its rank and whether it is chosen. A candidate with a diverged seed
+    ranks after every candidate with fewer."""
+    sign = -1.0 if cfg.direction == "maximize" else 1.0
+    rows = []
+    for t in pool:
+        mine = [r for r in reruns if r.trial == t.number]
+        values = np.array([r.metrics.get(cfg.objective, math.nan) for r in mine])
+        finite = values[np.isfinite(values)]
+        norms = [r.metrics["weight_norm"] for r in mine if np.isfinite(r.metrics["weight_norm"])]
+        rows.append(
+            {
+                "trial": t.number,
+                "baseline": t.user_attrs.get(BASELINE, ""),
+                "search_value": t.value,
+                "seeds": len(values),
+                "diverged": int(len(values) - len(finite)),
+                "mean": float(finite.mean()) if len(finite) else math.nan,
+                "se": _se(finite),
+                "weight_norm": float(np.mean(norms)) if norms else math.nan,
+            }
+        )
+    order = sorted(
+        range(len(rows)),
+        key=lambda i: (rows[i]["diverged"], sign * np.nan_to_num(rows[i]["mean"], nan=np.inf)),
+    )
+    for rank, i in enumerate(order):
+        rows[i]["rank"] = rank + 1
+        rows[i]["chosen"] = False
+    best = rows[order[0]]
+    pick = best
+    if cfg.study.select == "one_se" and math.isfinite(best["se"]):
+        # within one standard error of the best mean: the smallest weights win
+        near = [
+            row
+            for row in rows
+            if row["diverged"] == best["diverged"]
+            and sign * (row["mean"] - best["mean"]) <= best["se"]
+        ]
+        pick = min(near, key=lambda row: (row["weight_norm"], row["rank"]))
+    pick["chosen"] = True
+    return rows
+
+
+def _se(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+
+
+def _over_seeds(cfg: SweepConfig, t: FrozenTrial, reruns: list[Rerun]) -> dict[str, Any]:
+    """A tested configuration's validation and test metrics over the seeds: mean, standard
+    deviation, and the test metrics seed by seed (NaN where training diverged)."""
+    mine = [r for r in reruns if r.trial == t.number]
+    row: dict[str, Any] = {"trial": t.number, "seeds": len(mine)}
+    keys = [k for k in (*mine[0].metrics, *mine[0].test) if k.startswith(("final_val_", "test_"))]
+    for key in dict.fromkeys(keys):
+        values = np.array([(r.metrics | r.test).get(key, math.nan) for r in mine])
+        finite = values[np.isfinite(values)]
+        row[key] = float(finite.mean()) if len(finite) else math.nan
+        row[f"{key}_std"] = float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
+        if key in SEED_BY_SEED:
+            row[SEED_BY_SEED[key]] = [float(v) for v in values]
+    row["test_loss_mean"] = row["test_loss"]  # the names of earlier stores
+    row["test_loss_diverged"] = sum(not math.isfinite(v) for v in row["test_losses"])
+    return row
+
+
+def _values(cfg: SweepConfig, t: FrozenTrial, seed: int | None) -> dict[str, Any]:
+    values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES))
+    if seed is not None:  # initial weights, dropout masks, batch order, augmentation
+        values |= {"seed": seed, "noise_seed": None}
+    return values
+
+
+def _parallel(
+    cfg: SweepConfig, jobs: list[tuple[FrozenTrial, int | None]], d: Dataset
+) -> list[tuple[dict[str, float], dict[str, float], str | None]]:
+    return Parallel(n_jobs=min(cfg.study.n_jobs, len(jobs) or 1), backend="loky")(
+        delayed(measure)(cfg, _values(cfg, t, seed), d) for t, seed in jobs
+    )
+
+
+def measure(
+    cfg: SweepConfig, values: dict[str, Any], d: Dataset
+) -> tuple[dict[str, float], dict[str, float], str | None]:
+    """Train a configuration on the study's split, or on every fold; its validation metrics
+    (``final_val_*``, ``weight_norm``, ``train_time``) and test metrics (``test_*``), means
+    over the folds, and the reason when training diverged (then every value is NaN)."""
+    import time
+
     from threadpoolctl import threadpool_limits
 
-    values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES))
-    if seed is not None:
-        values |= {"seed": seed, "noise_seed": None}
+    vals, tests = [], []
+    start = time.perf_counter()
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            for split in splits_of(d, cfg.study.folds, cfg.study.seed):
+                model = build_model(values, d.task).fit(
+                    split.X_train, split.y_train, split.X_val, split.y_val
+                )
+                val = model.evaluate(split.X_val, split.y_val)
+                vals.append({f"final_val_{k}": v for k, v in val.items()})
+                vals[-1]["weight_norm"] = model.weight_norm()
+                test = model.evaluate(d.X_test, d.y_test)
+                tests.append({f"test_{k}": v for k, v in test.items()})
+    except DivergenceError as err:  # said as a count in the summary, not an error of the sweep
+        keys = ["final_val_loss", "weight_norm"] + (
+            ["final_val_accuracy"] if d.task == "classification" else []
+        )
+        test_keys = ["test_loss"] + (["test_accuracy"] if d.task == "classification" else [])
+        return (
+            dict.fromkeys(keys, math.nan) | {"train_time": time.perf_counter() - start},
+            dict.fromkeys(test_keys, math.nan),
+            f"DivergenceError: {err}",
+        )
+    val = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
+    val["train_time"] = time.perf_counter() - start
+    return val, {k: float(np.mean([t[k] for t in tests])) for k in tests[0]}, None
+
+
+def _own_network(
+    cfg: SweepConfig, t: FrozenTrial, d: Dataset, models_dir: Path
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The trial's own network (saved by its worker; retrained, the same, when missing)
+    measured on validation and test."""
+    model = _model(cfg, t, d, models_dir)
+    val, test = model.evaluate(d.X_val, d.y_val), model.evaluate(d.X_test, d.y_test)
+    return {f"final_val_{k}": v for k, v in val.items()}, {f"test_{k}": v for k, v in test.items()}
+
+
+def _model(cfg: SweepConfig, t: FrozenTrial, d: Dataset, models_dir: Path) -> MLP:
+    """A trial's own network: the one its worker saved, or the same retrained (study seed,
+    first split)."""
+    path = model_path(models_dir, t.number)
+    if path.exists():
+        return MLP.load(path)
+    from threadpoolctl import threadpool_limits
+
+    split = splits_of(d, cfg.study.folds, cfg.study.seed)[0]
     with threadpool_limits(limits=1, user_api="blas"):
-        return build_model(values, d.task).fit(d.X_train, d.y_train, d.X_val, d.y_val)
+        return build_model(_values(cfg, t, None), d.task).fit(
+            split.X_train, split.y_train, split.X_val, split.y_val
+        )

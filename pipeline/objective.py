@@ -7,13 +7,16 @@ split is never touched here; only the sweep's end evaluates its best configurati
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
+import numpy as np
 import optuna
 
 from pipeline.config import SweepConfig, full_values, model_kwargs, trial_values
 from pipeline.data import Dataset
+from pipeline.folds import splits_of
 from pipeline.mlp import MLP
 from pipeline.names import COMPLETE, FAILED, INTERRUPTED, INTERRUPTED_REASON, OVERRIDES, PRUNED
 from pipeline.results import TrialResult
@@ -79,15 +82,19 @@ def stochastic(model: MLP) -> bool:
 def run_trial(
     trial: optuna.Trial, cfg: SweepConfig, d: Dataset, stop_requested: Any = lambda: False
 ) -> TrialResult:
-    """Train the trial's configuration; report ``cfg.study.metric`` every epoch for pruning.
+    """Train the trial's configuration and report ``cfg.study.metric`` for pruning: every
+    ``report_every`` epochs, or with cross-validation (``[study] folds``) the mean over the
+    folds done so far, after each fold (the pruner's step is the fold count).
 
     Returns a result in every case but Ctrl-C: pruned and failed trials (a diverging loss, an
-    error in training) keep their partial history and the reason.
+    error in training) keep their partial history and the reason. With folds, the history,
+    the model and the ensemble view are those of the first fold, the final metrics are means
+    over the folds, and ``folds`` holds each fold's.
     """
     values = trial_values(cfg, suggest(trial, cfg), trial.user_attrs.get(OVERRIDES))
     result = TrialResult(hyperparameters=full_values(cfg, values))
     metric = cfg.study.metric
-
+    splits = splits_of(d, cfg.study.folds, cfg.study.seed)
     every = cfg.report_every
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
@@ -95,15 +102,27 @@ def run_trial(
             return
         if stop_requested():
             raise StopRequested
+        if cfg.study.folds:  # reported after each fold instead
+            return
         trial.report(row[metric], step=epoch)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}: {metric} {row[metric]:.4g}")
 
     start = time.perf_counter()
+    model = None
     try:
-        model = build_model(values, d.task)
-        result.model = model
-        model.fit(d.X_train, d.y_train, d.X_val, d.y_val, on_epoch=on_epoch)
+        for fold, split in enumerate(splits):
+            model = build_model(values, d.task)
+            result.model = result.model or model
+            model.fit(split.X_train, split.y_train, split.X_val, split.y_val, on_epoch=on_epoch)
+            if cfg.study.folds:
+                result.folds.append(final_metrics(model, split, math.nan))
+                done = float(np.mean([m[f"final_{metric}"] for m in result.folds]))
+                trial.report(done, step=fold + 1)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(
+                        f"pruned after fold {fold + 1} of {len(splits)}: mean {metric} {done:.4g}"
+                    )
     except optuna.TrialPruned as pruned:
         result.state, result.reason = PRUNED, str(pruned)
     except StopRequested:
@@ -111,13 +130,18 @@ def run_trial(
     except Exception as err:  # a diverging loss, or any error: the trial fails, the sweep goes on
         result.state, result.reason = FAILED, f"{type(err).__name__}: {err}"
     elapsed = time.perf_counter() - start
-    model = result.model
-    result.history = getattr(model, "history_", {}) if model is not None else {}
+    first = result.model
+    result.history = getattr(first, "history_", {}) if first is not None else {}
     result.metrics = {"train_time": elapsed}
     if result.state == PRUNED:
         result.metrics["stopped_epoch"] = float(model.stopped_epoch_)
     if result.state == COMPLETE:
-        result.metrics = final_metrics(model, d, elapsed)
+        if cfg.study.folds:
+            keys = result.folds[0]
+            result.metrics = {k: float(np.mean([m[k] for m in result.folds])) for k in keys}
+            result.metrics["train_time"] = elapsed
+        else:
+            result.metrics = final_metrics(first, d, elapsed)
         result.value = result.metrics[f"final_{metric}"]
-        result.mc_curve = mc_curve(model, d)
+        result.mc_curve = mc_curve(first, splits[0])
     return result

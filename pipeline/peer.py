@@ -16,6 +16,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from pipeline.data import Dataset
+from pipeline.folds import splits_of
 from pipeline.names import PEER_PREFIX
 
 ALPHAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # 1e-4 is scikit-learn's default
@@ -57,15 +58,23 @@ def _metrics(model: Any, X: np.ndarray, y: np.ndarray, task: str) -> dict[str, f
 
 
 def _fit_and_measure(
-    d: Dataset, hidden: tuple[int, ...], alpha: float, seed: int
+    d: Dataset, hidden: tuple[int, ...], alpha: float, seed: int, folds: int | None
 ) -> tuple[dict[str, float], dict[str, float]]:
+    """Validation and test metrics of one ``alpha``: means over the folds with
+    cross-validation (the study's folds), else on the study's split."""
     from threadpoolctl import threadpool_limits
 
+    vals, tests = [], []
     with threadpool_limits(limits=1, user_api="blas"):
-        model = _fit(d, hidden, alpha, seed)
-        return _metrics(model, d.X_val, d.y_val, d.task), _metrics(
-            model, d.X_test, d.y_test, d.task
-        )
+        for split in splits_of(d, folds, seed):
+            model = _fit(split, hidden, alpha, seed)
+            vals.append(_metrics(model, split.X_val, split.y_val, d.task))
+            tests.append(_metrics(model, d.X_test, d.y_test, d.task))
+    return _mean(vals), _mean(tests)
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}
 
 
 def peer_results(
@@ -74,12 +83,14 @@ def peer_results(
     metric: str = "val_loss",
     seed: int = 0,
     n_jobs: int = 1,
+    folds: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Row name -> ``alpha``, ``final_val_loss`` (and ``final_val_accuracy``), ``test_loss``
-    (and ``test_accuracy``): scikit-learn's defaults, and ``alpha`` chosen on validation by
-    ``metric`` (the study's). Every fit is tested, only the two rows are reported."""
+    (and ``test_accuracy``): scikit-learn's defaults, and ``alpha`` chosen on validation (or
+    the study's folds) by ``metric`` (the study's). Every fit is tested, only the two rows are
+    reported."""
     measured = Parallel(n_jobs=min(n_jobs, len(ALPHAS)), backend="loky")(
-        delayed(_fit_and_measure)(d, tuple(hidden), alpha, seed) for alpha in ALPHAS
+        delayed(_fit_and_measure)(d, tuple(hidden), alpha, seed, folds) for alpha in ALPHAS
     )
     by_alpha = dict(zip(ALPHAS, measured, strict=True))
     key = metric.removeprefix("val_")

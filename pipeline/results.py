@@ -23,6 +23,7 @@ class TrialResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     mc_curve: dict[int, float] = field(default_factory=dict)  # T -> MC-averaged val loss
+    folds: list[dict[str, float]] = field(default_factory=list)  # each fold's final metrics
     model: MLP | None = None
     model_path: Path | None = None  # where the worker saved the model of a complete trial
 
@@ -43,7 +44,7 @@ class SweepSummary:
     study_name: str
     n_trials: int
     states: dict[str, int]
-    best: FrozenTrial | None
+    best: FrozenTrial | None  # the chosen configuration's trial
     test_metrics: dict[str, dict[str, Any]]  # "best" and each baseline -> test metrics
     wall_seconds: float  # the whole sweep, set up to summary
     parallel_seconds: float  # the workers' phase
@@ -56,6 +57,11 @@ class SweepSummary:
     runs_link: str | None = None  # the study's runs in the MLflow UI (`make ui`)
     errors: list[str] = field(default_factory=list)  # errors that stopped workers
     peers: dict[str, dict[str, float]] = field(default_factory=dict)  # scikit-learn's MLP
+    # with [study] repeats: every configuration trained again (evaluation.Rerun), and each
+    # candidate's validation mean and spread over the seeds, the chosen one marked
+    reruns: list[Any] = field(default_factory=list)
+    selection: list[dict[str, Any]] = field(default_factory=list)
+    answer: list[str] = field(default_factory=list)  # the answer in words (pipeline.answer)
 
     @property
     def parallel_overhead(self) -> float:

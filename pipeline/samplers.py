@@ -30,15 +30,19 @@ def make_sampler(
     raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str, options: dict[str, Any], max_epochs: int) -> optuna.pruners.BasePruner:
-    """A pruner; Hyperband's resource is the epoch, up to ``max_epochs``."""
+def make_pruner(
+    name: str, options: dict[str, Any], max_resource: int, per_fold: bool = False
+) -> optuna.pruners.BasePruner:
+    """A pruner whose resource is the epoch, up to ``max_resource``; with cross-validation
+    (``per_fold``) it is the fold, up to the number of folds, and a trial may be pruned after
+    its first fold."""
     if name == "median":
         return optuna.pruners.MedianPruner(
-            **{"n_startup_trials": 5, "n_warmup_steps": 20, **options}
+            **{"n_startup_trials": 5, "n_warmup_steps": 0 if per_fold else 20, **options}
         )
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            **{"min_resource": 10, "max_resource": max_epochs, **options}
+            **{"min_resource": 1 if per_fold else 10, "max_resource": max_resource, **options}
         )
     if name == "none":
         if options:

@@ -19,11 +19,13 @@ from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from rich.console import Console
 
+from pipeline import answer
 from pipeline import study as st
 from pipeline.config import ConfigError, SweepConfig
 from pipeline.console import print_summary, show_progress
 from pipeline.data import Dataset, load
 from pipeline.evaluation import evaluate_on_test
+from pipeline.folds import smallest_class
 from pipeline.locations import first_line, mask_credentials
 from pipeline.peer import peer_results
 from pipeline.results import SweepSummary, WorkerReport
@@ -35,9 +37,29 @@ MAX_RESTARTS = 3  # rounds of workers restarted after one of them died
 
 def _load_data(cfg: SweepConfig) -> Dataset:
     try:
-        return load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
+        dataset = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
     except ValueError as err:
         raise ConfigError(cfg.source, [f"data: {err}"]) from None
+    if cfg.study.folds:
+        _check_folds(cfg, dataset)
+    return dataset
+
+
+def _check_folds(cfg: SweepConfig, d: Dataset) -> None:
+    """Every fold needs a member of every class (stratified) and at least one row."""
+    pooled = len(d.y_train) + len(d.y_val)
+    most, why = pooled, f"rows in the training and validation data of {d.name!r}"
+    if d.task == "classification":
+        most = smallest_class(d)
+        why = f"members of the smallest class in the training and validation data of {d.name!r}"
+    if cfg.study.folds > most:
+        raise ConfigError(
+            cfg.source,
+            [
+                f"study.folds = {cfg.study.folds}: more folds than the {most} {why}; "
+                f"allowed: 2..{most}"
+            ],
+        )
 
 
 def run_sweep(
@@ -181,12 +203,21 @@ def _run(
         errors=errors,
     )
     if not interrupted and not errors:
-        summary.test_metrics = evaluate_on_test(cfg, study, dataset, models_dir)
+        evaluation = evaluate_on_test(cfg, study, dataset, models_dir)
+        summary.test_metrics = evaluation.tests
+        summary.best = evaluation.chosen
+        summary.reruns, summary.selection = evaluation.reruns, evaluation.selection
         if "best" in summary.test_metrics:  # the same hidden sizes as the chosen network
             hidden = summary.test_metrics["best"]["model"].hidden
             summary.peers = peer_results(
-                dataset, hidden, cfg.study.metric, cfg.study.seed, cfg.study.n_jobs
+                dataset,
+                hidden,
+                cfg.study.metric,
+                cfg.study.seed,
+                cfg.study.n_jobs,
+                cfg.study.folds,
             )
+        summary.answer = answer.sentences(cfg, study, summary)
     summary.wall_seconds = time.perf_counter() - started
     if tracker:
         tracker.finish(study, summary, dataset.X_train)

@@ -37,23 +37,29 @@ from pipeline.names import (
     BASELINE,
     BEST,
     BEST_RUN_ID,
+    CHOSEN,
     COMPLETE,
     FAIL_REASON,
     FAILED,
+    FOLD_PREFIX,
     INTERRUPTED,
     INTERRUPTED_REASON,
     NOTE,
     PRUNE_REASON,
     PRUNED,
     REPEATS_SUFFIX,
+    RERUN_OF,
+    RERUN_SEED,
     RETRY_OF,
     ROLE,
+    ROLE_RERUN,
     ROLE_STUDY,
     ROLE_TRIAL,
     RUN_STATUS,
     RUNNING,
     STATE,
     STUDY,
+    STUDY_ANSWER,
     STUDY_DESCRIPTION,
     STUDY_DIRECTION,
     STUDY_LOG_SCALE,
@@ -261,6 +267,13 @@ class TrialLogger:
         finals += _numbers(searched, now)
         # the ensemble view: one metric, by the number of stochastic passes T as its step
         finals += [Metric("final_val_loss_mc", v, now, t) for t, v in result.mc_curve.items()]
+        # with cross-validation, each fold's validation metrics, by fold as the step
+        finals += [
+            Metric(f"{FOLD_PREFIX}{k}", v, now, fold)
+            for fold, m in enumerate(result.folds)
+            for k, v in m.items()
+            if k.startswith("final_val_") and np.isfinite(v)
+        ]
         tags = [RunTag(STATE, result.state)]
         if result.reason:
             tags.append(
@@ -432,6 +445,43 @@ class StudyTracker:
     def close_interrupted_runs(self) -> int:
         return close_interrupted_runs(self.client, self.experiment_id)
 
+    def _log_reruns(self, summary: SweepSummary) -> None:
+        """Each re-run (a configuration trained again with one seed) as a run of its own
+        under the parent, tagged ``pipeline.role = rerun``, with the trial it re-runs, its
+        seed and whether its configuration was chosen: params, validation metrics, and test
+        metrics for the chosen configuration and the baselines only."""
+        chosen = summary.best.number if summary.best is not None else None
+        baselines = {row["trial"]: row["baseline"] for row in summary.selection}
+        now = _now_ms()
+        for rerun in summary.reruns:
+            tags = {
+                MLFLOW_PARENT_RUN_ID: self.run_id,
+                ROLE: ROLE_RERUN,
+                STUDY: summary.study_name,
+                RERUN_OF: str(rerun.trial),
+                RERUN_SEED: str(rerun.seed),
+                STATE: FAILED if rerun.reason else COMPLETE,
+            }
+            if baselines.get(rerun.trial):
+                tags[BASELINE] = baselines[rerun.trial]
+            if rerun.trial == chosen:
+                tags[CHOSEN] = "true"
+            if rerun.reason:
+                tags[FAIL_REASON] = rerun.reason
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=f"trial-{rerun.trial:04d}-seed-{rerun.seed}",
+                tags=tags,
+            )
+            values = rerun.metrics | rerun.test
+            self.client.log_batch(
+                run.info.run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in values.items() if np.isfinite(v)],
+                params=_params(rerun.hyperparameters),
+            )
+            status = RUN_STATUS[FAILED if rerun.reason else COMPLETE]
+            self.client.set_terminated(run.info.run_id, status=status)
+
     def fail_trial_run(self, number: int, reason: str) -> None:
         """End the child run of a trial that an error stopped, FAILED with the error."""
         run_id = self.trial_runs().get(number)
@@ -462,9 +512,8 @@ class StudyTracker:
             metrics["best.trial"] = summary.best.number
         runs = self.trial_runs()
         for name, m in summary.test_metrics.items():
-            for key in ("test_loss", "test_accuracy", "test_loss_mean", "test_loss_std"):
-                if key in m:
-                    metrics[f"{name}.{key}"] = m[key]
+            numbers = {k: v for k, v in m.items() if isinstance(v, float)}
+            metrics |= {f"{name}.{k}": v for k, v in numbers.items()}
             repeats = [  # seed by seed, in the same order for every configuration
                 Metric(f"{name}{REPEATS_SUFFIX}", loss, _now_ms(), k)
                 for k, loss in enumerate(m.get("test_losses", []))
@@ -473,15 +522,17 @@ class StudyTracker:
             _log_metrics(self.client, self.run_id, repeats)
             run_id = runs.get(m["trial"])
             if run_id:  # test metrics sit apart, under test_*, and never feed selection
+                tested = {k: v for k, v in m.items() if k.startswith("test_")}
                 log_summary(
-                    self.client,
-                    run_id,
-                    {k: v for k, v in m.items() if k.startswith("test_") and k != "test_losses"},
+                    self.client, run_id, {k: v for k, v in tested.items() if isinstance(v, float)}
                 )
         for name, m in summary.peers.items():  # scikit-learn's MLP, beside the study's
             metrics |= {f"{name}.{k}": v for k, v in m.items()}
         best_run = runs.get(summary.best.number) if summary.best is not None else None
         tags = {NOTE: study_note(summary, self.experiment_id, best_run, self.objective)}
+        if summary.answer:
+            tags[STUDY_ANSWER] = "\n".join(summary.answer)
+        self._log_reruns(summary)
         if best_run is not None:
             tags[BEST_RUN_ID] = best_run
             self.client.set_tag(best_run, BEST, "true")  # the best trial, marked in its run
@@ -497,6 +548,10 @@ class StudyTracker:
 
             log_trial_figures(self.client, runs, sorted(chosen), train_X)
             plots.study_figures(study, study_params(study), folder / "plots", self.objective)
+            if summary.selection:
+                import pandas as pd
+
+                pd.DataFrame(summary.selection).to_csv(folder / "selection.csv", index=False)
             table = study.trials_dataframe()
             table.to_csv(folder / "trials.csv", index=False)
             _as_text(table).to_parquet(folder / "trials.parquet", index=False)
@@ -587,6 +642,7 @@ def study_note(
     ]
     if tests:
         lines.append(f"Test loss, evaluated once after selection: {'; '.join(tests)}.")
+    lines.extend(summary.answer)
     if summary.interrupted:
         lines.append("Interrupted: re-run the same command to resume.")
     lines.extend(f"Error: {error}" for error in summary.errors)

@@ -107,7 +107,7 @@ def test_when_a_baseline_wins_the_searchs_own_best_is_also_tested(tmp_path):
         trial = study.ask()
         result = run_trial(trial, cfg, d)
         study.tell(trial, result.value)
-    tested = evaluate_on_test(cfg, study, d, tmp_path)
+    tested = evaluate_on_test(cfg, study, d, tmp_path).tests
     own = [t for t in study.trials if "baseline" not in t.user_attrs]
     # the chapter's baseline trains 500 epochs, the search's trials 20: a baseline wins
     assert study.best_trial.user_attrs["baseline"] == "chapter"
