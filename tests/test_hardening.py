@@ -54,6 +54,15 @@ def _refused(tmp_path: Path, *args: str, sweep_text: str = GOOD) -> str:
             "search.patience: step 7 does not divide",
         ),
         (["--n-jobs", "10000"], "study.n_jobs = 10000: at most"),
+        (["--set", "study.folds=1"], "study.folds = 1: Input should be greater than or equal to 2"),
+        (
+            ["--set", "data.name=moons", "--set", "data.n_samples=20", "--set", "study.folds=9"],
+            "study.folds = 9: more folds than the 7 members of the smallest class in the "
+            "training and validation data of 'moons'; allowed: 2..7",
+        ),
+        (["--set", "study.repeats=0"], "study.repeats = 0: Input should be greater than or equal"),
+        (["--set", "study.top_k=0"], "study.top_k = 0: Input should be greater than or equal"),
+        (["--set", "study.select=median"], "study.select = 'median': Input should be 'mean' or"),
         (
             ["--storage", "postgresql://user:secret@127.0.0.1:1/optuna"],
             "postgresql://user:***@127.0.0.1:1/optuna",

@@ -293,3 +293,82 @@ def test_a_peer_row_is_measured_logged_and_reported_apart_from_the_baselines(swe
     (page,) = write_reports([cfg.study.name], uri, tmp_path)
     assert "A peer for reference, not a baseline" in page.read_text()
     assert "peer" not in set(analysis.runs(cfg.study.name, uri)["baseline"].dropna())
+
+
+@pytest.fixture(scope="module")
+def swept_cv(tmp_path_factory):
+    """A classifier with cross-validation, re-runs and the one-standard-error rule."""
+    folder = tmp_path_factory.mktemp("cv")
+    overrides = [
+        "data.name=moons",
+        "data.n_samples=120",
+        "data.noise=0.3",
+        "study.n_trials=5",
+        "study.n_jobs=1",
+        "study.folds=3",
+        "study.repeats=2",
+        "study.top_k=2",
+        "study.select=one_se",
+        "fixed.max_epochs=30",
+    ]
+    cfg = load_sweep(SMOKE, [parse_override(o) for o in overrides])
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    out = io.StringIO()
+    summary = run_sweep(
+        cfg,
+        storage=str(folder / "optuna.journal"),
+        tracking_uri=uri,
+        console=Console(file=out, width=200),
+    )
+    return cfg, uri, summary, out.getvalue()
+
+
+def test_each_fold_is_logged_and_the_objective_is_their_mean(swept_cv):
+    from mlflow import MlflowClient
+
+    cfg, uri, _, _ = swept_cv
+    client = MlflowClient(uri)
+    complete = analysis.runs(cfg.study.name, uri).query("state == 'complete'")
+    assert len(complete)
+    for _, row in complete.iterrows():
+        folds = client.get_metric_history(row["run_id"], "fold.final_val_loss")
+        assert sorted(m.step for m in folds) == [0, 1, 2]
+        assert row["final_val_loss"] == pytest.approx(np.mean([m.value for m in folds]))
+
+
+def test_reruns_are_runs_of_their_own_and_the_choice_follows_them(swept_cv):
+    from mlflow import MlflowClient
+
+    from pipeline.names import CHOSEN, RERUN_OF, RERUN_SEED, ROLE, ROLE_RERUN
+
+    cfg, uri, summary, output = swept_cv
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(cfg.study.name)
+    reruns = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{ROLE}` = '{ROLE_RERUN}'"
+    )
+    assert len(reruns) == 2 * len(summary.selection)  # every candidate, both seeds
+    assert {r.data.tags[RERUN_SEED] for r in reruns} == {"1", "2"}
+    assert all(r.data.tags["mlflow.parentRunId"] == summary.parent_run_id for r in reruns)
+    # the one-SE rule, recomputed from the runs in the store
+    by_trial: dict[int, list] = {}
+    for r in reruns:
+        by_trial.setdefault(int(r.data.tags[RERUN_OF]), []).append(r.data.metrics)
+    means = {n: np.mean([m["final_val_loss"] for m in ms]) for n, ms in by_trial.items()}
+    norms = {n: np.mean([m["weight_norm"] for m in ms]) for n, ms in by_trial.items()}
+    best = min(means, key=means.get)
+    se = np.std([m["final_val_loss"] for m in by_trial[best]], ddof=1) / np.sqrt(2)
+    near = [n for n in means if means[n] - means[best] <= se]
+    assert summary.best.number == min(near, key=norms.get)
+    chosen = {int(r.data.tags[RERUN_OF]) for r in reruns if r.data.tags.get(CHOSEN) == "true"}
+    assert chosen == {summary.best.number}
+    # test metrics: only on the re-runs of the chosen configuration and the baselines
+    reported = {m["trial"] for m in summary.test_metrics.values()}
+    for r in reruns:
+        assert ("test_accuracy" in r.data.metrics) == (int(r.data.tags[RERUN_OF]) in reported)
+    # the trials' table is unchanged: re-runs are not trials
+    assert len(analysis.runs(cfg.study.name, uri)) == cfg.study.n_trials
+    # both validation metrics side by side for the pick, the baselines and the peer
+    assert "final_val_accuracy" in output and "final_val_loss" in output
+    assert "the choice: final_val_loss over 2 other seeds (one-standard-error rule)" in output
+    assert summary.answer[0].startswith("Chosen: ") and "3 folds" in summary.answer[0]
