@@ -21,6 +21,8 @@ from mlflow.entities import ViewType
 
 from pipeline.names import (
     BASELINE,
+    BEST,
+    CHOSEN,
     COMPLETE,
     FAIL_REASON,
     FAILED,
@@ -30,9 +32,13 @@ from pipeline.names import (
     PRUNED,
     REGULARISERS,
     REPEATS_SUFFIX,
+    RERUN_OF,
+    RERUN_SEED,
     ROLE,
+    ROLE_RERUN,
     ROLE_TRIAL,
     STATE,
+    STUDY_ANSWER,
     STUDY_DESCRIPTION,
     STUDY_DIRECTION,
     STUDY_LOG_SCALE,
@@ -113,6 +119,7 @@ def runs(study_or_experiment: str, tracking_uri: str | None = None) -> pd.DataFr
             "state": r.data.tags.get(STATE, ""),
             "status": r.info.status,
             "baseline": r.data.tags.get(BASELINE),
+            "chosen": r.data.tags.get(BEST) == "true",  # the configuration the sweep chose
             "reason": r.data.tags.get(FAIL_REASON) or r.data.tags.get(PRUNE_REASON),
             "duration": ((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000,
         }
@@ -252,7 +259,10 @@ def best_against_baselines(
 ) -> pd.DataFrame:
     """The best configuration and each baseline, on validation and (evaluated once, at the end
     of the sweep) on test."""
-    top = leaderboard(frame, objective, direction, n=1).assign(configuration="best")
+    chosen = frame[frame["chosen"]] if "chosen" in frame else frame.iloc[:0]
+    if chosen.empty:  # a store written before the choice was tagged: the best by the search
+        chosen = leaderboard(frame, objective, direction, n=1)
+    top = chosen.assign(configuration="best")
     baselines = frame[frame["baseline"].notna() & (frame["state"] == COMPLETE)]
     baselines = baselines.assign(configuration=baselines["baseline"])
     columns = [
@@ -262,13 +272,56 @@ def best_against_baselines(
         "final_train_loss",
         "gen_gap",
         "test_loss",
+        "test_loss_std",
         "test_accuracy",
+        "test_accuracy_std",
         "weight_norm",
         "sparsity",
         "stopped_epoch",
     ]
     table = pd.concat([top, baselines], ignore_index=True)
     return table[[c for c in columns if c in table.columns]]
+
+
+def answer(info: dict[str, Any]) -> list[str]:
+    """The sweep's answer in words (one sentence per item); empty for older stores."""
+    text = info["tags"].get(STUDY_ANSWER, "")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def reruns(study_or_experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """The re-runs of the final choice, one row per configuration: ``trial``,
+    ``configuration`` (the baseline's name, else empty), ``chosen``, ``seeds``, and per
+    metric its mean and standard deviation over the seeds (test metrics only for the
+    configurations tested). Empty without re-runs."""
+    client = _client(tracking_uri)
+    experiment = _experiment(client, study_or_experiment)
+    found = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{ROLE}` = '{ROLE_RERUN}'",
+        max_results=50000,
+    )
+    rows = [
+        {
+            "trial": int(r.data.tags[RERUN_OF]),
+            "seed": int(r.data.tags[RERUN_SEED]),
+            "configuration": r.data.tags.get(BASELINE, ""),
+            "chosen": r.data.tags.get(CHOSEN) == "true",
+            **r.data.metrics,
+        }
+        for r in found
+    ]
+    if not rows:
+        return pd.DataFrame()
+    long = pd.DataFrame(rows)
+    metrics = [
+        c for c in long.columns if c.startswith(("final_val_", "test_")) or c == "weight_norm"
+    ]
+    grouped = long.groupby(["trial", "configuration", "chosen"])
+    table = grouped[metrics].agg(["mean", "std"])
+    table.columns = [f"{m}_{stat}" if stat == "std" else m for m, stat in table.columns]
+    table.insert(0, "seeds", grouped["seed"].count())
+    return table.reset_index().sort_values(["chosen", "trial"], ascending=[False, True])
 
 
 def peers(info: dict[str, Any]) -> pd.DataFrame:

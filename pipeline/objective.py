@@ -18,7 +18,15 @@ from pipeline.config import SweepConfig, full_values, model_kwargs, trial_values
 from pipeline.data import Dataset
 from pipeline.folds import splits_of
 from pipeline.mlp import MLP
-from pipeline.names import COMPLETE, FAILED, INTERRUPTED, INTERRUPTED_REASON, OVERRIDES, PRUNED
+from pipeline.names import (
+    BASELINE,
+    COMPLETE,
+    FAILED,
+    INTERRUPTED,
+    INTERRUPTED_REASON,
+    OVERRIDES,
+    PRUNED,
+)
 from pipeline.results import TrialResult
 from pipeline.study import suggest
 
@@ -96,6 +104,8 @@ def run_trial(
     metric = cfg.study.metric
     splits = splits_of(d, cfg.study.folds, cfg.study.seed)
     every = cfg.report_every
+    # a baseline is the reference every answer is measured against: it always runs to the end
+    prunable = not trial.user_attrs.get(BASELINE)
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
         if epoch % every:  # each report and each stop check is a system call or a file write
@@ -105,7 +115,7 @@ def run_trial(
         if cfg.study.folds:  # reported after each fold instead
             return
         trial.report(row[metric], step=epoch)
-        if trial.should_prune():
+        if prunable and trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}: {metric} {row[metric]:.4g}")
 
     start = time.perf_counter()
@@ -119,7 +129,7 @@ def run_trial(
                 result.folds.append(final_metrics(model, split, math.nan))
                 done = float(np.mean([m[f"final_{metric}"] for m in result.folds]))
                 trial.report(done, step=fold + 1)
-                if trial.should_prune():
+                if prunable and trial.should_prune():
                     raise optuna.TrialPruned(
                         f"pruned after fold {fold + 1} of {len(splits)}: mean {metric} {done:.4g}"
                     )

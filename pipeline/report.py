@@ -125,7 +125,20 @@ def study_report(
     peers = analysis.peers(info)  # scikit-learn's MLP: a reference row, not a baseline
     importances = analysis.importances(frame, params, objective, log_params)
     page.heading("The answer at a glance")
+    said = analysis.answer(info)
+    if said:  # the sweep's own answer in words, with its uncertainty
+        page.text("".join(f"<p class='lead'>{html.escape(line)}</p>" for line in said))
     page.text(_headline(board, versus, params, objective, importances))
+    choice = analysis.reruns(study, uri)
+    if len(choice):
+        page.heading("The choice: the top configurations and the baselines over other seeds")
+        page.text(
+            "<p>After the budget, the top configurations of the search and each baseline were "
+            "trained again with the same other seeds; the choice was made on their validation "
+            "means. Test metrics exist only for the chosen configuration and the baselines, "
+            "each network tested once: mean and standard deviation over the seeds.</p>"
+        )
+        page.frame("choice", choice)
 
     page.heading("Best configuration against the baselines (validation, and test once)")
     page.frame("best_vs_baselines", versus)
@@ -222,7 +235,7 @@ def _headline(
     best = board.iloc[0]
     settings = ", ".join(f"{p} = {_fmt(best[p])}" for p in params if p in best.index)
     lines = [
-        f"<p class='lead'>Best: trial {int(best['trial'])} with {settings}: "
+        f"<p class='lead'>Best of the search: trial {int(best['trial'])} with {settings}: "
         f"{objective} {_fmt(best[objective])}."
     ]
     if "test_loss" in versus.columns:

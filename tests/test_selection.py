@@ -134,3 +134,20 @@ def test_reruns_choose_on_validation_and_test_only_what_they_report(moons, tmp_p
     assert best["test_accuracies"] == pytest.approx(accuracies, rel=1e-12)
     assert best["test_accuracy"] == pytest.approx(np.mean(accuracies), rel=1e-12)
     assert "final_val_loss_std" in best and "final_val_accuracy" in best
+
+
+def test_a_baseline_is_never_pruned(moons):
+    from pipeline.study import enqueue_baselines
+
+    for folds in ("study.folds=3", "study.folds=2"):
+        cfg = _cfg(folds)
+        study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1e-9))
+        enqueue_baselines(study, cfg)
+        baseline = run_trial(study.ask(), cfg, moons)  # the unregularised network
+        assert baseline.state == COMPLETE and len(baseline.folds) == cfg.study.folds
+        assert run_trial(study.ask(), cfg, moons).state == PRUNED  # a trial of the search
+    cfg = _cfg()  # pruning by epoch, without folds
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1e-9))
+    enqueue_baselines(study, cfg)
+    assert run_trial(study.ask(), cfg, moons).state == COMPLETE
+    assert run_trial(study.ask(), cfg, moons).state == PRUNED

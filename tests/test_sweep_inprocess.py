@@ -372,3 +372,20 @@ def test_reruns_are_runs_of_their_own_and_the_choice_follows_them(swept_cv):
     assert "final_val_accuracy" in output and "final_val_loss" in output
     assert "the choice: final_val_loss over 2 other seeds (one-standard-error rule)" in output
     assert summary.answer[0].startswith("Chosen: ") and "3 folds" in summary.answer[0]
+
+
+def test_the_report_leads_with_the_answer_and_shows_the_choice(swept_cv, tmp_path):
+    import html
+
+    cfg, uri, summary, _ = swept_cv
+    (page,) = write_reports([cfg.study.name], uri, tmp_path)
+    text = page.read_text()
+    assert all(html.escape(line) in text for line in summary.answer)
+    assert "The choice: the top configurations and the baselines over other seeds" in text
+    choice = analysis.reruns(cfg.study.name, uri)
+    assert len(choice) == len(summary.selection) and choice["seeds"].eq(2).all()
+    (chosen,) = choice[choice["chosen"]].to_dict("records")
+    assert chosen["trial"] == summary.best.number
+    assert chosen["test_accuracy"] == pytest.approx(summary.test_metrics["best"]["test_accuracy"])
+    versus = analysis.best_against_baselines(analysis.runs(cfg.study.name, uri))
+    assert versus.iloc[0]["trial"] == summary.best.number  # the chosen one, not the search's
