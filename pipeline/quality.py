@@ -44,10 +44,22 @@ def run_one(sweep: Path, seed: int, folder: Path) -> tuple[dict[str, float], str
     return {name: float(rows[name][key]) for name in COLUMNS if name in rows}, key, wall
 
 
+def _verdict(pick: np.ndarray, other: np.ndarray, higher_is_better: bool) -> str:
+    """The pick against another row, by their medians over the sweep seeds: beats, matches
+    (equal medians), or loses; "within noise" where the difference is smaller than the
+    standard deviation of the paired differences over the seeds."""
+    gap = float(np.median(pick) - np.median(other)) * (1 if higher_is_better else -1)
+    verdict = "beats" if gap > 0 else "matches" if gap == 0 else "loses"
+    noise = float(np.std(pick - other, ddof=1)) if len(pick) > 1 else 0.0
+    if gap != 0 and abs(gap) < noise:
+        verdict += " (within noise)"
+    return verdict
+
+
 def main(names: tuple[str, ...] = SHIPPED, seeds: tuple[int, ...] = SEEDS) -> None:
     print(f"== the answer on the test split, {len(seeds)} sweep seeds (mean ± sd; median)")
     header = f"{'data set':15s} {'metric':13s}" + "".join(f"{c:>24s}" for c in COLUMNS.values())
-    print(header + f"{'wall/study':>12s}")
+    print(header + f"{'wall/study':>12s}  the pick against the peer (alpha) and unregularised")
     total = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -56,18 +68,22 @@ def main(names: tuple[str, ...] = SHIPPED, seeds: tuple[int, ...] = SEEDS) -> No
                 values, key, wall = run_one(ROOT / "sweeps" / f"{name}.toml", seed, Path(tmp))
                 results.append(values)
                 walls.append(wall)
-            cells = []
-            for column in COLUMNS:
-                got = np.array([r.get(column, np.nan) for r in results])
-                cells.append(
-                    f"{got.mean():.4f} ± {got.std(ddof=1):.4f}; {np.median(got):.4f}"
-                    if np.isfinite(got).all()
-                    else "-"
-                )
+            got = {c: np.array([r.get(c, np.nan) for r in results]) for c in COLUMNS}
+            cells = [
+                f"{v.mean():.4f} ± {v.std(ddof=1):.4f}; {np.median(v):.4f}"
+                if np.isfinite(v).all()
+                else "-"
+                for v in got.values()
+            ]
+            higher = key == "test_accuracy"
+            verdicts = [
+                _verdict(got["best"], got[other], higher)
+                for other in (TUNED_ALPHA, "unregularised")
+            ]
             print(
                 f"{name:15s} {key:13s}"
                 + "".join(f"{c:>24s}" for c in cells)
-                + f"{np.mean(walls):>10.0f} s",
+                + f"{np.mean(walls):>10.0f} s  {verdicts[0]}; {verdicts[1]}",
                 flush=True,
             )
     print(f"whole table: {time.perf_counter() - total:.0f} s")

@@ -452,6 +452,14 @@ class StudyTracker:
         metrics for the chosen configuration and the baselines only."""
         chosen = summary.best.number if summary.best is not None else None
         baselines = {row["trial"]: row["baseline"] for row in summary.selection}
+        if summary.reruns:  # a sweep run again after its budget re-runs them: replace, not add
+            earlier = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{ROLE}` = '{ROLE_RERUN}'",
+                max_results=50000,
+            )
+            for run in earlier:
+                self.client.delete_run(run.info.run_id)
         now = _now_ms()
         for rerun in summary.reruns:
             tags = {

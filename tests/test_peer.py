@@ -34,3 +34,21 @@ def test_the_classification_peer_chooses_alpha_by_the_studys_metric():
     assert rows[DEFAULT]["test_accuracy"] == pytest.approx(direct.score(d.X_test, d.y_test))
     assert rows[TUNED_ALPHA]["final_val_accuracy"] >= rows[DEFAULT]["final_val_accuracy"]
     assert np.isfinite(rows[TUNED_ALPHA]["test_accuracy"])
+
+
+def test_with_folds_the_peer_chooses_and_tests_over_the_studys_folds():
+    from pipeline.folds import fold_splits
+
+    d = load("breast_cancer", seed=0)
+    rows = peer_results(d, (8,), "val_loss", seed=0, folds=3)
+    val, test = [], []
+    for split in fold_splits(d, 3, seed=0):  # the study's folds, fitted by hand
+        direct = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+        direct.fit(split.X_train, split.y_train)
+        val.append(log_loss(split.y_val, direct.predict_proba(split.X_val)))
+        test.append(direct.score(d.X_test, d.y_test))
+    assert rows[DEFAULT]["final_val_loss"] == pytest.approx(np.mean(val), rel=1e-9)
+    assert rows[DEFAULT]["test_accuracy"] == pytest.approx(np.mean(test), rel=1e-12)
+    # switched off, the peer is measured on the one validation split, which differs
+    single = peer_results(d, (8,), "val_loss", seed=0)
+    assert single[DEFAULT]["final_val_loss"] != pytest.approx(np.mean(val), rel=1e-6)

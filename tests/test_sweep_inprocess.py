@@ -320,13 +320,13 @@ def swept_cv(tmp_path_factory):
         tracking_uri=uri,
         console=Console(file=out, width=200),
     )
-    return cfg, uri, summary, out.getvalue()
+    return cfg, uri, summary, out.getvalue(), folder
 
 
 def test_each_fold_is_logged_and_the_objective_is_their_mean(swept_cv):
     from mlflow import MlflowClient
 
-    cfg, uri, _, _ = swept_cv
+    cfg, uri, _, _, _ = swept_cv
     client = MlflowClient(uri)
     complete = analysis.runs(cfg.study.name, uri).query("state == 'complete'")
     assert len(complete)
@@ -341,7 +341,7 @@ def test_reruns_are_runs_of_their_own_and_the_choice_follows_them(swept_cv):
 
     from pipeline.names import CHOSEN, RERUN_OF, RERUN_SEED, ROLE, ROLE_RERUN
 
-    cfg, uri, summary, output = swept_cv
+    cfg, uri, summary, output, _ = swept_cv
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(cfg.study.name)
     reruns = client.search_runs(
@@ -377,7 +377,7 @@ def test_reruns_are_runs_of_their_own_and_the_choice_follows_them(swept_cv):
 def test_the_report_leads_with_the_answer_and_shows_the_choice(swept_cv, tmp_path):
     import html
 
-    cfg, uri, summary, _ = swept_cv
+    cfg, uri, summary, _, _ = swept_cv
     (page,) = write_reports([cfg.study.name], uri, tmp_path)
     text = page.read_text()
     assert all(html.escape(line) in text for line in summary.answer)
@@ -389,3 +389,24 @@ def test_the_report_leads_with_the_answer_and_shows_the_choice(swept_cv, tmp_pat
     assert chosen["test_accuracy"] == pytest.approx(summary.test_metrics["best"]["test_accuracy"])
     versus = analysis.best_against_baselines(analysis.runs(cfg.study.name, uri))
     assert versus.iloc[0]["trial"] == summary.best.number  # the chosen one, not the search's
+
+
+def test_a_sweep_run_again_after_its_budget_replaces_its_reruns(swept_cv):
+    from mlflow import MlflowClient
+
+    from pipeline.names import ROLE, ROLE_RERUN
+
+    cfg, uri, summary, _, folder = swept_cv
+    again = run_sweep(
+        cfg,
+        storage=str(folder / "optuna.journal"),
+        tracking_uri=uri,
+        console=Console(file=io.StringIO(), width=200),
+    )
+    assert again.best.number == summary.best.number  # the same seeds, the same choice
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(cfg.study.name)
+    reruns = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{ROLE}` = '{ROLE_RERUN}'"
+    )
+    assert len(reruns) == 2 * len(summary.selection)
