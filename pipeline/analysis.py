@@ -103,14 +103,7 @@ def runs(study_or_experiment: str, tracking_uri: str | None = None) -> pd.DataFr
     """One row per trial: ``trial``, ``run_id``, ``state``, ``baseline``, ``duration`` (s),
     the hyperparameters (typed: floats, ints, tuples) and the final metrics. A trial logged
     twice (an interrupted one, retried) keeps its newest run."""
-    client = _client(tracking_uri)
-    experiment = _experiment(client, study_or_experiment)
-    found = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.`{ROLE}` = '{ROLE_TRIAL}'",
-        max_results=50000,
-        order_by=["attributes.start_time ASC"],
-    )
+    found = _runs_in_role(study_or_experiment, tracking_uri, ROLE_TRIAL)
     rows = {}
     for r in found:
         row: dict[str, Any] = {
@@ -149,6 +142,18 @@ def runs(study_or_experiment: str, tracking_uri: str | None = None) -> pd.DataFr
     frame["baseline"] = frame["baseline"].astype("string")
     frame["state"] = frame["state"].astype("category")
     return frame
+
+
+def _runs_in_role(study_or_experiment: str, tracking_uri: str | None, role: str) -> list:
+    """The study's runs of one role (trials or re-runs), oldest first."""
+    client = _client(tracking_uri)
+    experiment = _experiment(client, study_or_experiment)
+    return client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{ROLE}` = '{role}'",
+        max_results=50000,
+        order_by=["attributes.start_time ASC"],
+    )
 
 
 _INT_COLUMNS = {
@@ -294,13 +299,7 @@ def reruns(study_or_experiment: str, tracking_uri: str | None = None) -> pd.Data
     ``configuration`` (the baseline's name, else empty), ``chosen``, ``seeds``, and per
     metric its mean and standard deviation over the seeds (test metrics only for the
     configurations tested). Empty without re-runs."""
-    client = _client(tracking_uri)
-    experiment = _experiment(client, study_or_experiment)
-    found = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.`{ROLE}` = '{ROLE_RERUN}'",
-        max_results=50000,
-    )
+    found = _runs_in_role(study_or_experiment, tracking_uri, ROLE_RERUN)
     rows = [
         {
             "trial": int(r.data.tags[RERUN_OF]),

@@ -21,21 +21,27 @@ from pipeline.tracking import load_best_model
 N_TRIALS = 6
 
 
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("inprocess")
-    overrides = [f"study.n_trials={N_TRIALS}", "study.n_jobs=1", "fixed.max_epochs=30"]
-    overrides.append("study.repeats=2")
-    cfg = load_sweep(SMOKE, [parse_override(o) for o in overrides])
+def _sweep(folder, *overrides: str):
+    """The smoke sweep with ``overrides``, one worker, into stores in ``folder``: its config,
+    the store's URI, the summary and what it printed."""
+    cfg = load_sweep(SMOKE, [parse_override(o) for o in ("study.n_jobs=1", *overrides)])
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     out = io.StringIO()
     summary = run_sweep(
         cfg,
         storage=str(folder / "optuna.journal"),
         tracking_uri=uri,
-        console=Console(file=out, width=150),
+        console=Console(file=out, width=200),
     )
-    return cfg, folder, uri, summary, out.getvalue()
+    return cfg, uri, summary, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inprocess")
+    overrides = [f"study.n_trials={N_TRIALS}", "fixed.max_epochs=30", "study.repeats=2"]
+    cfg, uri, summary, output = _sweep(folder, *overrides)
+    return cfg, folder, uri, summary, output
 
 
 def test_the_budget_is_run_and_summarised(swept):
@@ -51,14 +57,8 @@ def test_the_budget_is_run_and_summarised(swept):
 @pytest.fixture(scope="module")
 def swept_once(tmp_path_factory):
     """The same sweep without re-runs: the best trial and the baselines tested once."""
-    folder = tmp_path_factory.mktemp("once")
-    overrides = ["study.n_trials=4", "study.n_jobs=1", "fixed.max_epochs=30"]
-    cfg = load_sweep(SMOKE, [parse_override(o) for o in overrides])
-    summary = run_sweep(
-        cfg,
-        storage=str(folder / "optuna.journal"),
-        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
-        console=Console(file=io.StringIO(), width=150),
+    cfg, _, summary, _ = _sweep(
+        tmp_path_factory.mktemp("once"), "study.n_trials=4", "fixed.max_epochs=30"
     )
     return cfg, summary
 
@@ -299,28 +299,19 @@ def test_a_peer_row_is_measured_logged_and_reported_apart_from_the_baselines(swe
 def swept_cv(tmp_path_factory):
     """A classifier with cross-validation, re-runs and the one-standard-error rule."""
     folder = tmp_path_factory.mktemp("cv")
-    overrides = [
+    cfg, uri, summary, output = _sweep(
+        folder,
         "data.name=moons",
         "data.n_samples=120",
         "data.noise=0.3",
         "study.n_trials=5",
-        "study.n_jobs=1",
         "study.folds=3",
         "study.repeats=2",
         "study.top_k=2",
         "study.select=one_se",
         "fixed.max_epochs=30",
-    ]
-    cfg = load_sweep(SMOKE, [parse_override(o) for o in overrides])
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    out = io.StringIO()
-    summary = run_sweep(
-        cfg,
-        storage=str(folder / "optuna.journal"),
-        tracking_uri=uri,
-        console=Console(file=out, width=200),
     )
-    return cfg, uri, summary, out.getvalue(), folder
+    return cfg, uri, summary, output, folder
 
 
 def test_each_fold_is_logged_and_the_objective_is_their_mean(swept_cv):
@@ -401,7 +392,7 @@ def test_a_sweep_run_again_after_its_budget_replaces_its_reruns(swept_cv):
         cfg,
         storage=str(folder / "optuna.journal"),
         tracking_uri=uri,
-        console=Console(file=io.StringIO(), width=200),
+        console=Console(file=io.StringIO()),
     )
     assert again.best.number == summary.best.number  # the same seeds, the same choice
     client = MlflowClient(uri)
