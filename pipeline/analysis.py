@@ -270,10 +270,11 @@ def best_against_baselines(
     top = chosen.assign(configuration="best")
     baselines = frame[frame["baseline"].notna() & (frame["state"] == COMPLETE)]
     baselines = baselines.assign(configuration=baselines["baseline"])
-    columns = [
+    columns = [  # both validation metrics of a classifier, so that a disagreement shows
         "configuration",
         "trial",
         objective,
+        *(m for m in ("final_val_loss", "final_val_accuracy") if m != objective),
         "final_train_loss",
         "gen_gap",
         "test_loss",

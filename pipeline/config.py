@@ -388,6 +388,7 @@ def _cross_checks(cfg: SweepConfig) -> list[str]:
             "study.metric = 'val_accuracy': accuracy needs a classification data "
             f"set; {cfg.data.name!r} is regression (use 'val_loss')"
         )
+    problems += _fold_pruning_checks(cfg)
     if cfg.sampler.name == "grid":
         for key, param in cfg.search.items():
             if isinstance(param, FloatParam) and param.step is None:
@@ -400,6 +401,25 @@ def _cross_checks(cfg: SweepConfig) -> list[str]:
         for key, value, allowed in data.option_problems(cfg.data.name, cfg.data.options)
     ]
     problems += _check_factory_options(cfg)
+    return problems
+
+
+def _fold_pruning_checks(cfg: SweepConfig) -> list[str]:
+    """With folds the pruner's step is the fold count (1..folds), not the epoch: a warm-up or
+    a Hyperband resource meant for epochs would silently never prune."""
+    folds = cfg.study.folds
+    if not folds:
+        return []
+    limits = {"median": {"n_warmup_steps": folds - 1}}
+    limits["hyperband"] = {"min_resource": folds, "max_resource": folds}
+    problems = []
+    for key, most in limits.get(cfg.pruner.name, {}).items():
+        value = cfg.pruner.options.get(key)
+        if isinstance(value, int) and value > most:
+            problems.append(
+                f"pruner.{key} = {value}: with study.folds = {folds} the pruner's step is the "
+                f"number of folds done (1..{folds}), not the epoch; allowed: at most {most}"
+            )
     return problems
 
 

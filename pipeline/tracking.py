@@ -639,9 +639,12 @@ def study_note(
     if best is not None:
         settings = ", ".join(f"{k} = {_short(v)}" for k, v in best.params.items())
         link = f"[trial {best.number}](#/experiments/{experiment_id}/runs/{best_run})"
+        value = f"{objective} {_short(best.value)}"
+        chosen = summary.test_metrics.get("best", {})
+        if summary.selection and objective in chosen:  # the mean the choice was made on
+            value = f"{objective} {_short(chosen[objective])} (mean over the re-runs' seeds)"
         lines.append(
-            f"Best on validation: {link}, {objective} {_short(best.value)}"
-            + (f", with {settings}." if settings else ".")
+            f"Best on validation: {link}, {value}" + (f", with {settings}." if settings else ".")
         )
     tests = [
         f"{name} {_short(m['test_loss'])}"

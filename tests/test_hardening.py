@@ -56,9 +56,17 @@ def _refused(tmp_path: Path, *args: str, sweep_text: str = GOOD) -> str:
         (["--n-jobs", "10000"], "study.n_jobs = 10000: at most"),
         (["--set", "study.folds=1"], "study.folds = 1: Input should be greater than or equal to 2"),
         (
-            ["--set", "data.name=moons", "--set", "data.n_samples=20", "--set", "study.folds=9"],
+            [
+                *("--set", "data.name=moons", "--set", "data.n_samples=20"),
+                *("--set", "study.folds=9", "--set", "pruner.n_warmup_steps=0"),
+            ],
             "study.folds = 9: more folds than the 7 members of the smallest class in the "
             "training and validation data of 'moons'; allowed: 2..7",
+        ),
+        (
+            ["--set", "study.folds=3"],  # the smoke sweep's pruner warms up for 10 epochs
+            "pruner.n_warmup_steps = 10: with study.folds = 3 the pruner's step is the number "
+            "of folds done (1..3), not the epoch; allowed: at most 2",
         ),
         (["--set", "study.repeats=0"], "study.repeats = 0: Input should be greater than or equal"),
         (["--set", "study.top_k=0"], "study.top_k = 0: Input should be greater than or equal"),

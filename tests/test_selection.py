@@ -24,6 +24,7 @@ def moons():
 
 def _cfg(*overrides: str):
     base = ("data.name=moons", "data.n_samples=120", "data.noise=0.3", "fixed.max_epochs=20")
+    base += ("pruner.n_warmup_steps=0",)
     return load_sweep(SMOKE, [parse_override(o) for o in (*base, *overrides)])
 
 

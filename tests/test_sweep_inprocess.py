@@ -306,6 +306,7 @@ def swept_cv(tmp_path_factory):
         "data.noise=0.3",
         "study.n_trials=5",
         "study.folds=3",
+        "pruner.n_warmup_steps=0",
         "study.repeats=2",
         "study.top_k=2",
         "study.select=one_se",
