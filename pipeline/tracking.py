@@ -653,7 +653,8 @@ def study_note(
     ]
     if tests:
         lines.append(f"Test loss, evaluated once after selection: {'; '.join(tests)}.")
-    lines.extend(summary.answer)
+    # the answer in words is the tag study.answer and the report's headline: in the note it
+    # would push the link above under MLflow's truncation fade
     if summary.interrupted:
         lines.append("Interrupted: re-run the same command to resume.")
     lines.extend(f"Error: {error}" for error in summary.errors)

@@ -45,7 +45,7 @@ def test_smoke_sweep_runs_the_budget_with_two_workers(smoke):
     assert all(t.state.is_finished() for t in s.trials)
     baselines = {t.user_attrs.get("baseline") for t in s.trials} - {None}
     assert baselines == {"unregularised", "chapter", "chapter-dropout-0.7"}
-    assert "test split (evaluated once" in result.stdout
+    assert "test split (each network evaluated once" in result.stdout
     assert "2 worker(s)" in result.stdout
     link = "\n  http://127.0.0.1:5000/#/experiments/1/runs?viewStateShareKey=study&"
     assert link in result.stdout  # the study's view, one click, on one line
