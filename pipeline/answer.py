@@ -91,10 +91,11 @@ def _against(cfg: SweepConfig, pick: dict[str, Any], reference: dict[str, Any]) 
     both = np.isfinite(mine) & np.isfinite(theirs)
     if both.sum() < 2:
         return "Against no regularisation: too few seeds trained without diverging to compare."
-    diff = mine[both] - theirs[both]
-    scale = theirs[both].mean()
-    se = diff.std(ddof=1) / math.sqrt(len(diff)) / scale
-    change = diff.mean() / scale
+    # the change seed by seed (the same seed's networks start from the same weights), then
+    # its mean and standard error over the seeds
+    changes = mine[both] / theirs[both] - 1
+    change = float(changes.mean())
+    se = float(changes.std(ddof=1) / math.sqrt(len(changes)))
     verb = "lowers" if change < 0 else "raises"
     verdict = "" if abs(change) > NOISE_SE * se else ", within noise"
     line = (
