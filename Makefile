@@ -67,7 +67,7 @@ test-fast: setup ## Run the tests without the slow end-to-end ones
 bench: setup ## Speed benchmarks, printed as ratios measured side by side
 	$(PY) -m pipeline bench
 
-bench-quality: setup ## The answer on every shipped data set, 3 sweep seeds (about 15 min)
+bench-quality: setup ## The answer on every shipped data set, 3 sweep seeds (about 11 min)
 	$(PY) -m pipeline bench quality
 
 lint: setup ## ruff check and format check

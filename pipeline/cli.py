@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="speed",
         help="speed (default): the machinery's ratios; quality: every shipped sweep with 3 "
         "sweep seeds, the pick against the baselines and scikit-learn's MLP on the test "
-        "split (about 15 minutes on 2 cores)",
+        "split (about 11 minutes on 2 cores)",
     )
     bench.set_defaults(run=_bench)
     return parser
