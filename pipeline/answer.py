@@ -148,20 +148,23 @@ def _regularisers(cfg: SweepConfig, top: list[dict[str, Any]]) -> list[str]:
             continue
         off = float(REGULARISERS_OFF[key])
         values = [float(v[key]) for v in top if key in v]
+        if not values:
+            continue
         off_high = off >= p.high  # keep probabilities: "off" is the top of the range
         share = [1 - _position(p, v) if off_high else _position(p, v) for v in values]
         near_off = [v == off or s <= NEAR_OFF for v, s in zip(values, share, strict=True)]
         name = NAMES.get(key, key)
+        name = name[0].upper() + name[1:]  # "DropConnect" keeps its capitals
         if all(near_off):
             bound = min(values) if off_high else max(values)
             sign = ">=" if off_high else "<="
             lines.append(
-                f"{name.capitalize()} does not help here ({key} {sign} {_fmt(bound)} in every "
+                f"{name} does not help here ({key} {sign} {_fmt(bound)} in every "
                 f"top configuration, {_fmt(off)} is off)."
             )
         else:
             lines.append(
-                f"{name.capitalize()} is in use: {key} {_fmt(float(np.median(values)))} "
+                f"{name} is in use: {key} {_fmt(float(np.median(values)))} "
                 f"(median of the top {len(values)}; {_fmt(min(values))}..{_fmt(max(values))})."
             )
     return lines

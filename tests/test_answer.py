@@ -59,3 +59,9 @@ def test_a_chosen_value_at_a_widenable_edge_of_its_range_is_flagged(values, expe
     assert len(lines) == len(expected)
     for line, text in zip(lines, expected, strict=True):
         assert line.startswith(text)
+
+
+def test_a_regulariser_keeps_its_own_capitals():
+    cfg = _cfg("search.connect_keep_prob={type='float',low=0.5,high=1.0}")
+    (line,) = [x for x in answer._regularisers(cfg, [{"connect_keep_prob": 0.7}]) if "Drop" in x]
+    assert line.startswith("DropConnect is in use: connect_keep_prob 0.7")
