@@ -27,6 +27,7 @@ from pipeline.names import (
     FAIL_REASON,
     FAILED,
     INTERRUPTED,
+    NOISE_SE,
     PEER_PREFIX,
     PRUNE_REASON,
     PRUNED,
@@ -496,7 +497,6 @@ def best_so_far(
 
 
 # ---------------------------------------------------------------------------- seeds, ensembles
-NOISE_SE = 2.0  # a paired difference beyond this many standard errors is more than noise
 
 
 def repeats(

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from pipeline.config import SweepConfig, model_value, trial_values
 from pipeline.mlp import PARAMETER_CONSTRAINTS
-from pipeline.names import BASELINE, OVERRIDES, REGULARISERS_OFF
+from pipeline.names import BASELINE, NOISE_SE, OVERRIDES, REGULARISERS_OFF, short
 from pipeline.peer import TUNED_ALPHA
 from pipeline.results import SweepSummary
 
@@ -32,7 +32,6 @@ NAMES = {
 }
 EDGE = 0.05  # a value within this share of its range (log scale where searched so) is at an edge
 NEAR_OFF = 0.10  # within this share of the "off" end, a regulariser is as good as off
-NOISE_SE = 2.0  # a paired difference beyond this many standard errors is more than noise
 TOP = 5  # top configurations read without re-runs
 
 
@@ -52,10 +51,6 @@ def sentences(cfg: SweepConfig, study: optuna.Study, summary: SweepSummary) -> l
     return [line for line in lines if line]
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
 def _chosen(cfg: SweepConfig, best: Any, values: dict[str, Any], summary: SweepSummary) -> str:
     how = f"the best {cfg.objective} of the search (one seed)"
     if cfg.study.repeats:
@@ -73,7 +68,7 @@ def _chosen(cfg: SweepConfig, best: Any, values: dict[str, Any], summary: SweepS
     baseline = best.user_attrs.get(BASELINE)
     if baseline:
         return f"Chosen: the {baseline} baseline (trial {best.number}), by {how}."
-    settings = ", ".join(f"{k} = {_fmt(values[k])}" for k in cfg.search if k in values)
+    settings = ", ".join(f"{k} = {short(values[k])}" for k in cfg.search if k in values)
     return f"Chosen: trial {best.number} ({settings}), by {how}."
 
 
@@ -83,8 +78,8 @@ def _against(cfg: SweepConfig, pick: dict[str, Any], reference: dict[str, Any]) 
     if "test_losses" not in pick:
         change = pick["test_loss"] / reference["test_loss"] - 1
         return (
-            f"Against no regularisation: test loss {_fmt(pick['test_loss'])} against "
-            f"{_fmt(reference['test_loss'])} ({change:+.0%}; one network each, no spread "
+            f"Against no regularisation: test loss {short(pick['test_loss'])} against "
+            f"{short(reference['test_loss'])} ({change:+.0%}; one network each, no spread "
             "measured: set [study] repeats)."
         )
     mine, theirs = np.array(pick["test_losses"]), np.array(reference["test_losses"])
@@ -100,7 +95,7 @@ def _against(cfg: SweepConfig, pick: dict[str, Any], reference: dict[str, Any]) 
     verdict = "" if abs(change) > NOISE_SE * se else ", within noise"
     line = (
         f"Against no regularisation it {verb} test loss by {abs(change):.0%} ± {se:.0%} "
-        f"({_fmt(float(mine[both].mean()))} against {_fmt(float(theirs[both].mean()))}, "
+        f"({short(float(mine[both].mean()))} against {short(float(theirs[both].mean()))}, "
         f"{int(both.sum())} seeds paired{verdict})"
     )
     if "test_accuracy" in pick and "test_accuracy" in reference:
@@ -159,13 +154,13 @@ def _regularisers(cfg: SweepConfig, top: list[dict[str, Any]]) -> list[str]:
             bound = min(values) if off_high else max(values)
             sign = ">=" if off_high else "<="
             lines.append(
-                f"{name} does not help here ({key} {sign} {_fmt(bound)} in every "
-                f"top configuration, {_fmt(off)} is off)."
+                f"{name} does not help here ({key} {sign} {short(bound)} in every "
+                f"top configuration, {short(off)} is off)."
             )
         else:
             lines.append(
-                f"{name} is in use: {key} {_fmt(float(np.median(values)))} "
-                f"(median of the top {len(values)}; {_fmt(min(values))}..{_fmt(max(values))})."
+                f"{name} is in use: {key} {short(float(np.median(values)))} "
+                f"(median of the top {len(values)}; {short(min(values))}..{short(max(values))})."
             )
     return lines
 
@@ -194,8 +189,8 @@ def _edges(cfg: SweepConfig, values: dict[str, Any]) -> list[str]:
             if constraint is not None and not constraint.test(wider):
                 continue  # a hard bound (keep_prob 1, patience 0): nothing to widen
             lines.append(
-                f"{key} = {_fmt(values[key])} is at the {side} of its range "
-                f"{_fmt(p.low)}..{_fmt(p.high)}: widen it."
+                f"{key} = {short(values[key])} is at the {side} of its range "
+                f"{short(p.low)}..{short(p.high)}: widen it."
             )
     return lines
 
@@ -207,5 +202,5 @@ def _peer(cfg: SweepConfig, pick: dict[str, Any], peer: dict[str, Any]) -> str:
     verdict = "matches" if same else "beats" if better else "loses to"
     return (
         f"The pick {verdict} scikit-learn's MLP with alpha chosen on validation "
-        f"({key} {_fmt(float(pick[key]))} against {_fmt(float(peer[key]))})."
+        f"({key} {short(float(pick[key]))} against {short(float(peer[key]))})."
     )

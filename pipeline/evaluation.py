@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import SweepConfig, full_values, trial_values
 from pipeline.data import Dataset
-from pipeline.folds import splits_of
+from pipeline.folds import mean_of, splits_of
 from pipeline.mlp import MLP, DivergenceError
 from pipeline.names import BASELINE, OVERRIDES
 from pipeline.objective import build_model
@@ -65,7 +66,12 @@ def evaluate_on_test(
 ) -> Evaluation:
     if cfg.study.repeats:
         return rerun_and_choose(cfg, study, d, models_dir)
-    chosen = _named(cfg, study, best_trial(study))
+    best = best_trial(study)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    searched = [t for t in complete if not t.user_attrs.get(BASELINE)]
+    pick = max if cfg.direction == "maximize" else min
+    tuned = pick(searched, key=lambda t: t.value) if searched else None
+    chosen = _named(best, tuned, complete)
     trials = {t.number: t for t in chosen.values()}
     if cfg.study.folds:  # every fold's network, trained again (the saved one is the first's)
         measured = _parallel(cfg, [(t, None) for t in trials.values()], d)
@@ -88,22 +94,19 @@ def evaluate_on_test(
 
 
 def _named(
-    cfg: SweepConfig, study: optuna.Study, best: FrozenTrial | None
+    best: FrozenTrial | None, tuned: FrozenTrial | None, trials: list[FrozenTrial]
 ) -> dict[str, FrozenTrial]:
-    """``best``, ``tuned`` when the best is a baseline, and each baseline, by name."""
-    chosen: dict[str, FrozenTrial] = {}
-    if best is not None:
-        chosen["best"] = best
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    searched = [t for t in complete if not t.user_attrs.get(BASELINE)]
-    if best is not None and best.user_attrs.get(BASELINE) and searched:
-        pick = max if cfg.direction == "maximize" else min
-        chosen[TUNED] = pick(searched, key=lambda t: t.value)
-    for t in complete:
-        name = t.user_attrs.get(BASELINE)
-        if name and name not in chosen:
-            chosen[name] = t
-    return chosen
+    """The rows reported on test, by name: ``best``; ``tuned`` (the search's own best) when
+    the best is a baseline; and each baseline among ``trials``."""
+    if best is None:
+        return {}
+    named = {"best": best}
+    if best.user_attrs.get(BASELINE) and tuned is not None:
+        named[TUNED] = tuned
+    for t in trials:
+        if t.user_attrs.get(BASELINE):
+            named.setdefault(t.user_attrs[BASELINE], t)
+    return named
 
 
 def repeat_seeds(cfg: SweepConfig) -> list[int]:
@@ -145,14 +148,9 @@ def rerun_and_choose(
     ]
     selection = _selection(cfg, pool, reruns)
     chosen = next(t for t, row in zip(pool, selection, strict=True) if row["chosen"])
-    named = {"best": chosen}
-    if chosen.user_attrs.get(BASELINE):  # the best the search itself proposed, by the same rule
-        searched = [(t, row) for t, row in zip(pool, selection, strict=True) if not row["baseline"]]
-        if searched:
-            named[TUNED] = min(searched, key=lambda pair: pair[1]["rank"])[0]
-    for t in pool:
-        if t.user_attrs.get(BASELINE):
-            named.setdefault(t.user_attrs[BASELINE], t)
+    ranked = sorted(zip(selection, pool, strict=True), key=lambda pair: pair[0]["rank"])
+    tuned = next((t for row, t in ranked if not row["baseline"]), None)  # by the same rule
+    named = _named(chosen, tuned, pool)
     tested = {t.number for t in named.values()}
     for rerun in reruns:  # the networks of configurations not reported are never tested
         if rerun.trial not in tested:
@@ -252,8 +250,6 @@ def measure(
     """Train a configuration on the study's split, or on every fold; its validation metrics
     (``final_val_*``, ``weight_norm``, ``train_time``) and test metrics (``test_*``), means
     over the folds, and the reason when training diverged (then every value is NaN)."""
-    import time
-
     from threadpoolctl import threadpool_limits
 
     vals, tests = [], []
@@ -264,11 +260,9 @@ def measure(
                 model = build_model(values, d.task).fit(
                     split.X_train, split.y_train, split.X_val, split.y_val
                 )
-                val = model.evaluate(split.X_val, split.y_val)
-                vals.append({f"final_val_{k}": v for k, v in val.items()})
-                vals[-1]["weight_norm"] = model.weight_norm()
-                test = model.evaluate(d.X_test, d.y_test)
-                tests.append({f"test_{k}": v for k, v in test.items()})
+                val, test = _on_val_and_test(model, split, d)
+                vals.append(val | {"weight_norm": model.weight_norm()})
+                tests.append(test)
     except DivergenceError as err:  # said as a count in the summary, not an error of the sweep
         keys = ["final_val_loss", "weight_norm"] + (
             ["final_val_accuracy"] if d.task == "classification" else []
@@ -279,9 +273,7 @@ def measure(
             dict.fromkeys(test_keys, math.nan),
             f"DivergenceError: {err}",
         )
-    val = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
-    val["train_time"] = time.perf_counter() - start
-    return val, {k: float(np.mean([t[k] for t in tests])) for k in tests[0]}, None
+    return mean_of(vals) | {"train_time": time.perf_counter() - start}, mean_of(tests), None
 
 
 def _own_network(
@@ -289,8 +281,14 @@ def _own_network(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """The trial's own network (saved by its worker; retrained, the same, when missing)
     measured on validation and test."""
-    model = _model(cfg, t, d, models_dir)
-    val, test = model.evaluate(d.X_val, d.y_val), model.evaluate(d.X_test, d.y_test)
+    return _on_val_and_test(_model(cfg, t, d, models_dir), d, d)
+
+
+def _on_val_and_test(
+    model: MLP, split: Dataset, d: Dataset
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``final_val_*`` on the split's validation data and ``test_*`` on the study's test."""
+    val, test = model.evaluate(split.X_val, split.y_val), model.evaluate(d.X_test, d.y_test)
     return {f"final_val_{k}": v for k, v in val.items()}, {f"test_{k}": v for k, v in test.items()}
 
 

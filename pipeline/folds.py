@@ -45,3 +45,8 @@ def fold_splits(d: Dataset, folds: int, seed: int) -> list[Dataset]:
 def splits_of(d: Dataset, folds: int | None, seed: int) -> list[Dataset]:
     """The splits a configuration is trained on: the folds, or the study's one split."""
     return fold_splits(d, folds, seed) if folds else [d]
+
+
+def mean_of(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Key by key, the mean of per-fold metrics (every row has the same keys)."""
+    return {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}

@@ -1,8 +1,8 @@
 """Names and values shared across the package: trial states, tags and attributes, the
 regularisers with their "off" values, and the seed chapter's configuration.
 
-Plain data with no imports, so that analysis and reports can use the same names as the sweep
-without importing the training code.
+Plain data (and the one way to write a value in prose) with no imports, so that analysis and
+reports can use the same names as the sweep without importing the training code.
 """
 
 from __future__ import annotations
@@ -53,6 +53,14 @@ FOLD_PREFIX = "fold."  # a trial's per-fold metric, e.g. fold.final_val_loss (st
 REPEATS_SUFFIX = ".test_loss_repeats"  # <configuration><this>: its test loss per repeat seed
 
 INTERRUPTED_REASON = "interrupted: the sweep running it stopped before the trial ended"
+
+NOISE_SE = 2.0  # a paired difference beyond this many standard errors is more than noise
+
+
+def short(value: object) -> str:
+    """A value as prose writes it: floats to 3 significant digits (notes, answers, tables)."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
 
 # The regularisers of the chapter and their relatives, as named in sweep files, with the value
 # that turns each off (``max_norm = 0`` and ``patience = 0`` are "off" in a sweep file).

@@ -16,7 +16,7 @@ import optuna
 
 from pipeline.config import SweepConfig, full_values, model_kwargs, trial_values
 from pipeline.data import Dataset
-from pipeline.folds import splits_of
+from pipeline.folds import mean_of, splits_of
 from pipeline.mlp import MLP
 from pipeline.names import (
     BASELINE,
@@ -147,9 +147,7 @@ def run_trial(
         result.metrics["stopped_epoch"] = float(model.stopped_epoch_)
     if result.state == COMPLETE:
         if cfg.study.folds:
-            keys = result.folds[0]
-            result.metrics = {k: float(np.mean([m[k] for m in result.folds])) for k in keys}
-            result.metrics["train_time"] = elapsed
+            result.metrics = mean_of(result.folds) | {"train_time": elapsed}
         else:
             result.metrics = final_metrics(first, d, elapsed)
         result.value = result.metrics[f"final_{metric}"]

@@ -16,7 +16,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from pipeline.data import Dataset
-from pipeline.folds import splits_of
+from pipeline.folds import mean_of, splits_of
 from pipeline.names import PEER_PREFIX
 
 ALPHAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # 1e-4 is scikit-learn's default
@@ -70,11 +70,7 @@ def _fit_and_measure(
             model = _fit(split, hidden, alpha, seed)
             vals.append(_metrics(model, split.X_val, split.y_val, d.task))
             tests.append(_metrics(model, d.X_test, d.y_test, d.task))
-    return _mean(vals), _mean(tests)
-
-
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}
+    return mean_of(vals), mean_of(tests)
 
 
 def peer_results(

@@ -18,7 +18,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from pipeline import analysis, plots
-from pipeline.names import COMPLETE, FAILED, INTERRUPTED, PRUNED, REGULARISERS
+from pipeline.names import COMPLETE, FAILED, INTERRUPTED, NOISE_SE, PRUNED, REGULARISERS, short
 from pipeline.store import tracking_uri
 
 STYLE = """<style>
@@ -173,7 +173,7 @@ def study_report(
         page.text(
             f"<p>The best configuration and each baseline trained again on the same {seeds} "
             "seeds (initial weights and noise) and tested once each. The verdict compares "
-            f"them seed by seed with the unregularised network: beyond {analysis.NOISE_SE:g} "
+            f"them seed by seed with the unregularised network: beyond {NOISE_SE:g} "
             "standard errors of the paired difference it helps or hurts, else it has no "
             "effect within noise.</p>"
         )
@@ -305,7 +305,7 @@ def comparison_report(
             "training and initial weights; its best configuration (the best the search "
             "proposed, where a baseline was better on validation) then trained again on the "
             "study's other seeds and tested, seed by seed against the unregularised network "
-            f"(verdict beyond {analysis.NOISE_SE:g} standard errors of the paired "
+            f"(verdict beyond {NOISE_SE:g} standard errors of the paired "
             "difference).</p>"
         )
         page.frame("chapter_table", table)
@@ -344,7 +344,7 @@ def chapter_table(studies: list[str], uri: str | None = None) -> pd.DataFrame:
             searched_trials if row_name == "tuned" else frame, objective, direction, n=1
         )
         settings = ", ".join(
-            f"{p} = {_short(top[p].iloc[0])}" for p in analysis.searched(info) if p in top
+            f"{p} = {short(top[p].iloc[0])}" for p in analysis.searched(info) if p in top
         )
         rows.append(
             {
@@ -361,10 +361,6 @@ def chapter_table(studies: list[str], uri: str | None = None) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def write_reports(

@@ -66,6 +66,7 @@ from pipeline.names import (
     STUDY_METRIC,
     STUDY_SEARCHED,
     TRIAL,
+    short,
 )
 from pipeline.results import SweepSummary, TrialResult
 from pipeline.store import find_parent_run, tracking_uri
@@ -637,17 +638,17 @@ def study_note(
     ]
     best = summary.best
     if best is not None:
-        settings = ", ".join(f"{k} = {_short(v)}" for k, v in best.params.items())
+        settings = ", ".join(f"{k} = {short(v)}" for k, v in best.params.items())
         link = f"[trial {best.number}](#/experiments/{experiment_id}/runs/{best_run})"
-        value = f"{objective} {_short(best.value)}"
+        value = f"{objective} {short(best.value)}"
         chosen = summary.test_metrics.get("best", {})
         if summary.selection and objective in chosen:  # the mean the choice was made on
-            value = f"{objective} {_short(chosen[objective])} (mean over the re-runs' seeds)"
+            value = f"{objective} {short(chosen[objective])} (mean over the re-runs' seeds)"
         lines.append(
             f"Best on validation: {link}, {value}" + (f", with {settings}." if settings else ".")
         )
     tests = [
-        f"{name} {_short(m['test_loss'])}"
+        f"{name} {short(m['test_loss'])}"
         for name, m in summary.test_metrics.items()
         if "test_loss" in m
     ]
@@ -659,10 +660,6 @@ def study_note(
         lines.append("Interrupted: re-run the same command to resume.")
     lines.extend(f"Error: {error}" for error in summary.errors)
     return "\n\n".join(lines)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def study_params(study: Any) -> list[str]:
