@@ -523,3 +523,27 @@ def test_mc_losses_read_one_run_of_passes_at_each_checkpoint():
         assert loss == pytest.approx(model.evaluate(X, y, mc_samples=t)["loss"], rel=1e-12)
     with pytest.raises(ValueError, match="checkpoints"):
         model.mc_losses(X, y, (0, 3))
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_thinned_scores_equal_the_training_forward_pass_with_the_same_masks(activation):
+    # the Monte-Carlo passes take the inference path (folded batch norm, no kept activations):
+    # the same numbers as the training forward pass with running statistics and the same masks
+    X, y = _problem("classification", n=50, d=4)
+    model = MLP(
+        hidden=(16, 8),
+        task="classification",
+        activation=activation,
+        keep_prob=0.7,
+        input_keep_prob=0.8,
+        connect_keep_prob=0.9,
+        batch_norm=True,
+        max_epochs=20,
+        batch_size=10,
+        seed=0,
+    ).fit(X, y)
+    rng = np.random.default_rng(3)
+    masks, weight_masks = model._dropout_masks(len(X), rng), model._connect_masks(rng)
+    _, _, _, expected = model._forward(X, masks, weight_masks, batch_stats=False)
+    np.testing.assert_allclose(model._thinned_scores(X, masks, weight_masks), expected, rtol=1e-10)
+    assert not np.allclose(model._thinned_scores(X, None, None), expected)  # the masks matter
