@@ -27,6 +27,7 @@ from pipeline.names import (
     FAIL_REASON,
     FAILED,
     INTERRUPTED,
+    MC_METRIC,
     NOISE_SE,
     PEER_PREFIX,
     PRUNE_REASON,
@@ -559,18 +560,20 @@ def against_reference(repeated: pd.DataFrame, reference: str = "unregularised") 
 
 
 def ensemble_view(frame: pd.DataFrame, study_or_experiment: str, uri: str | None = None):
-    """For the complete trials that drop units or weights: the validation loss of the average
-    of T stochastic passes (``final_val_loss_mc``, by T) against the one weight-scaled pass
-    (``final_val_loss``), long: ``trial``, ``T``, ``final_val_loss_mc``, ``ratio``."""
+    """For the complete trials that drop units or weights and have their figures (the best,
+    the baselines, any drawn with ``python -m pipeline figures``): the validation loss of the
+    average of T stochastic passes (``final_val_loss_mc``, by T) against the one weight-scaled
+    pass (``final_val_loss``), long: ``trial``, ``T``, ``final_val_loss_mc``, ``ratio``."""
     client = _client(uri)
     rows = []
-    if "final_val_loss_mc" not in frame:
-        return pd.DataFrame(columns=["trial", "T", "final_val_loss_mc", "ratio"])
-    stochastic = frame[(frame["state"] == COMPLETE) & frame["final_val_loss_mc"].notna()]
+    columns = ["trial", "T", MC_METRIC, "ratio"]
+    if MC_METRIC not in frame:
+        return pd.DataFrame(columns=columns)
+    stochastic = frame[(frame["state"] == COMPLETE) & frame[MC_METRIC].notna()]
     for trial, run_id, scaled in zip(
         stochastic["trial"], stochastic["run_id"], stochastic["final_val_loss"], strict=True
     ):
-        for m in client.get_metric_history(run_id, "final_val_loss_mc"):
+        for m in client.get_metric_history(run_id, MC_METRIC):
             rows.append((int(trial), m.step, m.value, m.value / scaled))
-    frame = pd.DataFrame(rows, columns=["trial", "T", "final_val_loss_mc", "ratio"])
+    frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values(["trial", "T"], ignore_index=True)

@@ -50,6 +50,9 @@ STUDY_DESCRIPTION = "study.description"
 STUDY_ANSWER = "study.answer"  # the answer in words, one sentence per line (pipeline.answer)
 PEER_PREFIX = "peer-"  # parent-run metrics of scikit-learn's MLP on the same splits
 FOLD_PREFIX = "fold."  # a trial's per-fold metric, e.g. fold.final_val_loss (step: the fold)
+# The ensemble view of a network that drops units or weights: the validation loss of the average
+# of T stochastic passes, logged with the trial's figures, T as the metric's step.
+MC_METRIC = "final_val_loss_mc"
 REPEATS_SUFFIX = ".test_loss_repeats"  # <configuration><this>: its test loss per repeat seed
 
 INTERRUPTED_REASON = "interrupted: the sweep running it stopped before the trial ended"

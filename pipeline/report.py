@@ -187,9 +187,10 @@ def study_report(
         )
         page.text(
             "<p>At test time dropout scales the weights instead of averaging the ensemble of "
-            "thinned networks it trained (the chapter, section 4). For every complete trial "
-            "that drops units or weights: validation loss of the average of T stochastic "
-            "passes over that of the one weight-scaled pass.</p>"
+            "thinned networks it trained (the chapter, section 4). For every trial with "
+            "figures (the best, the baselines, any drawn on demand) that drops units or "
+            "weights: validation loss of the average of T stochastic passes over that of the "
+            "one weight-scaled pass.</p>"
         )
         page.figure("ensemble", plots.ensemble_figure(view))
         page.frame("ensemble_by_T", by_t.reset_index())

@@ -22,7 +22,6 @@ class TrialResult:
     reason: str | None = None  # why it failed or was pruned
     history: dict[str, list[float]] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
-    mc_curve: dict[int, float] = field(default_factory=dict)  # T -> MC-averaged val loss
     folds: list[dict[str, float]] = field(default_factory=list)  # each fold's final metrics
     model: MLP | None = None
     model_path: Path | None = None  # where the worker saved the model of a complete trial
@@ -51,6 +50,8 @@ class SweepSummary:
     compute_seconds: float  # training (MLP.fit) inside all trials
     n_jobs: int
     tracking_seconds: float = 0.0  # MLflow logging inside the workers
+    setup_seconds: float = math.nan  # from the start of the sweep to the workers' phase
+    evaluation_seconds: float = math.nan  # the end's re-runs, test evaluation and peer
     worker_seconds: float = 0.0
     interrupted: bool = False
     parent_run_id: str | None = None

@@ -6,11 +6,13 @@ Nothing is written before the sweep file, the overrides and the data set have be
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,12 @@ from pipeline.config import ConfigError, SweepConfig
 from pipeline.console import print_summary, show_progress
 from pipeline.data import Dataset, load
 from pipeline.evaluation import evaluate_on_test
-from pipeline.folds import smallest_class
+from pipeline.folds import smallest_class, splits_of
 from pipeline.locations import first_line, mask_credentials
 from pipeline.peer import peer_results
 from pipeline.results import SweepSummary, WorkerReport
 from pipeline.view import runs_link
-from pipeline.worker import WorkerContext, run_worker
+from pipeline.worker import WorkerContext, run_worker, warm_up
 
 MAX_RESTARTS = 3  # rounds of workers restarted after one of them died
 
@@ -74,13 +76,33 @@ def run_sweep(
     the data set or a store cannot be used, or when another sweep is running the study."""
     console = console or Console(width=None if sys.stdout.isatty() else 120)
     started = time.perf_counter()
-    dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
-    url = st.storage_url(cfg, storage)
+    warming = _warm_workers(cfg)
     try:
+        dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
+        url = st.storage_url(cfg, storage)
         with st.hold_study(url, cfg.study.name):
-            return _run(cfg, dataset, url, tracking_uri, sweep_file, console, started)
+            return _run(cfg, dataset, url, tracking_uri, sweep_file, console, started, warming)
     except st.StudyBusyError as err:
         raise ConfigError(cfg.source, [str(err)]) from None
+    finally:
+        warming.join()
+
+
+def _warm_workers(cfg: SweepConfig) -> threading.Thread:
+    """Start the worker processes now, in the background, and have each make its imports and
+    load the data set while this process does the same and opens the stores (seconds on a
+    fresh store). The workers' phase then reuses the same processes (joblib keeps them for the
+    same settings)."""
+
+    def target() -> None:
+        with contextlib.suppress(Exception):  # the workers' phase reports any error itself
+            Parallel(n_jobs=cfg.study.n_jobs, backend="loky")(
+                delayed(warm_up)(cfg) for _ in range(cfg.study.n_jobs)
+            )
+
+    thread = threading.Thread(target=target, name="warm-workers", daemon=True)
+    thread.start()
+    return thread
 
 
 def _open_stores(
@@ -115,6 +137,7 @@ def _run(
     sweep_file: str | None,
     console: Console,
     started: float,
+    warming: threading.Thread,
 ) -> SweepSummary:
     study, tracker = _open_stores(cfg, url, tracking_uri, sweep_file)
     recovered = st.recover_interrupted(study, url)
@@ -148,7 +171,9 @@ def _run(
             experiment_id=tracker.experiment_id if tracker else None,
             parent_run_id=tracker.run_id if tracker else None,
         )
+        warming.join()  # the workers' phase takes over the warmed processes
         parallel_started = time.perf_counter()
+        setup_seconds = parallel_started - started
         for _ in range(MAX_RESTARTS + 1):
             try:
                 reports += _run_workers(cfg, ctx, study, console)
@@ -196,13 +221,36 @@ def _run(
         compute_seconds=sum(r.compute_seconds for r in reports),
         n_jobs=cfg.study.n_jobs,
         tracking_seconds=sum(r.tracking_seconds for r in reports),
+        setup_seconds=setup_seconds,
         worker_seconds=sum(r.busy_seconds for r in reports),
         interrupted=interrupted,
         parent_run_id=tracker.run_id if tracker else None,
         runs_link=runs_link("http://127.0.0.1:5000", tracker.experiment_id) if tracker else None,
         errors=errors,
     )
-    if not interrupted and not errors:
+    first_split = splits_of(dataset, cfg.study.folds, cfg.study.seed)[0]  # the saved networks'
+    with ThreadPoolExecutor(max_workers=1) as background:
+        figures = None
+        if tracker and not interrupted and not errors:
+            # drawn by this process while the workers train the re-runs, not after them
+            figures = background.submit(tracker.log_search_figures, study, first_split)
+        evaluation_started = time.perf_counter()
+        _evaluate(cfg, study, dataset, models_dir, summary)
+        summary.evaluation_seconds = time.perf_counter() - evaluation_started
+        summary.wall_seconds = time.perf_counter() - started
+        if tracker:
+            tracker.finish(study, summary, first_split, figures and figures.result())
+            summary.wall_seconds = time.perf_counter() - started
+    print_summary(cfg, study, summary, console)
+    return summary
+
+
+def _evaluate(
+    cfg: SweepConfig, study: optuna.Study, dataset: Dataset, models_dir: Path, summary: SweepSummary
+) -> None:
+    """The end of a sweep that ran to its end: the choice, the test figures, the peer and the
+    answer in words, into ``summary``."""
+    if not summary.interrupted and not summary.errors:
         evaluation = evaluate_on_test(cfg, study, dataset, models_dir)
         summary.test_metrics = evaluation.tests
         summary.best = evaluation.chosen
@@ -218,12 +266,6 @@ def _run(
                 cfg.study.folds,
             )
         summary.answer = answer.sentences(cfg, study, summary)
-    summary.wall_seconds = time.perf_counter() - started
-    if tracker:
-        tracker.finish(study, summary, dataset.X_train)
-        summary.wall_seconds = time.perf_counter() - started
-    print_summary(cfg, study, summary, console)
-    return summary
 
 
 def _run_workers(

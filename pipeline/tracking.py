@@ -31,6 +31,8 @@ from optuna.trial import TrialState
 from pipeline import view
 from pipeline.config import SweepConfig
 from pipeline.curves import curve_start, readable_part
+from pipeline.data import Dataset
+from pipeline.folds import splits_of
 from pipeline.locations import mask_credentials
 from pipeline.mlp import MLP, is_number
 from pipeline.names import (
@@ -44,6 +46,7 @@ from pipeline.names import (
     FOLD_PREFIX,
     INTERRUPTED,
     INTERRUPTED_REASON,
+    MC_METRIC,
     NOTE,
     PRUNE_REASON,
     PRUNED,
@@ -68,6 +71,7 @@ from pipeline.names import (
     TRIAL,
     short,
 )
+from pipeline.objective import mc_curve
 from pipeline.results import SweepSummary, TrialResult
 from pipeline.store import find_parent_run, tracking_uri
 
@@ -266,8 +270,6 @@ class TrialLogger:
         finals = [Metric(k, float(v), now, 0) for k, v in result.metrics.items() if np.isfinite(v)]
         searched = {k: v for k, v in result.hyperparameters.items() if k in self.searched}
         finals += _numbers(searched, now)
-        # the ensemble view: one metric, by the number of stochastic passes T as its step
-        finals += [Metric("final_val_loss_mc", v, now, t) for t, v in result.mc_curve.items()]
         # with cross-validation, each fold's validation metrics, by fold as the step
         finals += [
             Metric(f"{FOLD_PREFIX}{k}", v, now, fold)
@@ -501,10 +503,33 @@ class StudyTracker:
     def trial_runs(self) -> dict[int, str]:
         return trial_runs(self.client, self.experiment_id)
 
-    def finish(self, study: Any, summary: SweepSummary, train_X: np.ndarray | None = None) -> None:
-        """Summary metrics, Optuna's plots, the trials table, test metrics, the best model and
-        the figures of the best trials and the baselines; then the parent run's status (KILLED
-        when the sweep was interrupted, FAILED when an error stopped it)."""
+    def log_search_figures(self, study: Any, split: Dataset) -> set[int]:
+        """What can be drawn once the search has ended: Optuna's plots of the study (the
+        parent's ``plots/``) and the figures of the ``FIGURES_FOR_BEST`` best trials and the
+        baselines. The sweep runs this while the re-runs train; returns the trials drawn."""
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
+        numbers = {t.number for t in ranked[:FIGURES_FOR_BEST]}
+        numbers |= {t.number for t in complete if t.user_attrs.get(BASELINE)}
+        log_trial_figures(self.client, self.trial_runs(), sorted(numbers), split)
+        from pipeline import plots
+
+        with tempfile.TemporaryDirectory() as tmp:
+            plots.study_figures(study, study_params(study), Path(tmp), self.objective)
+            self.client.log_artifacts(self.run_id, tmp, "plots")
+        return numbers
+
+    def finish(
+        self,
+        study: Any,
+        summary: SweepSummary,
+        split: Dataset,
+        drawn: set[int] | None = None,
+    ) -> None:
+        """Summary metrics, the trials table, test metrics, the best model, Optuna's plots and
+        the figures of the best trials, the baselines and the chosen configuration (``drawn``:
+        what :meth:`log_search_figures` has drawn already); then the parent run's status
+        (KILLED when the sweep was interrupted, FAILED when an error stopped it)."""
         states = summary.states
         metrics = {
             "n_complete": states[COMPLETE],
@@ -514,6 +539,8 @@ class StudyTracker:
             "train_time": summary.compute_seconds,
             "workers_time": summary.parallel_seconds,  # the workers' phase, wall
             "tracking_time": summary.tracking_seconds,  # MLflow logging inside the workers
+            "setup_time": summary.setup_seconds,  # up to the workers' phase
+            "evaluation_time": summary.evaluation_seconds,  # re-runs, test, peer
             "n_jobs": summary.n_jobs,
         }
         if summary.best is not None:
@@ -546,17 +573,12 @@ class StudyTracker:
             tags[BEST_RUN_ID] = best_run
             self.client.set_tag(best_run, BEST, "true")  # the best trial, marked in its run
         log_summary(self.client, self.run_id, metrics, tags=tags)
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
-        chosen = {t.number for t in ranked[:FIGURES_FOR_BEST]}
-        chosen |= {m["trial"] for m in summary.test_metrics.values()}  # best and baselines
+        if drawn is None:
+            drawn = self.log_search_figures(study, split)
+        tested = {m["trial"] for m in summary.test_metrics.values()}  # chosen and baselines
+        log_trial_figures(self.client, runs, sorted(tested - drawn), split)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            (folder / "plots").mkdir()
-            from pipeline import plots
-
-            log_trial_figures(self.client, runs, sorted(chosen), train_X)
-            plots.study_figures(study, study_params(study), folder / "plots", self.objective)
             if summary.selection:
                 import pandas as pd
 
@@ -597,13 +619,12 @@ def trial_runs(client: MlflowClient, experiment_id: str) -> dict[int, str]:
 
 
 def log_trial_figures(
-    client: MlflowClient,
-    runs: dict[int, str],
-    numbers: list[int],
-    train_X: np.ndarray | None,
+    client: MlflowClient, runs: dict[int, str], numbers: list[int], split: Dataset
 ) -> list[int]:
     """The figures of trials ``numbers`` (trial number -> run id in ``runs``), drawn from each
-    run's ``history.csv`` and ``model.npz`` and logged beside them."""
+    run's ``history.csv`` and ``model.npz`` and logged beside them, and the ensemble view of a
+    network that drops units or weights (metric ``final_val_loss_mc``, by T) on ``split``, the
+    study's first split: the one the saved network was trained and validated on."""
     done = []
     with tempfile.TemporaryDirectory() as tmp:
         for number in numbers:
@@ -619,8 +640,12 @@ def log_trial_figures(
             figures = folder / "figures"
             figures.mkdir()
             model = MLP.load(folder / "model.npz")
-            write_trial_figures(figures, read_history(folder / "history.csv"), model, train_X)
+            history = read_history(folder / "history.csv")
+            write_trial_figures(figures, history, model, split.X_train)
             client.log_artifacts(run_id, str(figures))
+            now = _now_ms()  # one metric, by the number of stochastic passes T as its step
+            ensemble = [Metric(MC_METRIC, v, now, t) for t, v in mc_curve(model, split).items()]
+            _log_metrics(client, run_id, ensemble)
             done.append(number)
     return done
 
@@ -684,7 +709,8 @@ def figures_of(study: str, numbers: list[int], uri: str | None = None) -> list[i
         cfg = SweepConfig(**json.loads(Path(path).read_text()))
     d = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
     runs = trial_runs(client, experiment.experiment_id)
-    return log_trial_figures(client, runs, numbers, d.X_train)
+    split = splits_of(d, cfg.study.folds, cfg.study.seed)[0]
+    return log_trial_figures(client, runs, numbers, split)
 
 
 def load_best_model(study: str, uri: str | None = None) -> MLP:

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from pipeline import analysis
 from pipeline.config import load_sweep, parse_override
-from pipeline.names import COMPLETE, RUN_STATUS, STATE
+from pipeline.names import COMPLETE, MC_METRIC, RUN_STATUS, STATE
 from pipeline.report import write_reports
 from pipeline.study import load_study
 from pipeline.sweep import run_sweep
@@ -215,21 +215,33 @@ def test_the_parent_run_holds_the_sweep_as_an_artifact_and_the_study_a_saved_vie
     assert len(found) == N_TRIALS
 
 
-def test_dropout_trials_log_the_ensemble_view_by_number_of_passes(swept):
+def test_the_trials_with_figures_log_the_ensemble_view_by_number_of_passes(swept):
     from mlflow import MlflowClient
+
+    from pipeline.data import load
+    from pipeline.mlp import MLP
 
     cfg, _, uri, _, _ = swept
     client = MlflowClient(uri)
     frame = analysis.runs(cfg.study.name, uri)
     complete = frame[frame["state"] == COMPLETE]
+    d = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
+    measured = 0
     for _, row in complete.iterrows():
-        curve = client.get_metric_history(row["run_id"], "final_val_loss_mc")
-        if row["keep_prob"] < 1:
+        curve = client.get_metric_history(row["run_id"], MC_METRIC)
+        drawn = "curves.png" in {a.path for a in client.list_artifacts(row["run_id"])}
+        if row["keep_prob"] < 1 and drawn:
             assert sorted(m.step for m in curve) == [1, 3, 10]
-            assert all(m.value > 0 for m in curve)
-        else:  # nothing dropped: nothing to average
+            # the saved network's own Monte-Carlo average, on the validation split
+            model = MLP.load(client.download_artifacts(row["run_id"], "model.npz"))
+            by_t = model.mc_losses(d.X_val, d.y_val, (1, 3, 10))
+            assert {m.step: m.value for m in curve} == pytest.approx(by_t, rel=1e-12)
+            measured += 1
+        else:  # nothing dropped (nothing to average), or no figures drawn (not measured)
             assert curve == []
-    assert (complete["keep_prob"] < 1).any()  # the chapter-dropout baseline at least
+    assert measured >= 1  # the chapter-dropout baseline at least
+    view = analysis.ensemble_view(frame, cfg.study.name, uri)
+    assert len(view) == 3 * measured and (view["ratio"] > 0).all()
 
 
 def test_repeats_train_the_best_and_the_baselines_on_the_same_other_seeds(swept):
