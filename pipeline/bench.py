@@ -318,12 +318,14 @@ def bench_sweep_commands() -> None:
             share = training / (jobs * wall)
             workers = (m["workers_time"] * jobs - m["train_time"]) / m["train_time"]
             whole = (wall * jobs - training) / training
-            end = m["wall_time"] - m["setup_time"] - m["workers_time"]
+            start_up = wall - m["wall_time"] - m["finish_time"]  # and the summary, and exit
+            end = m["wall_time"] - m["setup_time"] - m["workers_time"] + m["finish_time"]
             print(f"== sweeps/{name}, the command as a user runs it, {int(jobs)} workers")
             print(
-                f"   wall {wall:6.1f} s: start-up {wall - m['wall_time']:.1f} s, set-up "
+                f"   wall {wall:6.1f} s: start-up and exit {start_up:.1f} s, set-up "
                 f"{m['setup_time']:.1f} s, workers {m['workers_time']:.1f} s, end {end:.1f} s "
-                f"(re-runs, test and peer {m['evaluation_time']:.1f} s)"
+                f"(re-runs, test and peer {m['evaluation_time']:.1f} s; logging and figures "
+                f"{m['finish_time']:.1f} s)"
             )
             print(
                 f"   training {training:6.1f} core-s (trials {trials:.1f}, re-runs {reruns:.1f}),"

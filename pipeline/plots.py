@@ -96,13 +96,29 @@ def activation_histogram(
     return fig
 
 
+STUDY_FIGURES = (
+    "optimization_history",
+    "intermediate_values",
+    "parallel_coordinate",
+    "slice",
+    "param_importances",
+    "contour_keep_prob_weight_decay",
+)
+
+
 def study_figures(
-    study, params: Sequence[str], folder, objective: str = "value", importance_seed: int = 0
+    study,
+    params: Sequence[str],
+    folder,
+    objective: str = "value",
+    importance_seed: int = 0,
+    only: Sequence[str] = STUDY_FIGURES,
 ) -> list[str]:
-    """The study's plots, saved as PNGs in ``folder``; returns the files written. Optuna's
-    own for the optimisation history, slices, importances and the keep_prob x weight_decay
-    contour (named with ``objective``); ours for parallel coordinates and intermediate values,
-    whose Optuna versions overlap their axis labels and list every trial in a legend.
+    """The study's plots (those of ``only``), saved as PNGs in ``folder``; returns the files
+    written. Optuna's own for the optimisation history, slices, importances and the keep_prob
+    x weight_decay contour (named with ``objective``); ours for parallel coordinates and
+    intermediate values, whose Optuna versions overlap their axis labels and list every trial
+    in a legend.
 
     Parameter importances use fANOVA once at least 10 trials completed with every parameter
     (Optuna's default evaluator says little with few trials). A plot that cannot be drawn yet
@@ -140,6 +156,8 @@ def study_figures(
         )
     written = []
     for name, plot in plotters.items():
+        if name not in only:
+            continue
         try:
             with warnings.catch_warnings():  # "tight layout not applied" on crowded slices
                 warnings.simplefilter("ignore")

@@ -12,7 +12,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -228,19 +227,14 @@ def _run(
         runs_link=runs_link("http://127.0.0.1:5000", tracker.experiment_id) if tracker else None,
         errors=errors,
     )
-    first_split = splits_of(dataset, cfg.study.folds, cfg.study.seed)[0]  # the saved networks'
-    with ThreadPoolExecutor(max_workers=1) as background:
-        figures = None
-        if tracker and not interrupted and not errors:
-            # drawn by this process while the workers train the re-runs, not after them
-            figures = background.submit(tracker.log_search_figures, study, first_split)
-        evaluation_started = time.perf_counter()
-        _evaluate(cfg, study, dataset, models_dir, summary)
-        summary.evaluation_seconds = time.perf_counter() - evaluation_started
+    evaluation_started = time.perf_counter()
+    _evaluate(cfg, study, dataset, models_dir, summary)
+    summary.evaluation_seconds = time.perf_counter() - evaluation_started
+    summary.wall_seconds = time.perf_counter() - started
+    if tracker:  # the figures are drawn of the networks saved, trained on the first split
+        first = splits_of(dataset, cfg.study.folds, cfg.study.seed)[0]
+        tracker.finish(study, summary, first, url, cfg.study.n_jobs)
         summary.wall_seconds = time.perf_counter() - started
-        if tracker:
-            tracker.finish(study, summary, first_split, figures and figures.result())
-            summary.wall_seconds = time.perf_counter() - started
     print_summary(cfg, study, summary, console)
     return summary
 

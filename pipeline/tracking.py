@@ -503,33 +503,14 @@ class StudyTracker:
     def trial_runs(self) -> dict[int, str]:
         return trial_runs(self.client, self.experiment_id)
 
-    def log_search_figures(self, study: Any, split: Dataset) -> set[int]:
-        """What can be drawn once the search has ended: Optuna's plots of the study (the
-        parent's ``plots/``) and the figures of the ``FIGURES_FOR_BEST`` best trials and the
-        baselines. The sweep runs this while the re-runs train; returns the trials drawn."""
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
-        numbers = {t.number for t in ranked[:FIGURES_FOR_BEST]}
-        numbers |= {t.number for t in complete if t.user_attrs.get(BASELINE)}
-        log_trial_figures(self.client, self.trial_runs(), sorted(numbers), split)
-        from pipeline import plots
-
-        with tempfile.TemporaryDirectory() as tmp:
-            plots.study_figures(study, study_params(study), Path(tmp), self.objective)
-            self.client.log_artifacts(self.run_id, tmp, "plots")
-        return numbers
-
     def finish(
-        self,
-        study: Any,
-        summary: SweepSummary,
-        split: Dataset,
-        drawn: set[int] | None = None,
+        self, study: Any, summary: SweepSummary, split: Dataset, storage: str, n_jobs: int = 1
     ) -> None:
         """Summary metrics, the trials table, test metrics, the best model, Optuna's plots and
-        the figures of the best trials, the baselines and the chosen configuration (``drawn``:
-        what :meth:`log_search_figures` has drawn already); then the parent run's status
-        (KILLED when the sweep was interrupted, FAILED when an error stopped it)."""
+        the figures of the best trials, the baselines and the chosen configuration (drawn by
+        ``n_jobs`` processes, of the networks trained on ``split``); then the parent run's
+        status (KILLED when the sweep was interrupted, FAILED when an error stopped it)."""
+        started = time.perf_counter()
         states = summary.states
         metrics = {
             "n_complete": states[COMPLETE],
@@ -573,10 +554,12 @@ class StudyTracker:
             tags[BEST_RUN_ID] = best_run
             self.client.set_tag(best_run, BEST, "true")  # the best trial, marked in its run
         log_summary(self.client, self.run_id, metrics, tags=tags)
-        if drawn is None:
-            drawn = self.log_search_figures(study, split)
-        tested = {m["trial"] for m in summary.test_metrics.values()}  # chosen and baselines
-        log_trial_figures(self.client, runs, sorted(tested - drawn), split)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
+        numbers = {t.number for t in ranked[:FIGURES_FOR_BEST]}
+        numbers |= {m["trial"] for m in summary.test_metrics.values()}  # chosen and baselines
+        drawn = [runs[n] for n in sorted(numbers) if n in runs]
+        self._log_figures(study, drawn, split, storage, n_jobs)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             if summary.selection:
@@ -591,8 +574,42 @@ class StudyTracker:
                 (folder / "best_model").mkdir()
                 best["model"].save(folder / "best_model" / "model.npz")
             self.client.log_artifacts(self.run_id, tmp)
+        log_summary(self.client, self.run_id, {"finish_time": time.perf_counter() - started})
         status = "FAILED" if summary.errors else "KILLED" if summary.interrupted else "FINISHED"
         self.client.set_terminated(self.run_id, status=status)
+
+    def _log_figures(
+        self, study: Any, run_ids: list[str], split: Dataset, storage: str, n_jobs: int
+    ) -> None:
+        """The figures of the trials of ``run_ids`` and Optuna's plots of the study (the
+        parent's ``plots/``), each a job of its own for ``n_jobs`` processes (the sweep's warm
+        workers): drawn one after another they would leave all but one core idle."""
+        from joblib import Parallel, delayed
+
+        from pipeline.plots import STUDY_FIGURES
+
+        params = study_params(study)
+        with tempfile.TemporaryDirectory() as tmp:
+            jobs = [delayed(_trial_figures)(self.uri, run_id, split) for run_id in run_ids]
+            jobs += [
+                delayed(_study_figure)(storage, study.study_name, params, self.objective, tmp, name)
+                for name in STUDY_FIGURES
+            ]
+            Parallel(n_jobs=n_jobs, backend="loky")(jobs)
+            self.client.log_artifacts(self.run_id, tmp, "plots")
+
+
+def _study_figure(
+    storage: str, study_name: str, params: list[str], objective: str, folder: str, name: str
+) -> None:
+    """One of the study's plots, drawn in a worker process from the study's storage."""
+    import optuna
+
+    from pipeline import plots
+    from pipeline.study import make_storage
+
+    study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
+    plots.study_figures(study, params, Path(folder), objective, only=(name,))
 
 
 def _as_text(table: Any) -> Any:
@@ -621,33 +638,34 @@ def trial_runs(client: MlflowClient, experiment_id: str) -> dict[int, str]:
 def log_trial_figures(
     client: MlflowClient, runs: dict[int, str], numbers: list[int], split: Dataset
 ) -> list[int]:
-    """The figures of trials ``numbers`` (trial number -> run id in ``runs``), drawn from each
-    run's ``history.csv`` and ``model.npz`` and logged beside them, and the ensemble view of a
-    network that drops units or weights (metric ``final_val_loss_mc``, by T) on ``split``, the
-    study's first split: the one the saved network was trained and validated on."""
-    done = []
+    """The figures of trials ``numbers`` (trial number -> run id in ``runs``) that have a
+    model (see :func:`_trial_figures`); returns the trials that got them."""
+    uri = client.tracking_uri
+    return [n for n in numbers if n in runs and _trial_figures(uri, runs[n], split)]
+
+
+def _trial_figures(uri: str, run_id: str, split: Dataset) -> bool:
+    """A trial's figures, drawn from its run's ``history.csv`` and ``model.npz`` and logged
+    beside them, and the ensemble view of a network that drops units or weights (metric
+    ``final_val_loss_mc``, by T) on ``split``, the study's first split: the one the saved
+    network was trained and validated on. False for a trial without a model."""
+    client = MlflowClient(uri)
     with tempfile.TemporaryDirectory() as tmp:
-        for number in numbers:
-            run_id = runs.get(number)
-            if run_id is None:
-                continue
-            folder = Path(tmp) / str(number)
-            try:
-                client.download_artifacts(run_id, "history.csv", str(folder))
-                client.download_artifacts(run_id, "model.npz", str(folder))
-            except Exception:  # not complete: no model to draw
-                continue
-            figures = folder / "figures"
-            figures.mkdir()
-            model = MLP.load(folder / "model.npz")
-            history = read_history(folder / "history.csv")
-            write_trial_figures(figures, history, model, split.X_train)
-            client.log_artifacts(run_id, str(figures))
-            now = _now_ms()  # one metric, by the number of stochastic passes T as its step
-            ensemble = [Metric(MC_METRIC, v, now, t) for t, v in mc_curve(model, split).items()]
-            _log_metrics(client, run_id, ensemble)
-            done.append(number)
-    return done
+        folder = Path(tmp)
+        try:
+            client.download_artifacts(run_id, "history.csv", tmp)
+            client.download_artifacts(run_id, "model.npz", tmp)
+        except Exception:  # not complete: no model to draw
+            return False
+        figures = folder / "figures"
+        figures.mkdir()
+        model = MLP.load(folder / "model.npz")
+        write_trial_figures(figures, read_history(folder / "history.csv"), model, split.X_train)
+        client.log_artifacts(run_id, str(figures))
+        now = _now_ms()  # one metric, by the number of stochastic passes T as its step
+        ensemble = [Metric(MC_METRIC, v, now, t) for t, v in mc_curve(model, split).items()]
+        _log_metrics(client, run_id, ensemble)
+    return True
 
 
 def study_note(
