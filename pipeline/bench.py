@@ -252,8 +252,33 @@ def bench_same_trials(n_trials: int = 16, epochs: int = 1500) -> None:
         f"   2 workers / 1 worker, same trials: {speedup:.2f}x   "
         f"(goal >= 1.9x: {_goal(speedup >= 1.9)})"
     )
+    plain = {jobs: _plain_fits(base, queued, jobs) for jobs in (1, 2)}
+    ceiling = plain[1] / plain[2]
+    print(
+        f"   the same networks fitted with no machinery (joblib alone, same order): 2 processes"
+        f" / 1: {ceiling:.2f}x ({plain[1]:.1f} s / {plain[2]:.1f} s): the machine's own ceiling;"
+        f" the sweep keeps {speedup / ceiling:.0%} of it"
+    )
     added = (two.parallel_seconds - off.parallel_seconds) * 2 / off.compute_seconds
     print(f"   tracking adds {added:.1%} of training time to the workers' phase (same trials)")
+
+
+def _plain_fits(cfg: SweepConfig, queued: list[dict], jobs: int) -> float:
+    """Seconds to train the networks of ``queued`` (validation every epoch, as in a trial) in
+    ``jobs`` warm processes with nothing else: no Optuna, no MLflow, no stop checks. Two
+    processes on two cores share memory bandwidth and cache, so even this is below 2x."""
+    from joblib import Parallel, delayed
+
+    from pipeline.config import trial_values
+    from pipeline.evaluation import measure
+
+    d = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
+    configs = [trial_values(cfg, params, None) for params in queued]
+    with Parallel(n_jobs=jobs, backend="loky") as parallel:
+        parallel(delayed(os.getpid)() for _ in range(jobs))  # started and warm before timing
+        start = time.perf_counter()
+        parallel(delayed(measure)(cfg, values, d) for values in configs)
+        return time.perf_counter() - start
 
 
 def _command(sweep: Path, folder: Path, *args: str) -> tuple[float, dict[str, float]]:
