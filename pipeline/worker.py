@@ -40,15 +40,13 @@ class WorkerContext:
     parent_run_id: str | None = None
 
 
-def warm_up(cfg: SweepConfig) -> int:
+def warm_up(cfg: SweepConfig) -> None:
     """What every worker does before its first trial and that needs no store: the imports
     (MLflow's alone is over a second) and the data set's. The sweep runs this in its worker
-    processes while it prepares the stores, so that the workers' phase starts warm; the
-    process id says which process it warmed."""
+    processes while it prepares the stores, so that the workers' phase starts warm."""
     load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
     if cfg.tracking.enabled:
         import pipeline.tracking  # noqa: F401 - imported for its cost, ahead of the trials
-    return os.getpid()
 
 
 def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerReport:
