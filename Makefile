@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: help setup browser sweep chapter ui report test test-fast bench bench-quality lint format clean
+.PHONY: help setup browser sweep chapter ui head report test test-fast bench bench-quality lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ chapter: setup ## The chapter's table measured: make chapter [CHAPTER_DATA=breas
 
 ui: setup ## MLflow UI over the local store on 127.0.0.1: make ui [PORT=5000]
 	$(PY) -m pipeline ui --port $(PORT)
+
+head: setup ## Shared services on 127.0.0.1 (Dask scheduler, storage proxy, MLflow server)
+	$(PY) -m pipeline head
 
 report: setup ## Reports under reports/ for every study, or make report STUDY="a b" (compared)
 	$(PY) -m pipeline report $(STUDY)

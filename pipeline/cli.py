@@ -1,4 +1,4 @@
-"""The command line: ``python -m pipeline {sweep,ui,report,figures,bench} ...``."""
+"""The command line: ``python -m pipeline {sweep,ui,report,figures,bench,head} ...``."""
 
 from __future__ import annotations
 
@@ -147,6 +147,29 @@ def _figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _head(args: argparse.Namespace) -> int:
+    """The shared services (Dask scheduler, Optuna storage proxy, MLflow server) until Ctrl-C."""
+    from pathlib import Path
+
+    from pipeline.head import HeadError, run_head
+
+    try:
+        ports = (args.scheduler_port, args.storage_port, args.mlflow_port)
+        return run_head(args.host, *ports, Path(args.dir), args.storage)
+    except HeadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _storage_proxy(args: argparse.Namespace) -> int:
+    from pipeline.head import serve_storage
+    from pipeline.locations import mask_credentials
+
+    print(f"Optuna storage proxy for {mask_credentials(args.storage)}", flush=True)
+    serve_storage(args.storage, args.host, args.port)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.part == "quality":
         from pipeline import quality
@@ -179,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--timeout", type=float, help="seconds after which no trial starts")
     sweep.add_argument(
         "--storage",
-        help="Optuna storage: a journal file path or a database "
-        "URL (default: mlruns/optuna.journal)",
+        help="Optuna storage: a journal file path, a database URL or grpc://HOST:PORT (a "
+        "storage proxy, see head) (default: mlruns/optuna.journal)",
     )
     sweep.add_argument(
         "--tracking-uri",
@@ -250,6 +273,41 @@ def build_parser() -> argparse.ArgumentParser:
         "split (about 11 minutes on 2 cores)",
     )
     bench.set_defaults(run=_bench)
+
+    head = commands.add_parser(
+        "head",
+        help="start the shared services of sweeps run from several processes or machines: "
+        "Dask scheduler, Optuna storage proxy, MLflow server",
+        description="Start, as child processes, the Dask scheduler, Optuna's gRPC storage "
+        "proxy over one RDB and an MLflow tracking server with artifact proxying; print the "
+        "lines to run elsewhere; stop them all on Ctrl-C. Every service binds to 127.0.0.1 "
+        "unless --host says otherwise (with a warning). Exit status 2 when a port is in use.",
+    )
+    head.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    head.add_argument("--scheduler-port", type=int, default=8786, help="Dask (default 8786)")
+    head.add_argument(
+        "--storage-port", type=int, default=13000, help="storage proxy (default 13000)"
+    )
+    head.add_argument("--mlflow-port", type=int, default=5001, help="MLflow (default 5001)")
+    head.add_argument(
+        "--dir", default="mlruns/head", help="the services' state (default mlruns/head)"
+    )
+    head.add_argument(
+        "--storage",
+        help="the RDB the proxy serves, e.g. postgresql://user@host/db (default: SQLite in --dir)",
+    )
+    head.set_defaults(run=_head)
+
+    proxy = commands.add_parser(
+        "storage-proxy",
+        help="serve an Optuna RDB storage over gRPC (head starts it)",
+        description="Optuna's gRPC storage proxy over one RDB, until stopped: sweeps reach it "
+        "with --storage grpc://HOST:PORT.",
+    )
+    proxy.add_argument("storage", help="RDB URL, e.g. sqlite:///mlruns/head/optuna.db")
+    proxy.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    proxy.add_argument("--port", type=int, default=13000, help="port (default 13000)")
+    proxy.set_defaults(run=_storage_proxy)
     return parser
 
 

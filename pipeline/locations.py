@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.config import ConfigError
 
-STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "grpc")
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "http", "https", "file", "databricks")
 TIMEOUT = 5.0  # seconds for a server to answer
 
@@ -131,7 +131,26 @@ def storage_problem(storage: str) -> str | None:
     if scheme == "sqlite":
         path = Path(storage.split(":///", 1)[-1])
         return _file_problem(path) or _sqlite_problem(path)
+    if scheme == "grpc":
+        return _proxy_problem(storage)
     return _database_problem(storage)
+
+
+def _proxy_problem(url: str) -> str | None:
+    """Why no Optuna storage proxy listens at ``grpc://host:port`` (within seconds), or None."""
+    import socket
+
+    from pipeline.study import grpc_address
+
+    try:
+        host, port = grpc_address(url)
+    except ValueError as err:
+        return str(err).split(": ", 1)[1]
+    try:
+        socket.create_connection((host, port), timeout=TIMEOUT).close()
+    except OSError as err:
+        return f"no Optuna storage proxy answers at {host}:{port} ({err.strerror or err})"
+    return None
 
 
 def tracking_problem(uri: str) -> str | None:

@@ -13,12 +13,13 @@ import hashlib
 import os
 import socket
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage
+from optuna.storages import BaseStorage, GrpcStorageProxy, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, Trial, TrialState
 
@@ -62,11 +63,27 @@ def model_path(models_dir: str | Path, trial_number: int) -> Path:
 
 
 def make_storage(url: str) -> str | BaseStorage:
+    """The storage of ``url``: a journal file's path, ``grpc://host:port`` (Optuna's storage
+    proxy, as ``python -m pipeline head`` serves it), or an RDB URL."""
+    if url.startswith("grpc://"):
+        host, port = grpc_address(url)
+        with warnings.catch_warnings():  # "experimental": the proxy is new in Optuna 4.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return GrpcStorageProxy(host=host, port=port)
     if "://" in url:
         return url  # an RDB URL; Optuna builds the storage
     path = Path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+
+
+def grpc_address(url: str) -> tuple[str, int]:
+    """``grpc://host:port`` -> (host, port); ValueError naming the form otherwise."""
+    address = url.removeprefix("grpc://").rstrip("/")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{url!r}: a storage proxy is grpc://HOST:PORT")
+    return host, int(port)
 
 
 def suggest(trial: Trial, cfg: SweepConfig) -> dict[str, Any]:

@@ -10,7 +10,7 @@ def test_help_lists_every_command(capsys):
         cli.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for command in ("sweep", "ui", "report", "figures", "bench"):
+    for command in ("sweep", "ui", "report", "figures", "bench", "head", "storage-proxy"):
         assert command in out
 
 

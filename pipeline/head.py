@@ -1,0 +1,219 @@
+"""``python -m pipeline head``: the shared services of a sweep that reaches beyond one process
+tree, started as child processes of this one and stopped together (Ctrl-C):
+
+- the Dask scheduler, which worker machines join;
+- Optuna's gRPC storage proxy over one RDB (``python -m pipeline storage-proxy``), so that
+  every process reads and writes the study through one server instead of a local file;
+- an MLflow tracking server with artifact proxying, so that histories, models and figures
+  travel over HTTP and no machine needs the head's filesystem.
+
+Every service binds to 127.0.0.1 unless ``--host`` says otherwise; another address is an
+explicit choice and gets a warning (none of the three authenticates its clients by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+READY_TIMEOUT = 120.0  # seconds for a service to answer after it starts
+
+
+class HeadError(Exception):
+    """The services cannot start (a port in use): one line, nothing started."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    option: str  # the command-line option that sets its port
+    port: int
+    command: list[str]
+    health: str | None = None  # an HTTP page that answers once it is ready; else a TCP connect
+
+
+def services(
+    host: str, scheduler_port: int, storage_port: int, mlflow_port: int, folder: Path, storage: str
+) -> list[Service]:
+    """The three services, their state under ``folder`` (the study RDB ``storage``, by default
+    SQLite there: one proxy process is its only client)."""
+    mlflow = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(mlflow_port)]
+    mlflow += ["--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"]
+    mlflow += ["--artifacts-destination", str(folder / "artifacts")]
+    return [
+        Service(
+            "Dask scheduler",
+            "--scheduler-port",
+            scheduler_port,
+            [sys.executable, "-m", "dask", "scheduler", "--host", host, "--port"]
+            + [str(scheduler_port), "--no-dashboard"],
+        ),
+        Service(
+            "Optuna storage proxy",
+            "--storage-port",
+            storage_port,
+            [sys.executable, "-m", "pipeline", "storage-proxy", storage, "--host", host]
+            + ["--port", str(storage_port)],
+        ),
+        Service(
+            "MLflow server",
+            "--mlflow-port",
+            mlflow_port,
+            mlflow,
+            health=f"http://{_connectable(host)}:{mlflow_port}/health",
+        ),
+    ]
+
+
+def default_storage(folder: Path) -> str:
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def binding_warning(host: str) -> str | None:
+    """A warning for any address but the loopback one, or None."""
+    if host in (LOOPBACK, "localhost", "::1"):
+        return None
+    return (
+        f"warning: the services listen on {host}, not only on this machine: none of them "
+        "authenticates its clients by default. On a shared network use Dask's TLS settings, "
+        "MLflow's authentication (mlflow server --app-name basic-auth) and a firewall; see "
+        "the README, 'Running on several machines'."
+    )
+
+
+def check_ports(host: str, wanted: list[Service]) -> None:
+    """Refuse, before starting anything, a port that something else already listens on."""
+    for service in wanted:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, service.port))
+            except OSError as err:
+                raise HeadError(
+                    f"port {service.port} ({service.name}) cannot be used on {host}: "
+                    f"{err.strerror}; stop what holds it or choose another with {service.option}"
+                ) from None
+
+
+def lines(host: str, scheduler_port: int, storage_port: int, mlflow_port: int) -> list[str]:
+    """What to run elsewhere: a worker machine's line, and the sweep's."""
+    address = _connectable(host)
+    return [
+        f"  Dask workers (every other machine, in a checkout of this project with its .venv):\n"
+        f"    .venv/bin/dask worker tcp://{address}:{scheduler_port} --nthreads 1",
+        f"  a sweep using these services:\n"
+        f"    python -m pipeline sweep sweeps/default.toml "
+        f"--storage grpc://{address}:{storage_port} --tracking-uri http://{address}:{mlflow_port}",
+        f"  the MLflow UI: http://{address}:{mlflow_port}",
+    ]
+
+
+def _connectable(host: str) -> str:
+    """The address clients use for a service bound to ``host``."""
+    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+
+
+def run_head(
+    host: str,
+    scheduler_port: int,
+    storage_port: int,
+    mlflow_port: int,
+    folder: Path,
+    storage: str | None = None,
+) -> int:
+    """Start the services, print what to run elsewhere, and wait. Returns 130 on Ctrl-C, 1 when a
+    service stops by itself (the others are then stopped too), 2 when one cannot start."""
+    wanted = services(
+        host, scheduler_port, storage_port, mlflow_port, folder, storage or default_storage(folder)
+    )
+    check_ports(host, wanted)
+    folder.mkdir(parents=True, exist_ok=True)
+    warning = binding_warning(host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    started: list[tuple[Service, subprocess.Popen]] = []
+    signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())  # stopped alone: stop all
+    try:
+        for service in wanted:
+            # a session of its own: Ctrl-C reaches this process, which stops them in order
+            process = subprocess.Popen(service.command, env=env, start_new_session=True)
+            started.append((service, process))
+        for service, process in started:
+            if not _ready(host, service, process):
+                print(
+                    f"error: the {service.name} did not start (exit status {process.poll()})",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"{service.name} ready on {host}:{service.port}", flush=True)
+        print("\n".join(lines(host, scheduler_port, storage_port, mlflow_port)), flush=True)
+        print(f"state in {folder}; Ctrl-C stops every service", flush=True)
+        while True:
+            for service, process in started:
+                if process.poll() is not None:
+                    print(
+                        f"error: the {service.name} stopped (exit status {process.returncode});"
+                        " stopping the others",
+                        file=sys.stderr,
+                    )
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        _stop([process for _, process in started])
+
+
+def _raise_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def _ready(host: str, service: Service, process: subprocess.Popen) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if service.health:
+                with urllib.request.urlopen(service.health, timeout=5) as response:
+                    response.read(16)
+            else:
+                socket.create_connection((_connectable(host), service.port), timeout=5).close()
+            return True
+        except OSError:  # not listening yet
+            time.sleep(0.2)
+    return False
+
+
+def _stop(processes: list[subprocess.Popen], timeout: float = 20.0) -> None:
+    """SIGTERM to each service's process group, then SIGKILL to what is left."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def serve_storage(url: str, host: str, port: int) -> None:
+    """Optuna's gRPC proxy over the RDB at ``url``, until stopped."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():  # "experimental": the proxy is new in Optuna 4.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.get_storage(url)
+        optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)

@@ -1,0 +1,148 @@
+"""`python -m pipeline head`: the shared services (Dask scheduler, Optuna's gRPC storage proxy,
+an MLflow server with artifact proxying) as real processes on loopback, a sweep through them,
+and the refusals that must come within seconds."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from e2e import env, sweep, wait_for
+from mlflow import MlflowClient
+
+from pipeline.head import binding_warning
+from pipeline.study import grpc_address, make_storage
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _process_tree(root: int) -> list[int]:
+    from pipeline.bench import _process_tree
+
+    return _process_tree(root)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _head(folder: Path, scheduler: int, storage: int, mlflow: int) -> subprocess.Popen:
+    ports = ["--scheduler-port", str(scheduler), "--storage-port", str(storage)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "head", *ports, "--mlflow-port", str(mlflow)],
+        cwd=folder,
+        stdout=open(folder / "head.out", "w"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+        env=env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+@pytest.mark.slow
+def test_a_sweep_through_the_head_services_lands_there_and_ctrl_c_stops_them_all(tmp_path):
+    scheduler, storage, mlflow = _free_ports(3)
+    head = _head(tmp_path, scheduler, storage, mlflow)
+    output = tmp_path / "head.out"
+    try:
+        wait_for(lambda: "Ctrl-C stops every service" in output.read_text(), 180, "the head")
+        printed = output.read_text()
+        for name, port in (("Dask", scheduler), ("storage proxy", storage), ("MLflow", mlflow)):
+            assert f"{name}" in printed and f"127.0.0.1:{port}" in printed
+        assert f".venv/bin/dask worker tcp://127.0.0.1:{scheduler}" in printed
+        line = f"--storage grpc://127.0.0.1:{storage} --tracking-uri http://127.0.0.1:{mlflow}"
+        assert line in printed
+        # Dask's scheduler answers as a scheduler does
+        from distributed import Client
+
+        with Client(f"tcp://127.0.0.1:{scheduler}", timeout=30) as client:
+            assert client.scheduler_info()["address"] == f"tcp://127.0.0.1:{scheduler}"
+
+        # the sweep, from another folder: what reaches the head's folder came through them
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        done = sweep(elsewhere, *line.split())
+        assert done.returncode == 0, done.stdout + done.stderr
+        study = optuna.load_study(
+            study_name="smoke", storage=make_storage(f"grpc://127.0.0.1:{storage}")
+        )
+        assert len(study.trials) == 8 and all(t.state.is_finished() for t in study.trials)
+        assert (tmp_path / "mlruns" / "head" / "optuna.db").is_file()
+        mlflow_client = MlflowClient(f"http://127.0.0.1:{mlflow}")
+        experiment = mlflow_client.get_experiment_by_name("smoke").experiment_id
+        found = mlflow_client.search_runs([experiment], max_results=100)
+        roles = [r.data.tags.get("pipeline.role") for r in found]
+        assert roles.count("study") == 1 and roles.count("trial") == 8
+        complete = [r for r in found if r.data.tags.get("state") == "complete"]
+        assert complete
+        for run in complete:  # uploaded over HTTP into the head's artifact folder
+            files = {a.path for a in mlflow_client.list_artifacts(run.info.run_id)}
+            assert {"history.csv", "model.npz"} <= files
+        assert any((tmp_path / "mlruns" / "head" / "artifacts").rglob("model.npz"))
+
+        services = _process_tree(head.pid)
+        assert len(services) >= 4  # the head and its three services
+        head.send_signal(signal.SIGINT)
+        assert head.wait(timeout=60) == 130
+        wait_for(lambda: not any(_alive(pid) for pid in services), 30, "the services to end")
+    finally:
+        if head.poll() is None:
+            head.kill()
+
+
+@pytest.mark.slow
+def test_the_head_refuses_a_port_in_use_before_starting_anything(tmp_path):
+    scheduler, storage = _free_ports(2)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        mlflow = taken.getsockname()[1]
+        started = time.monotonic()
+        head = _head(tmp_path, scheduler, storage, mlflow)
+        assert head.wait(timeout=60) == 2
+        assert time.monotonic() - started < 30
+    printed = (tmp_path / "head.out").read_text()
+    assert f"port {mlflow} (MLflow server) cannot be used on 127.0.0.1" in printed
+    assert "--mlflow-port" in printed and "ready on" not in printed
+    assert not (tmp_path / "mlruns").exists()  # nothing started, nothing written
+
+
+@pytest.mark.slow
+def test_a_sweep_pointing_at_no_storage_proxy_fails_within_seconds_in_one_line(tmp_path):
+    (port,) = _free_ports(1)
+    started = time.monotonic()
+    done = sweep(tmp_path, "--storage", f"grpc://127.0.0.1:{port}", "--no-tracking")
+    assert done.returncode == 2
+    assert time.monotonic() - started < 30
+    assert f"no Optuna storage proxy answers at 127.0.0.1:{port}" in done.stderr
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_storage_proxy_address_is_host_and_port():
+    assert grpc_address("grpc://head.lab:13000") == ("head.lab", 13000)
+    with pytest.raises(ValueError, match="grpc://HOST:PORT"):
+        grpc_address("grpc://head.lab")
+
+
+def test_only_the_loopback_address_binds_without_a_warning():
+    assert binding_warning("127.0.0.1") is None
+    warning = binding_warning("0.0.0.0")
+    assert warning is not None and "authenticates" in warning and "TLS" in warning
