@@ -39,7 +39,11 @@ def _sweep(args: argparse.Namespace) -> int:
 
     try:
         summary = run_sweep(
-            cfg, storage=args.storage, tracking_uri=args.tracking_uri, sweep_file=args.file
+            cfg,
+            storage=args.storage,
+            tracking_uri=args.tracking_uri,
+            sweep_file=args.file,
+            cluster=args.cluster,
         )
     except ConfigError as err:
         print(f"error: cannot run the sweep\n{err}", file=sys.stderr)
@@ -218,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         "or --set search.keep_prob.low=0.3 (repeatable)",
     )
     sweep.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    sweep.add_argument(
+        "--cluster",
+        metavar="tcp://HOST:PORT",
+        help="run the trials on the workers of this Dask scheduler (also [study] cluster and "
+        "$DASK_SCHEDULER_ADDRESS); the storage and the tracking store must then be servers "
+        "every machine reaches, e.g. those of `head`",
+    )
     sweep.set_defaults(run=_sweep)
 
     ui = commands.add_parser(

@@ -141,6 +141,8 @@ class StudySection(_Strict):
     n_jobs: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: os.cpu_count() or 1)
     seed: Annotated[int, Field(ge=0)] = 0
     storage: str | None = None
+    # a Dask scheduler (tcp://HOST:8786) whose workers run the trials; else local processes
+    cluster: str | None = None
     # k-fold cross-validation over the training and validation data pooled (stratified for
     # classification): the objective is the mean over folds; the test split is untouched
     folds: Annotated[int, Field(ge=2, le=50)] | None = None

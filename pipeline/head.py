@@ -109,9 +109,10 @@ def lines(host: str, scheduler_port: int, storage_port: int, mlflow_port: int) -
     return [
         f"  Dask workers (every other machine, in a checkout of this project with its .venv):\n"
         f"    .venv/bin/dask worker tcp://{address}:{scheduler_port} --nthreads 1",
-        f"  a sweep using these services:\n"
-        f"    python -m pipeline sweep sweeps/default.toml "
-        f"--storage grpc://{address}:{storage_port} --tracking-uri http://{address}:{mlflow_port}",
+        f"  a sweep whose trials run on those workers:\n"
+        f"    python -m pipeline sweep sweeps/default.toml --cluster tcp://{address}:"
+        f"{scheduler_port} --storage grpc://{address}:{storage_port} "
+        f"--tracking-uri http://{address}:{mlflow_port}",
         f"  the MLflow UI: http://{address}:{mlflow_port}",
     ]
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,21 +72,40 @@ def run_sweep(
     tracking_uri: str | None = None,
     sweep_file: str | None = None,
     console: Console | None = None,
+    cluster: str | None = None,
 ) -> SweepSummary:
-    """Run (or resume) the study. Raises :class:`ConfigError` before anything is written when
-    the data set or a store cannot be used, or when another sweep is running the study."""
+    """Run (or resume) the study, its trials in local worker processes or, with ``cluster``
+    (or ``[study] cluster``, or $DASK_SCHEDULER_ADDRESS), as tasks on a Dask cluster. Raises
+    :class:`ConfigError` before anything is written when the data set, a store or the cluster
+    cannot be used, or when another sweep is running the study."""
     console = console or Console(width=None if sys.stdout.isatty() else 120)
     started = time.perf_counter()
-    warming = _warm_workers(cfg)
+    address = cluster or cfg.study.cluster or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    client = _connect(cfg, address, storage, tracking_uri) if address else None
+    warming = _warm_workers(cfg)  # with a cluster: for the end's re-runs and figures
     try:
         dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
         url = st.storage_url(cfg, storage)
         with st.hold_study(url, cfg.study.name):
-            return _run(cfg, dataset, url, tracking_uri, sweep_file, console, started, warming)
+            return _run(
+                cfg, dataset, url, tracking_uri, sweep_file, console, started, warming, client
+            )
     except st.StudyBusyError as err:
         raise ConfigError(cfg.source, [str(err)]) from None
     finally:
         warming.join()
+        if client is not None:
+            client.close()
+
+
+def _connect(cfg: SweepConfig, address: str, storage: str | None, tracking: str | None) -> Any:
+    from pipeline import cluster
+    from pipeline.store import tracking_uri as resolved
+
+    cluster.check_shared(
+        cfg, st.storage_url(cfg, storage), resolved(tracking) if cfg.tracking.enabled else None
+    )
+    return cluster.connect(cfg, address)
 
 
 def _warm_workers(cfg: SweepConfig) -> threading.Thread:
@@ -137,6 +158,7 @@ def _run(
     console: Console,
     started: float,
     warming: threading.Thread,
+    client: Any = None,
 ) -> SweepSummary:
     study, tracker = _open_stores(cfg, url, tracking_uri, sweep_file)
     recovered = st.recover_interrupted(study, url)
@@ -175,7 +197,10 @@ def _run(
         setup_seconds = parallel_started - started
         for _ in range(MAX_RESTARTS + 1):
             try:
-                reports += _run_workers(cfg, ctx, study, console)
+                if client is not None:
+                    reports += _run_on_cluster(cfg, ctx, study, console, client)
+                else:
+                    reports += _run_workers(cfg, ctx, study, console)
                 break
             except KeyboardInterrupt:
                 interrupted = True
@@ -265,15 +290,44 @@ def _evaluate(
 def _run_workers(
     cfg: SweepConfig, ctx: WorkerContext, study: optuna.Study, console: Console
 ) -> list[WorkerReport]:
-    """Workers run in a background thread; this thread shows progress until they are done.
-    Ctrl-C asks them to stop (through the stop file) and waits for them to end their trials."""
+    """Local worker processes, asked to stop through the stop file."""
+    return _in_background(
+        cfg,
+        study,
+        console,
+        lambda: Parallel(n_jobs=cfg.study.n_jobs, backend="loky")(
+            delayed(run_worker)(cfg, worker, ctx) for worker in range(cfg.study.n_jobs)
+        ),
+        Path(ctx.stop_file).touch,
+    )
+
+
+def _run_on_cluster(
+    cfg: SweepConfig, ctx: WorkerContext, study: optuna.Study, console: Console, client: Any
+) -> list[WorkerReport]:
+    """The trials as tasks on the cluster, asked to stop through the study's Dask event."""
+    from pipeline import cluster
+
+    stop = cluster.stop_event(client, cfg.study.name)
+    return _in_background(
+        cfg, study, console, lambda: cluster.run_trials(client, cfg, ctx, study, stop), stop.set
+    )
+
+
+def _in_background(
+    cfg: SweepConfig,
+    study: optuna.Study,
+    console: Console,
+    work: Callable[[], list[WorkerReport]],
+    request_stop: Callable[[], Any],
+) -> list[WorkerReport]:
+    """The work runs in a background thread; this thread shows progress until it is done.
+    Ctrl-C requests a stop and waits for the running trials to end."""
     outcome: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            outcome["reports"] = Parallel(n_jobs=cfg.study.n_jobs, backend="loky")(
-                delayed(run_worker)(cfg, worker, ctx) for worker in range(cfg.study.n_jobs)
-            )
+            outcome["reports"] = work()
         except BaseException as err:  # re-raised in the calling thread
             outcome["error"] = err
 
@@ -282,7 +336,7 @@ def _run_workers(
         thread.start()  # Ctrl-C may land while start() waits for the thread: inside the try
         show_progress(cfg, study, thread, console)
     except KeyboardInterrupt:
-        Path(ctx.stop_file).touch()
+        request_stop()
         console.print(
             "[yellow]stopping: the running trials end at their next epoch "
             "(Ctrl-C again to leave now)[/]"

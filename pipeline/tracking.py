@@ -201,11 +201,16 @@ def _logged_sweep(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
         return json.loads(Path(path).read_text())
 
 
-def close_interrupted_runs(client: MlflowClient, experiment_id: str) -> int:
-    """Child runs left RUNNING by a sweep that died become KILLED, tagged ``interrupted``."""
+def close_interrupted_runs(
+    client: MlflowClient, experiment_id: str, trial_number: int | None = None
+) -> int:
+    """Child runs left RUNNING by a sweep that died (or by a dead attempt at trial
+    ``trial_number``) become KILLED, tagged ``interrupted``."""
+    of_trial = "" if trial_number is None else f" and tags.`{TRIAL}` = '{trial_number}'"
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{ROLE}` = '{ROLE_TRIAL}' and attributes.status = 'RUNNING'",
+        filter_string=f"tags.`{ROLE}` = '{ROLE_TRIAL}' and attributes.status = 'RUNNING'"
+        + of_trial,
         max_results=10000,
     )
     for run in runs:

@@ -13,18 +13,24 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import optuna
 from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from pipeline.config import SweepConfig
-from pipeline.data import load
+from pipeline.data import Dataset, load
 from pipeline.names import COMPLETE, FAIL_REASON, FAILED, INTERRUPTED, INTERRUPTED_ATTR, PRUNED
 from pipeline.objective import run_trial
 from pipeline.results import WorkerReport
 from pipeline.study import load_study, model_path, reserve_trial
+
+if TYPE_CHECKING:
+    from pipeline.tracking import TrialLogger
 
 
 @dataclass(frozen=True)
@@ -109,31 +115,45 @@ def _take_trials(
         trial = reserve_trial(study, ctx.storage, cfg.study.n_trials)
         if trial is None:
             break
-        report.current_trial = trial.number
+        run_one(trial, cfg, dataset, logger, ctx.models_dir, report, stop_requested)
+
+
+def run_one(
+    trial: optuna.Trial,
+    cfg: SweepConfig,
+    dataset: Dataset,
+    logger: TrialLogger | None,
+    models_dir: str,
+    report: WorkerReport,
+    stop_requested: Callable[[], bool],
+) -> None:
+    """One reserved trial: its MLflow run started, the network trained, the model saved in
+    ``models_dir``, the run finished, then Optuna told (see the module's docstring)."""
+    report.current_trial = trial.number
+    tic = time.perf_counter()
+    run_id = logger.start(trial.number, trial.user_attrs) if logger else None
+    report.tracking_seconds += time.perf_counter() - tic
+    result = run_trial(trial, cfg, dataset, stop_requested)
+    if result.state == COMPLETE and not math.isfinite(result.value):
+        result.state, result.reason = FAILED, f"objective is {result.value}"
+    report.trials += 1
+    report.compute_seconds += result.metrics.get("train_time", 0.0)
+    if result.state == COMPLETE:
+        result.model_path = model_path(models_dir, trial.number)
+        result.model.save(result.model_path)
+    if result.reason:
+        trial.set_user_attr(FAIL_REASON, result.reason)
+    if result.state == INTERRUPTED:
+        trial.set_user_attr(INTERRUPTED_ATTR, True)
+    if logger:
         tic = time.perf_counter()
-        run_id = logger.start(trial.number, trial.user_attrs) if logger else None
+        try:
+            logger.finish(run_id, result)
+        except Exception as err:  # tracking trouble must not lose the trial
+            warnings.warn(f"trial {trial.number}: MLflow logging failed: {err}", stacklevel=1)
         report.tracking_seconds += time.perf_counter() - tic
-        result = run_trial(trial, cfg, dataset, stop_requested)
-        if result.state == COMPLETE and not math.isfinite(result.value):
-            result.state, result.reason = FAILED, f"objective is {result.value}"
-        report.trials += 1
-        report.compute_seconds += result.metrics.get("train_time", 0.0)
-        if result.state == COMPLETE:
-            result.model_path = model_path(ctx.models_dir, trial.number)
-            result.model.save(result.model_path)
-        if result.reason:
-            trial.set_user_attr(FAIL_REASON, result.reason)
-        if result.state == INTERRUPTED:
-            trial.set_user_attr(INTERRUPTED_ATTR, True)
-        if logger:
-            tic = time.perf_counter()
-            try:
-                logger.finish(run_id, result)
-            except Exception as err:  # tracking trouble must not lose the trial
-                warnings.warn(f"trial {trial.number}: MLflow logging failed: {err}", stacklevel=1)
-            report.tracking_seconds += time.perf_counter() - tic
-        state = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED}.get(
-            result.state, TrialState.FAIL
-        )
-        study.tell(trial, result.value if state == TrialState.COMPLETE else None, state=state)
-        report.current_trial = None
+    state = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED}.get(
+        result.state, TrialState.FAIL
+    )
+    trial.study.tell(trial, result.value if state == TrialState.COMPLETE else None, state=state)
+    report.current_trial = None

@@ -69,7 +69,7 @@ def test_a_sweep_through_the_head_services_lands_there_and_ctrl_c_stops_them_all
             assert f"{name}" in printed and f"127.0.0.1:{port}" in printed
         assert f".venv/bin/dask worker tcp://127.0.0.1:{scheduler}" in printed
         line = f"--storage grpc://127.0.0.1:{storage} --tracking-uri http://127.0.0.1:{mlflow}"
-        assert line in printed
+        assert f"--cluster tcp://127.0.0.1:{scheduler} {line}" in printed
         # Dask's scheduler answers as a scheduler does
         from distributed import Client
 

@@ -1,0 +1,255 @@
+"""`sweep --cluster`: the trials as tasks on a real Dask cluster on loopback (a scheduler and two
+`dask worker` processes, each started in an empty folder of its own), the study behind the
+head's gRPC storage proxy and the runs on its MLflow server."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from e2e import env, long_sweep, start_sweep, sweep, wait_for
+from mlflow import MlflowClient
+
+from pipeline.study import make_storage
+
+pytestmark = pytest.mark.slow
+
+
+def _free_ports(n: int) -> list[int]:
+    from test_head import _free_ports
+
+    return _free_ports(n)
+
+
+class Cluster:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        scheduler, storage, mlflow = _free_ports(3)
+        self.scheduler = f"tcp://127.0.0.1:{scheduler}"
+        self.storage = f"grpc://127.0.0.1:{storage}"
+        self.tracking = f"http://127.0.0.1:{mlflow}"
+        ports = ["--scheduler-port", str(scheduler), "--storage-port", str(storage)]
+        self.head = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "head", *ports, "--mlflow-port", str(mlflow)],
+            cwd=folder,
+            stdout=open(folder / "head.out", "w"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            env=env(),
+            start_new_session=True,
+        )
+        wait_for(
+            lambda: "Ctrl-C stops every service" in (folder / "head.out").read_text(),
+            180,
+            "the head",
+        )
+        self.workers = [self.start_worker(k) for k in range(2)]
+
+    def start_worker(self, k: int) -> subprocess.Popen:
+        """A `dask worker` (no nanny: the process that runs the tasks) in an empty folder."""
+        home = self.folder / f"worker-{k}-{time.monotonic_ns()}"
+        home.mkdir()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "dask", "worker", self.scheduler, "--nthreads", "1"]
+            + ["--no-nanny", "--no-dashboard", "--local-directory", str(home)],
+            cwd=home,
+            stdout=open(home / "worker.out", "w"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            env=env(),
+            start_new_session=True,
+        )
+        from distributed import Client
+
+        with Client(self.scheduler, timeout=30) as client:
+            wait_for(lambda: len(client.nthreads()) > k, 120, "the worker to join")
+        return worker
+
+    def args(self) -> list[str]:
+        return ["--cluster", self.scheduler, "--storage", self.storage]
+
+    def tracking_args(self) -> list[str]:
+        return ["--tracking-uri", self.tracking]
+
+    def study(self, name: str) -> optuna.Study:
+        return optuna.load_study(study_name=name, storage=make_storage(self.storage))
+
+    def runs(self, name: str) -> list:
+        client = MlflowClient(self.tracking)
+        experiment = client.get_experiment_by_name(name).experiment_id
+        return client.search_runs([experiment], max_results=1000)
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.head]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT if process is self.head else signal.SIGTERM)
+        for process in [*self.workers, self.head]:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    running = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_the_smoke_sweep_through_the_cluster_lands_like_a_local_one(cluster, tmp_path):
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    done = sweep(remote, *cluster.args(), *cluster.tracking_args())
+    assert done.returncode == 0, done.stdout + done.stderr
+    local = tmp_path / "local"
+    local.mkdir()
+    assert sweep(local, "--n-jobs", "1").returncode == 0
+
+    study = cluster.study("smoke")
+    assert len(study.trials) == 8 and all(t.state.is_finished() for t in study.trials)
+    from e2e import runs as local_runs
+    from e2e import study as local_study
+
+    here = local_study(local)
+
+    # the baselines run the same configuration everywhere: the same numbers on the cluster
+    def by_baseline(trials: list) -> dict[str, float]:
+        return {t.user_attrs["baseline"]: t.value for t in trials if "baseline" in t.user_attrs}
+
+    baselines, there = by_baseline(here.trials), by_baseline(study.trials)
+    assert there == pytest.approx(baselines, rel=1e-12) and len(there) == 3
+
+    found = cluster.runs("smoke")
+    roles = [r.data.tags.get("pipeline.role") for r in found]
+    assert roles.count("study") == 1 and roles.count("trial") == 8
+    states = {t.number: t.state for t in study.trials}
+    client = MlflowClient(cluster.tracking)
+    for run in (r for r in found if r.data.tags.get("pipeline.role") == "trial"):
+        number = int(run.data.tags["trial"])
+        assert run.info.status != "RUNNING"
+        state = run.data.tags["state"]
+        assert (state == "complete") == (states[number] == optuna.trial.TrialState.COMPLETE)
+        files = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "history.csv" in files and (state != "complete" or "model.npz" in files)
+    parent = next(r for r in found if r.data.tags.get("pipeline.role") == "study")
+    parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "plots", "best_model"} <= parent_files
+    _, local_children = local_runs(local)
+    assert len(local_children) == 8 and parent.data.tags["best_run_id"]
+    # nothing of the sweep landed in the workers' folders but their own scratch
+    for worker in cluster.folder.glob("worker-*"):
+        assert not (worker / "mlruns").exists()
+
+    report = subprocess.run(
+        [sys.executable, "-m", "pipeline", "report", "smoke", *cluster.tracking_args()],
+        cwd=remote,
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stderr
+    assert (remote / "reports" / "smoke" / "index.html").is_file()
+
+
+def test_ctrl_c_stops_the_cluster_trials_and_a_rerun_resumes(cluster, tmp_path):
+    sweep_file = long_sweep(tmp_path)
+    args = [*cluster.args(), "--no-tracking"]
+    proc = start_sweep(tmp_path, *args, "--set", "study.name=long-cc", sweep_file=sweep_file)
+
+    def running() -> int:
+        try:
+            trials = cluster.study("long-cc").get_trials(deepcopy=False)
+        except KeyError:  # not created yet
+            return 0
+        return sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+
+    wait_for(lambda: running() == 2, 180, "two running trials on the cluster")
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, proc.stdout.read()
+    trials = cluster.study("long-cc").get_trials(deepcopy=False)
+    assert running() == 0  # their retries wait in the queue for the next run
+    assert sum(bool(t.user_attrs.get("interrupted")) for t in trials) == 2
+
+    rerun = ["--set", "study.name=long-cc", "--set", "fixed.max_epochs=30"]
+    done = sweep(tmp_path, *args, *rerun, sweep_file=sweep_file)
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = cluster.study("long-cc").get_trials(deepcopy=False)
+    counted = [t for t in trials if not t.user_attrs.get("interrupted")]
+    assert len(counted) == 4 and all(t.state.is_finished() for t in counted)
+    assert running() == 0
+
+
+def test_a_killed_dask_worker_s_trial_runs_again_with_its_parameters(cluster, tmp_path):
+    sweep_file = long_sweep(tmp_path, max_epochs=20_000)  # a few seconds a trial
+    args = [*cluster.args(), *cluster.tracking_args(), "--set", "study.name=killed"]
+    proc = start_sweep(tmp_path, *args, sweep_file=sweep_file)
+
+    def running() -> list:
+        try:
+            trials = cluster.study("killed").get_trials(deepcopy=False)
+        except KeyError:
+            return []
+        return [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+
+    def training() -> list:  # running, their parameters drawn (every trial here has some)
+        busy = running()
+        return busy if len(busy) == 2 and all(t.params for t in busy) else []
+
+    wait_for(training, 180, "two trials training on the cluster")
+    before = {t.number: t.params for t in running()}
+    victim = cluster.workers.pop(0)
+    victim.kill()  # kill -9 of a worker mid-trial
+    victim.wait()
+    cluster.workers.append(cluster.start_worker(len(cluster.workers)))
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    trials = cluster.study("killed").get_trials(deepcopy=False)
+    assert len(trials) == 4 and all(t.state.is_finished() for t in trials)
+    for number, params in before.items():  # run again in place, with the same parameters
+        assert trials[number].params == params
+    found = cluster.runs("killed")
+    assert not [r for r in found if r.info.status == "RUNNING"]
+    # the dead attempt's run was ended by its retry, on the other worker
+    dead = [r for r in found if r.data.tags.get("state") == "interrupted"]
+    assert len(dead) == 1 and int(dead[0].data.tags["trial"]) in before
+    complete = [r for r in found if r.data.tags.get("state") == "complete"]
+    assert len({r.data.tags["trial"] for r in complete}) == sum(
+        t.state == optuna.trial.TrialState.COMPLETE for t in trials
+    )
+
+
+def test_an_unreachable_scheduler_fails_within_seconds_in_one_line(cluster, tmp_path):
+    (port,) = _free_ports(1)
+    started = time.monotonic()
+    unreachable = ["--cluster", f"tcp://127.0.0.1:{port}", "--storage", cluster.storage]
+    done = sweep(tmp_path, *unreachable, "--no-tracking")
+    assert done.returncode == 2
+    assert time.monotonic() - started < 60
+    assert f"cluster = 'tcp://127.0.0.1:{port}': no Dask scheduler answers" in done.stderr
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_local_store_is_refused_with_a_cluster(tmp_path):
+    done = sweep(tmp_path, "--cluster", "tcp://127.0.0.1:1", "--no-tracking")
+    assert done.returncode == 2
+    assert "with --cluster every machine opens the study" in done.stderr
+    assert "grpc://HOST:PORT" in done.stderr and not (tmp_path / "mlruns").exists()
+
+
+def test_the_scheduler_address_from_the_environment_or_the_sweep_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:1")
+    done = sweep(tmp_path, "--no-tracking")
+    assert done.returncode == 2 and "with --cluster every machine opens the study" in done.stderr
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS")
+    done = sweep(tmp_path, "--no-tracking", "--set", "study.cluster=tcp://127.0.0.1:1")
+    assert done.returncode == 2 and "with --cluster every machine opens the study" in done.stderr
+    assert not (tmp_path / "mlruns").exists()
