@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: help setup browser sweep chapter ui head report test test-fast bench bench-quality lint format clean
+.PHONY: help setup browser postgres sweep chapter ui head report test test-fast bench bench-quality lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -61,7 +61,18 @@ browser: ## Install Debian's chromium for the browser test, when missing (as roo
 	    [ -z "$(STRICT)" ]; \
 	  fi; }
 
-test: setup browser ## Run the whole test suite (slow end-to-end tests included)
+# The PostgreSQL test starts Debian's server as an unprivileged user in a temporary folder.
+postgres: ## Install Debian's PostgreSQL server for its test, when missing (as root)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; then \
+	    echo "installed postgresql"; \
+	  else \
+	    echo "postgresql could not be installed: its test will be skipped"; \
+	    [ -z "$(STRICT)" ]; \
+	  fi; }
+
+test: setup browser postgres ## Run the whole test suite (slow end-to-end tests included)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup ## Run the tests without the slow end-to-end ones
