@@ -28,7 +28,7 @@ from pipeline.data import Dataset, load
 from pipeline.locations import first_line, mask_credentials
 from pipeline.results import WorkerReport
 from pipeline.study import fail_trial, reserve_trial
-from pipeline.worker import WorkerContext, run_one
+from pipeline.worker import WorkerContext, run_one, trial_logger
 
 CONNECT_TIMEOUT = 5.0  # seconds for the scheduler to answer
 SHARED_STORAGE = ("grpc", "postgresql", "mysql")
@@ -127,19 +127,10 @@ def cluster_trial(cfg: SweepConfig, ctx: WorkerContext, trial_id: int, stop: str
             study = load_study(cfg, ctx.storage)
             trial = optuna.Trial(study, trial_id)
             report.current_trial = trial.number  # failed with the error if one comes now
-            logger = None
-            if ctx.tracking_uri is not None:
-                from pipeline.tracking import TrialLogger, close_interrupted_runs
+            logger = trial_logger(cfg, ctx)
+            if logger is not None:  # a retry after its worker died: the dead run ends first
+                from pipeline.tracking import close_interrupted_runs
 
-                logger = TrialLogger(
-                    ctx.tracking_uri,
-                    ctx.experiment_id,
-                    ctx.parent_run_id,
-                    cfg.study.name,
-                    cfg.tracking.curve_points,
-                    tuple(cfg.search),
-                )
-                # a retry after its worker died: the dead attempt's run ends first
                 close_interrupted_runs(logger.client, ctx.experiment_id, trial.number)
             with tempfile.TemporaryDirectory() as models:
                 run_one(trial, cfg, _dataset(cfg), logger, models, report, Event(stop).is_set)

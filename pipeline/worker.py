@@ -91,18 +91,7 @@ def _take_trials(
     deadline or a stop request ends it."""
     study = load_study(cfg, ctx.storage, worker)
     dataset = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
-    logger = None
-    if ctx.tracking_uri is not None:
-        from pipeline.tracking import TrialLogger
-
-        logger = TrialLogger(
-            ctx.tracking_uri,
-            ctx.experiment_id,
-            ctx.parent_run_id,
-            cfg.study.name,
-            cfg.tracking.curve_points,
-            tuple(cfg.search),
-        )
+    logger = trial_logger(cfg, ctx)
     Path(ctx.models_dir).mkdir(parents=True, exist_ok=True)
     stop_file = Path(ctx.stop_file)
 
@@ -116,6 +105,22 @@ def _take_trials(
         if trial is None:
             break
         run_one(trial, cfg, dataset, logger, ctx.models_dir, report, stop_requested)
+
+
+def trial_logger(cfg: SweepConfig, ctx: WorkerContext) -> TrialLogger | None:
+    """The MLflow logger of a worker's (or a cluster task's) trials; None with tracking off."""
+    if ctx.tracking_uri is None:
+        return None
+    from pipeline.tracking import TrialLogger
+
+    return TrialLogger(
+        ctx.tracking_uri,
+        ctx.experiment_id,
+        ctx.parent_run_id,
+        cfg.study.name,
+        cfg.tracking.curve_points,
+        tuple(cfg.search),
+    )
 
 
 def run_one(

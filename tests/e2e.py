@@ -160,6 +160,15 @@ def running_trials(folder: Path, name: str = "smoke") -> int:
     return sum(t.state == optuna.trial.TrialState.RUNNING for t in s.get_trials(deepcopy=False))
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def kill(pid: int, sig: int = signal.SIGKILL) -> None:
     os.kill(pid, sig)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from e2e import env, sweep, wait_for
+from e2e import alive, env, sweep, wait_for
 from mlflow import MlflowClient
 
 from pipeline.head import binding_warning
@@ -35,14 +35,6 @@ def _process_tree(root: int) -> list[int]:
     from pipeline.bench import _process_tree
 
     return _process_tree(root)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _head(folder: Path, scheduler: int, storage: int, mlflow: int) -> subprocess.Popen:
@@ -102,7 +94,7 @@ def test_a_sweep_through_the_head_services_lands_there_and_ctrl_c_stops_them_all
         assert len(services) >= 4  # the head and its three services
         head.send_signal(signal.SIGINT)
         assert head.wait(timeout=60) == 130
-        wait_for(lambda: not any(_alive(pid) for pid in services), 30, "the services to end")
+        wait_for(lambda: not any(alive(pid) for pid in services), 30, "the services to end")
     finally:
         if head.poll() is None:
             head.kill()

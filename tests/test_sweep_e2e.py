@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from e2e import (
     SMOKE,
+    alive,
     client,
     kill,
     long_sweep,
@@ -242,7 +243,7 @@ def test_kill_9_of_the_sweep_leaves_readable_stores_and_a_rerun_recovers(tmp_pat
         proc.kill()  # the parent, with -9
         proc.wait(timeout=30)
         for pid in workers:  # orphaned workers notice and stop at their next epoch
-            wait_for(lambda pid=pid: not _alive(pid), timeout=60, what=f"worker {pid} to end")
+            wait_for(lambda pid=pid: not alive(pid), timeout=60, what=f"worker {pid} to end")
     finally:
         proc.kill()
     assert len(study(tmp_path, "long").trials) >= 2  # the journal is readable
@@ -253,14 +254,6 @@ def test_kill_9_of_the_sweep_leaves_readable_stores_and_a_rerun_recovers(tmp_pat
     assert len(counted) == 4 and all(t.state.is_finished() for t in counted)
     assert any(t.user_attrs.get("interrupted") for t in trials)
     assert _no_running_runs(tmp_path) == []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_resolved_config_is_logged_as_json(smoke):
