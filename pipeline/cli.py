@@ -69,15 +69,12 @@ def _store_problem(uri: str | None) -> str | None:
 
 
 def _port_problem(port: int) -> str | None:
-    import socket
+    from pipeline.locations import port_problem
 
     if not 1 <= port <= 65535:
         return f"error: --port {port}: must be a port number in 1..65535"
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return f"error: --port {port}: already in use on 127.0.0.1; try make ui PORT={port + 1}"
+    if port_problem("127.0.0.1", port) is not None:
+        return f"error: --port {port}: already in use on 127.0.0.1; try make ui PORT={port + 1}"
     return None
 
 

@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from pipeline.config import ConfigError, SweepConfig
 from pipeline.data import Dataset, load
-from pipeline.locations import first_line, mask_credentials
+from pipeline.locations import first_line, mask_credentials, scheme_of
 from pipeline.results import WorkerReport
 from pipeline.study import fail_trial, reserve_trial
 from pipeline.worker import WorkerContext, run_one, trial_logger
@@ -37,8 +37,7 @@ SHARED_TRACKING = ("http", "https", "postgresql", "mysql")
 
 def check_shared(cfg: SweepConfig, storage: str, tracking: str | None) -> None:
     """Every machine must reach the study and the tracking store: no local file will do."""
-    scheme = storage.split("://", 1)[0].split("+", 1)[0] if "://" in storage else None
-    if scheme not in SHARED_STORAGE:
+    if scheme_of(storage) not in SHARED_STORAGE:
         raise ConfigError(
             cfg.source,
             [
@@ -46,8 +45,7 @@ def check_shared(cfg: SweepConfig, storage: str, tracking: str | None) -> None:
                 "study; allowed: grpc://HOST:PORT (make head) or postgresql://..."
             ],
         )
-    scheme = tracking.split(":", 1)[0].split("+", 1)[0] if tracking else None
-    if tracking is not None and scheme not in SHARED_TRACKING:
+    if tracking is not None and scheme_of(tracking) not in SHARED_TRACKING:
         raise ConfigError(
             cfg.source,
             [

@@ -24,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.locations import port_problem
+
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT = 120.0  # seconds for a service to answer after it starts
 
@@ -93,14 +95,11 @@ def binding_warning(host: str) -> str | None:
 def check_ports(host: str, wanted: list[Service]) -> None:
     """Refuse, before starting anything, a port that something else already listens on."""
     for service in wanted:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((host, service.port))
-            except OSError as err:
-                raise HeadError(
-                    f"port {service.port} ({service.name}) cannot be used on {host}: "
-                    f"{err.strerror}; stop what holds it or choose another with {service.option}"
-                ) from None
+        if (why := port_problem(host, service.port)) is not None:
+            raise HeadError(
+                f"port {service.port} ({service.name}) cannot be used on {host}: {why}; "
+                f"stop what holds it or choose another with {service.option}"
+            )
 
 
 def lines(host: str, scheduler_port: int, storage_port: int, mlflow_port: int) -> list[str]:

@@ -28,7 +28,8 @@ def mask_credentials(text: str) -> str:
     return _CREDENTIALS.sub(r"\1***@", text)
 
 
-def _scheme(url: str) -> str | None:
+def scheme_of(url: str) -> str | None:
+    """``postgresql+psycopg://...`` -> ``postgresql``; None for a path."""
     return url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else None
 
 
@@ -66,7 +67,7 @@ def _database_problem(url: str) -> str | None:
     """Why one connection to the database at ``url`` fails (in a few seconds), or None."""
     import sqlalchemy
 
-    scheme = _scheme(url)
+    scheme = scheme_of(url)
     connect_args = {"connect_timeout": int(TIMEOUT)} if scheme in ("postgresql", "mysql") else {}
     try:
         engine = sqlalchemy.create_engine(url, connect_args=connect_args)
@@ -121,7 +122,7 @@ def _journal_problem(path: Path) -> str | None:
 
 
 def storage_problem(storage: str) -> str | None:
-    scheme = _scheme(storage)
+    scheme = scheme_of(storage)
     if scheme is None:
         return _file_problem(Path(storage)) or _journal_problem(Path(storage))
     if scheme not in STORAGE_SCHEMES:
@@ -136,6 +137,18 @@ def storage_problem(storage: str) -> str | None:
     return _database_problem(storage)
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why nothing new can listen on ``host:port`` (e.g. "Address already in use"), or None."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            return err.strerror or str(err)
+    return None
+
+
 def _proxy_problem(url: str) -> str | None:
     """Why no Optuna storage proxy listens at ``grpc://host:port`` (within seconds), or None."""
     import socket
@@ -145,7 +158,7 @@ def _proxy_problem(url: str) -> str | None:
     try:
         host, port = grpc_address(url)
     except ValueError as err:
-        return str(err).split(": ", 1)[1]
+        return str(err)
     try:
         socket.create_connection((host, port), timeout=TIMEOUT).close()
     except OSError as err:

@@ -82,7 +82,7 @@ def grpc_address(url: str) -> tuple[str, int]:
     address = url.removeprefix("grpc://").rstrip("/")
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"{url!r}: a storage proxy is grpc://HOST:PORT")
+        raise ValueError("a storage proxy is grpc://HOST:PORT")
     return host, int(port)
 
 

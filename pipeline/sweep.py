@@ -80,12 +80,12 @@ def run_sweep(
     cannot be used, or when another sweep is running the study."""
     console = console or Console(width=None if sys.stdout.isatty() else 120)
     started = time.perf_counter()
+    url = st.storage_url(cfg, storage)
     address = cluster or cfg.study.cluster or os.environ.get("DASK_SCHEDULER_ADDRESS")
-    client = _connect(cfg, address, storage, tracking_uri) if address else None
+    client = _connect(cfg, address, url, tracking_uri) if address else None
     warming = _warm_workers(cfg)  # with a cluster: for the end's re-runs and figures
     try:
         dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
-        url = st.storage_url(cfg, storage)
         with st.hold_study(url, cfg.study.name):
             return _run(
                 cfg, dataset, url, tracking_uri, sweep_file, console, started, warming, client
@@ -98,13 +98,11 @@ def run_sweep(
             client.close()
 
 
-def _connect(cfg: SweepConfig, address: str, storage: str | None, tracking: str | None) -> Any:
+def _connect(cfg: SweepConfig, address: str, url: str, tracking: str | None) -> Any:
     from pipeline import cluster
     from pipeline.store import tracking_uri as resolved
 
-    cluster.check_shared(
-        cfg, st.storage_url(cfg, storage), resolved(tracking) if cfg.tracking.enabled else None
-    )
+    cluster.check_shared(cfg, url, resolved(tracking) if cfg.tracking.enabled else None)
     return cluster.connect(cfg, address)
 
 

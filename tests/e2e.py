@@ -169,6 +169,45 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports nothing listens on (yet)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def start_head(folder: Path, scheduler: int, storage: int, mlflow: int, *args: str):
+    """``python -m pipeline head`` in ``folder`` on these ports, its output in ``head.out``; in
+    a session of its own, Ctrl-C (SIGINT) as a terminal sends it."""
+    ports = ["--scheduler-port", str(scheduler), "--storage-port", str(storage)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "head", *ports, "--mlflow-port", str(mlflow), *args],
+        cwd=folder,
+        stdout=open(folder / "head.out", "w"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+        env=env(),
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def head_ready(folder: Path) -> str:
+    """What the head in ``folder`` printed, once all its services answer."""
+
+    def printed() -> str | None:
+        text = (folder / "head.out").read_text()
+        return text if "Ctrl-C stops every service" in text else None
+
+    return wait_for(printed, 180, "the head's services")
+
+
 def kill(pid: int, sig: int = signal.SIGKILL) -> None:
     os.kill(pid, sig)
 
@@ -177,11 +216,7 @@ def kill(pid: int, sig: int = signal.SIGKILL) -> None:
 def ui_server(folder: Path) -> Iterator[tuple[str, Path]]:
     """``python -m pipeline ui`` over ``folder``'s store on a free loopback port, answering its
     REST API: yields (base URL, the file its output goes to); stopped on exit."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    (port,) = free_ports(1)
     base = f"http://127.0.0.1:{port}"
     output = folder / f"ui-{port}.log"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from e2e import env, long_sweep, start_sweep, sweep, wait_for
+from e2e import env, free_ports, head_ready, long_sweep, start_head, start_sweep, sweep, wait_for
 from mlflow import MlflowClient
 
 from pipeline.study import make_storage
@@ -21,33 +21,15 @@ from pipeline.study import make_storage
 pytestmark = pytest.mark.slow
 
 
-def _free_ports(n: int) -> list[int]:
-    from test_head import _free_ports
-
-    return _free_ports(n)
-
-
 class Cluster:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        scheduler, storage, mlflow = _free_ports(3)
+        scheduler, storage, mlflow = free_ports(3)
         self.scheduler = f"tcp://127.0.0.1:{scheduler}"
         self.storage = f"grpc://127.0.0.1:{storage}"
         self.tracking = f"http://127.0.0.1:{mlflow}"
-        ports = ["--scheduler-port", str(scheduler), "--storage-port", str(storage)]
-        self.head = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "head", *ports, "--mlflow-port", str(mlflow)],
-            cwd=folder,
-            stdout=open(folder / "head.out", "w"),  # noqa: SIM115 - closed with the process
-            stderr=subprocess.STDOUT,
-            env=env(),
-            start_new_session=True,
-        )
-        wait_for(
-            lambda: "Ctrl-C stops every service" in (folder / "head.out").read_text(),
-            180,
-            "the head",
-        )
+        self.head = start_head(folder, scheduler, storage, mlflow)
+        head_ready(folder)
         self.workers = [self.start_worker(k) for k in range(2)]
 
     def start_worker(self, k: int) -> subprocess.Popen:
@@ -228,7 +210,7 @@ def test_a_killed_dask_worker_s_trial_runs_again_with_its_parameters(cluster, tm
 
 
 def test_an_unreachable_scheduler_fails_within_seconds_in_one_line(cluster, tmp_path):
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     started = time.monotonic()
     unreachable = ["--cluster", f"tcp://127.0.0.1:{port}", "--storage", cluster.storage]
     done = sweep(tmp_path, *unreachable, "--no-tracking")

@@ -6,29 +6,15 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
-from e2e import alive, env, sweep, wait_for
+from e2e import alive, free_ports, head_ready, start_head, sweep, wait_for
 from mlflow import MlflowClient
 
 from pipeline.head import binding_warning
 from pipeline.study import grpc_address, make_storage
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _process_tree(root: int) -> list[int]:
@@ -37,26 +23,12 @@ def _process_tree(root: int) -> list[int]:
     return _process_tree(root)
 
 
-def _head(folder: Path, scheduler: int, storage: int, mlflow: int) -> subprocess.Popen:
-    ports = ["--scheduler-port", str(scheduler), "--storage-port", str(storage)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "head", *ports, "--mlflow-port", str(mlflow)],
-        cwd=folder,
-        stdout=open(folder / "head.out", "w"),  # noqa: SIM115 - closed with the process
-        stderr=subprocess.STDOUT,
-        env=env(),
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-
-
 @pytest.mark.slow
 def test_a_sweep_through_the_head_services_lands_there_and_ctrl_c_stops_them_all(tmp_path):
-    scheduler, storage, mlflow = _free_ports(3)
-    head = _head(tmp_path, scheduler, storage, mlflow)
-    output = tmp_path / "head.out"
+    scheduler, storage, mlflow = free_ports(3)
+    head = start_head(tmp_path, scheduler, storage, mlflow)
     try:
-        wait_for(lambda: "Ctrl-C stops every service" in output.read_text(), 180, "the head")
-        printed = output.read_text()
+        printed = head_ready(tmp_path)
         for name, port in (("Dask", scheduler), ("storage proxy", storage), ("MLflow", mlflow)):
             assert f"{name}" in printed and f"127.0.0.1:{port}" in printed
         assert f".venv/bin/dask worker tcp://127.0.0.1:{scheduler}" in printed
@@ -102,13 +74,13 @@ def test_a_sweep_through_the_head_services_lands_there_and_ctrl_c_stops_them_all
 
 @pytest.mark.slow
 def test_the_head_refuses_a_port_in_use_before_starting_anything(tmp_path):
-    scheduler, storage = _free_ports(2)
+    scheduler, storage = free_ports(2)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         mlflow = taken.getsockname()[1]
         started = time.monotonic()
-        head = _head(tmp_path, scheduler, storage, mlflow)
+        head = start_head(tmp_path, scheduler, storage, mlflow)
         assert head.wait(timeout=60) == 2
         assert time.monotonic() - started < 30
     printed = (tmp_path / "head.out").read_text()
@@ -119,7 +91,7 @@ def test_the_head_refuses_a_port_in_use_before_starting_anything(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_pointing_at_no_storage_proxy_fails_within_seconds_in_one_line(tmp_path):
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     started = time.monotonic()
     done = sweep(tmp_path, "--storage", f"grpc://127.0.0.1:{port}", "--no-tracking")
     assert done.returncode == 2

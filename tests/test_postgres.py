@@ -7,14 +7,13 @@ import glob
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-from e2e import env, sweep, wait_for
+from e2e import free_ports, head_ready, start_head, sweep
 
 from pipeline.study import make_storage
 
@@ -42,8 +41,6 @@ def postgres() -> Iterator[str]:
     """A database URL on a fresh server; stopped and removed afterwards."""
     if not INITDB:
         pytest.skip("Debian's postgresql is not installed (make postgres installs it, as root)")
-    from test_head import _free_ports
-
     bin_dir = Path(INITDB[-1]).parent
     # not under pytest's folder, which only root may enter
     folder = Path(tempfile.mkdtemp(prefix="pipeline-postgres-"))
@@ -52,7 +49,7 @@ def postgres() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(folder, USER)
         shutil.chown(data, USER)
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     _as_user(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
     options = f"-p {port} -k {folder} -h 127.0.0.1"
     log = str(folder / "server.log")
@@ -77,21 +74,10 @@ def test_a_sweep_keeps_its_study_in_postgresql(postgres, tmp_path):
 
 
 def test_the_head_serves_a_postgresql_study_through_its_proxy(postgres, tmp_path):
-    from test_head import _free_ports
-
-    scheduler, storage, mlflow = _free_ports(3)
-    ports = ["--scheduler-port", str(scheduler), "--storage-port", str(storage)]
-    head = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "head", *ports, "--mlflow-port", str(mlflow)]
-        + ["--storage", postgres],
-        cwd=tmp_path,
-        stdout=open(tmp_path / "head.out", "w"),  # noqa: SIM115 - closed with the process
-        stderr=subprocess.STDOUT,
-        env=env(),
-        start_new_session=True,
-    )
+    scheduler, storage, _ = ports = free_ports(3)
+    head = start_head(tmp_path, *ports, "--storage", postgres)
     try:
-        wait_for(lambda: "Ctrl-C stops every service" in (tmp_path / "head.out").read_text(), 180)
+        head_ready(tmp_path)
         name = ["--set", "study.name=proxied"]
         done = sweep(tmp_path, "--storage", f"grpc://127.0.0.1:{storage}", "--no-tracking", *name)
         assert done.returncode == 0, done.stdout + done.stderr
