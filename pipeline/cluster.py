@@ -4,35 +4,48 @@ The sweep command reserves every trial itself (so the budget stays exact without
 and submits each as a task; the task, on whichever machine Dask picks, trains the trial, logs
 it to the MLflow server and tells the study through the shared storage, as a local worker
 does. Nothing a task needs comes from the sweep's filesystem: the sweep file travels with the
-task, the built-in data sets are made on the worker, the model goes to MLflow as an artifact.
+task, the data set is loaded once by the sweep and shipped to every worker (a CSV file need not
+be reachable from the workers, and every machine trains on the same arrays, whatever its
+scikit-learn version), the model goes to MLflow as an artifact.
 
 - A worker that dies mid-trial: Dask runs its task again elsewhere (up to the scheduler's
   ``allowed-failures``); the retry runs the same trial, with the same parameters, and ends the
   dead attempt's MLflow run first.
 - Ctrl-C: a Dask ``Event`` of the study is set; running tasks notice it where a local worker
   checks its stop file (every ``report_every`` epochs) and end their trial as interrupted.
+- The sweep command dies (kill -9, its machine lost): it held the study's lease, a Dask
+  ``Semaphore`` its client refreshes every 2 s; the scheduler frees it within 20 s of the last
+  refresh. Running tasks find it free at their next check and end their trial as interrupted,
+  as after Ctrl-C, so nothing is left RUNNING and the next run retries them. The lease is also
+  what refuses a second sweep of the same study on the same cluster from any machine.
+- The end (the re-runs of the best configurations and the peer's fits) runs on the cluster too,
+  through joblib's Dask backend (:func:`end_on`).
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
 from threadpoolctl import threadpool_limits
 
 from pipeline.config import ConfigError, SweepConfig
-from pipeline.data import Dataset, load
+from pipeline.data import Dataset
 from pipeline.locations import first_line, mask_credentials, scheme_of
 from pipeline.results import WorkerReport
-from pipeline.study import fail_trial, reserve_trial
+from pipeline.study import StudyBusyError, fail_trial, reserve_trial
 from pipeline.worker import WorkerContext, run_one, trial_logger
 
 CONNECT_TIMEOUT = 5.0  # seconds for the scheduler to answer
 SHARED_STORAGE = ("grpc", "postgresql", "mysql")
 SHARED_TRACKING = ("http", "https", "postgresql", "mysql")
+# How long the scheduler keeps a dead sweep's lease: the client refreshes it every fifth of
+# this, the scheduler checks every 10 s (Dask's default), so it is freed 10-20 s after the death.
+LEASE_TIMEOUT = "10s"
 
 
 def check_shared(cfg: SweepConfig, storage: str, tracking: str | None) -> None:
@@ -77,14 +90,55 @@ def stop_event(client: Any, study: str) -> Any:
     return event
 
 
+@contextlib.contextmanager
+def hold_study(client: Any, study: str) -> Iterator[str]:
+    """The study's lease on the cluster, held while this sweep runs it; yields its name, which
+    the tasks check. Keyed by the study's name alone, so that the same study reached through
+    two spellings of the storage's address is still one study."""
+    import dask
+    from distributed import Semaphore
+
+    name = f"pipeline-sweep-{study}"
+    with dask.config.set({"distributed.scheduler.locks.lease-timeout": LEASE_TIMEOUT}):
+        lease = Semaphore(1, name, scheduler_rpc=client.scheduler, loop=client.loop)
+        if not lease.acquire(timeout=0.5):
+            raise StudyBusyError(
+                f"study {study!r} is being run by another sweep on this cluster: wait for it "
+                "to end, or stop it (Ctrl-C) and re-run to resume (a sweep that died frees "
+                "the study within 20 s)"
+            )
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(Exception):  # a lost scheduler frees it anyway
+            lease.release()
+
+
+@contextlib.contextmanager
+def end_on(client: Any) -> Iterator[None]:
+    """The end's joblib calls (re-runs, the peer) as tasks on the cluster: joblib's Dask
+    backend, over this client, replaces the local processes they would take otherwise."""
+    from joblib import parallel_config
+
+    with client.as_current(), parallel_config(backend="dask"):
+        yield
+
+
 def run_trials(
-    client: Any, cfg: SweepConfig, ctx: WorkerContext, study: optuna.Study, stop: Any
+    client: Any,
+    cfg: SweepConfig,
+    ctx: WorkerContext,
+    study: optuna.Study,
+    dataset: Dataset,
+    stop: Any,
+    lease: str,
 ) -> list[WorkerReport]:
     """Reserve trials and keep every worker thread of the cluster busy with one, until the
     budget, the deadline or the stop request; returns one report per trial run."""
     from distributed import wait
     from distributed.scheduler import KilledWorker
 
+    shipped = client.scatter(dataset, broadcast=True)  # once to every worker, not per task
     reports: list[WorkerReport] = []
     running: dict[Any, int] = {}  # future -> trial number
     while True:
@@ -97,7 +151,9 @@ def run_trials(
             trial = reserve_trial(study, ctx.storage, cfg.study.n_trials)
             if trial is None:
                 break
-            future = client.submit(cluster_trial, cfg, ctx, trial._trial_id, stop.name, pure=False)
+            future = client.submit(
+                cluster_trial, cfg, ctx, trial._trial_id, shipped, stop.name, lease, pure=False
+            )
             running[future] = trial.number
         if not running:
             return reports
@@ -112,9 +168,11 @@ def run_trials(
                 fail_trial(study, ctx.storage, number, reason, False)
 
 
-def cluster_trial(cfg: SweepConfig, ctx: WorkerContext, trial_id: int, stop: str) -> WorkerReport:
+def cluster_trial(
+    cfg: SweepConfig, ctx: WorkerContext, trial_id: int, dataset: Dataset, stop: str, lease: str
+) -> WorkerReport:
     """One trial on a Dask worker (see the module's docstring)."""
-    from distributed import Event
+    from distributed import Event, Semaphore
 
     from pipeline.study import load_study
 
@@ -122,7 +180,9 @@ def cluster_trial(cfg: SweepConfig, ctx: WorkerContext, trial_id: int, stop: str
     started = time.perf_counter()
     try:
         with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread per task
-            study = load_study(cfg, ctx.storage)
+            # a sampler of its own per trial, seeded by the trial: a fresh sampler with the
+            # sweep's seed in every task would suggest the same first parameters every time
+            study = load_study(cfg, ctx.storage, worker=trial_id)
             trial = optuna.Trial(study, trial_id)
             report.current_trial = trial.number  # failed with the error if one comes now
             logger = trial_logger(cfg, ctx)
@@ -131,22 +191,13 @@ def cluster_trial(cfg: SweepConfig, ctx: WorkerContext, trial_id: int, stop: str
 
                 close_interrupted_runs(logger.client, ctx.experiment_id, trial.number)
             with tempfile.TemporaryDirectory() as models:
-                run_one(trial, cfg, _dataset(cfg), logger, models, report, Event(stop).is_set)
+                asked, sweep = Event(stop), Semaphore(1, lease)
+
+                def stop_requested() -> bool:  # Ctrl-C, or the sweep is gone
+                    return asked.is_set() or sweep.get_value() == 0
+
+                run_one(trial, cfg, dataset, logger, models, report, stop_requested)
     except Exception as err:  # of the machinery, not of training: said once by the sweep
         report.error = f"trial task: {type(err).__name__}: {err}"
     report.busy_seconds = time.perf_counter() - started
     return report
-
-
-@functools.cache
-def _dataset_of(name: str, seed: int, options: str) -> Dataset:
-    import json
-
-    return load(name, seed=seed, **json.loads(options))
-
-
-def _dataset(cfg: SweepConfig) -> Dataset:
-    """The sweep's data set, made (or read) once per worker process."""
-    import json
-
-    return _dataset_of(cfg.data.name, cfg.data.seed, json.dumps(cfg.data.options, sort_keys=True))

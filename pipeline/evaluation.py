@@ -73,14 +73,18 @@ def evaluate_on_test(
     tuned = pick(searched, key=lambda t: t.value) if searched else None
     chosen = _named(best, tuned, complete)
     trials = {t.number: t for t in chosen.values()}
-    if cfg.study.folds:  # every fold's network, trained again (the saved one is the first's)
-        measured = _parallel(cfg, [(t, None) for t in trials.values()], d)
-        by_number = dict(zip(trials, measured, strict=True))
-    else:
-        by_number = {n: _own_network(cfg, t, d, models_dir) for n, t in trials.items()}
+    # trained again: with folds every fold's network (the one saved is the first's); without,
+    # a network not saved here (a cluster's workers send theirs to MLflow): the same network
+    again = [t for t in trials.values() if cfg.study.folds or not _saved(models_dir, t)]
+    measured = _parallel(cfg, [(t, None) for t in again], d) if again else []
+    by_number = {t.number: m for t, m in zip(again, measured, strict=True)}
+    for n, t in trials.items():
+        if n not in by_number:
+            by_number[n] = _own_network(cfg, t, d, models_dir)
     results = {}
     for name, t in chosen.items():
         val, test = by_number[t.number][:2]
+        val = {k: v for k, v in val.items() if k.startswith("final_val_")}  # as when loaded
         results[name] = {"trial": t.number, **val, **test}
         if not math.isclose(results[name][cfg.objective], t.value, rel_tol=1e-9, abs_tol=1e-12):
             print(
@@ -239,7 +243,8 @@ def _values(cfg: SweepConfig, t: FrozenTrial, seed: int | None) -> dict[str, Any
 def _parallel(
     cfg: SweepConfig, jobs: list[tuple[FrozenTrial, int | None]], d: Dataset
 ) -> list[tuple[dict[str, float], dict[str, float], str | None]]:
-    return Parallel(n_jobs=min(cfg.study.n_jobs, len(jobs) or 1), backend="loky")(
+    # joblib's default backend (loky): local processes, or the cluster's within cluster.end_on
+    return Parallel(n_jobs=min(cfg.study.n_jobs, len(jobs) or 1))(
         delayed(measure)(cfg, _values(cfg, t, seed), d) for t, seed in jobs
     )
 
@@ -274,6 +279,10 @@ def measure(
             f"DivergenceError: {err}",
         )
     return mean_of(vals) | {"train_time": time.perf_counter() - start}, mean_of(tests), None
+
+
+def _saved(models_dir: Path, t: FrozenTrial) -> bool:
+    return model_path(models_dir, t.number).exists()
 
 
 def _own_network(

@@ -85,7 +85,8 @@ def peer_results(
     (and ``test_accuracy``): scikit-learn's defaults, and ``alpha`` chosen on validation (or
     the study's folds) by ``metric`` (the study's). Every fit is tested, only the two rows are
     reported."""
-    measured = Parallel(n_jobs=min(n_jobs, len(ALPHAS)), backend="loky")(
+    # joblib's default backend (loky): local processes, or the cluster's within cluster.end_on
+    measured = Parallel(n_jobs=min(n_jobs, len(ALPHAS)))(
         delayed(_fit_and_measure)(d, tuple(hidden), alpha, seed, folds) for alpha in ALPHAS
     )
     by_alpha = dict(zip(ALPHAS, measured, strict=True))

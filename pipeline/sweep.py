@@ -86,9 +86,17 @@ def run_sweep(
     warming = _warm_workers(cfg)  # with a cluster: for the end's re-runs and figures
     try:
         dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
-        with st.hold_study(url, cfg.study.name):
+        with st.hold_study(url, cfg.study.name), _cluster_lease(client, cfg.study.name) as lease:
             return _run(
-                cfg, dataset, url, tracking_uri, sweep_file, console, started, warming, client
+                cfg,
+                dataset,
+                url,
+                tracking_uri,
+                sweep_file,
+                console,
+                started,
+                warming,
+                None if client is None else (client, lease),
             )
     except st.StudyBusyError as err:
         raise ConfigError(cfg.source, [str(err)]) from None
@@ -104,6 +112,14 @@ def _connect(cfg: SweepConfig, address: str, url: str, tracking: str | None) -> 
 
     cluster.check_shared(cfg, url, resolved(tracking) if cfg.tracking.enabled else None)
     return cluster.connect(cfg, address)
+
+
+def _cluster_lease(client: Any, study: str) -> contextlib.AbstractContextManager[str | None]:
+    if client is None:
+        return contextlib.nullcontext()
+    from pipeline import cluster
+
+    return cluster.hold_study(client, study)
 
 
 def _warm_workers(cfg: SweepConfig) -> threading.Thread:
@@ -156,7 +172,7 @@ def _run(
     console: Console,
     started: float,
     warming: threading.Thread,
-    client: Any = None,
+    cluster: tuple[Any, str] | None = None,  # the Dask client and the study's lease on it
 ) -> SweepSummary:
     study, tracker = _open_stores(cfg, url, tracking_uri, sweep_file)
     recovered = st.recover_interrupted(study, url)
@@ -195,8 +211,8 @@ def _run(
         setup_seconds = parallel_started - started
         for _ in range(MAX_RESTARTS + 1):
             try:
-                if client is not None:
-                    reports += _run_on_cluster(cfg, ctx, study, console, client)
+                if cluster is not None:
+                    reports += _run_on_cluster(cfg, ctx, study, dataset, console, *cluster)
                 else:
                     reports += _run_workers(cfg, ctx, study, console)
                 break
@@ -251,7 +267,8 @@ def _run(
         errors=errors,
     )
     evaluation_started = time.perf_counter()
-    _evaluate(cfg, study, dataset, models_dir, summary)
+    with _end_on(cluster):
+        _evaluate(cfg, study, dataset, models_dir, summary)
     summary.evaluation_seconds = time.perf_counter() - evaluation_started
     summary.wall_seconds = time.perf_counter() - started
     if tracker:  # the figures are drawn of the networks saved, trained on the first split
@@ -260,6 +277,16 @@ def _run(
         summary.wall_seconds = time.perf_counter() - started
     print_summary(cfg, study, summary, console)
     return summary
+
+
+def _end_on(cluster: tuple[Any, str] | None) -> contextlib.AbstractContextManager[None]:
+    """Where the end's re-runs and the peer's fits run: the cluster when the trials did, else
+    this machine's worker processes."""
+    if cluster is None:
+        return contextlib.nullcontext()
+    from pipeline.cluster import end_on
+
+    return end_on(cluster[0])
 
 
 def _evaluate(
@@ -301,14 +328,24 @@ def _run_workers(
 
 
 def _run_on_cluster(
-    cfg: SweepConfig, ctx: WorkerContext, study: optuna.Study, console: Console, client: Any
+    cfg: SweepConfig,
+    ctx: WorkerContext,
+    study: optuna.Study,
+    dataset: Dataset,
+    console: Console,
+    client: Any,
+    lease: str,
 ) -> list[WorkerReport]:
     """The trials as tasks on the cluster, asked to stop through the study's Dask event."""
     from pipeline import cluster
 
     stop = cluster.stop_event(client, cfg.study.name)
     return _in_background(
-        cfg, study, console, lambda: cluster.run_trials(client, cfg, ctx, study, stop), stop.set
+        cfg,
+        study,
+        console,
+        lambda: cluster.run_trials(client, cfg, ctx, study, dataset, stop, lease),
+        stop.set,
     )
 
 

@@ -11,9 +11,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import optuna
+import pandas as pd
 import pytest
-from e2e import env, free_ports, head_ready, long_sweep, start_head, start_sweep, sweep, wait_for
+from e2e import (
+    SMOKE,
+    env,
+    free_ports,
+    head_ready,
+    long_sweep,
+    start_head,
+    start_sweep,
+    sweep,
+    wait_for,
+)
 from mlflow import MlflowClient
 
 from pipeline.study import make_storage
@@ -107,6 +119,9 @@ def test_the_smoke_sweep_through_the_cluster_lands_like_a_local_one(cluster, tmp
 
     baselines, there = by_baseline(here.trials), by_baseline(study.trials)
     assert there == pytest.approx(baselines, rel=1e-12) and len(there) == 3
+    # every task suggests parameters of its own (tasks do not share a sampler's state)
+    searched = [repr(t.params) for t in study.trials if "baseline" not in t.user_attrs]
+    assert len(searched) == 5 and len(set(searched)) == len(searched)
 
     found = cluster.runs("smoke")
     roles = [r.data.tags.get("pipeline.role") for r in found]
@@ -139,6 +154,69 @@ def test_the_smoke_sweep_through_the_cluster_lands_like_a_local_one(cluster, tmp
     )
     assert report.returncode == 0, report.stderr
     assert (remote / "reports" / "smoke" / "index.html").is_file()
+
+
+def executed(cluster: Cluster) -> int:
+    """Tasks the cluster's workers have run so far."""
+    from distributed import Client
+
+    with Client(cluster.scheduler, timeout=30) as client:
+        counts = client.run(lambda dask_worker: dask_worker.state.executed_count)
+    return sum(counts.values())
+
+
+def test_a_csv_study_with_repeats_runs_wholly_on_the_cluster(cluster, tmp_path):
+    """The CSV file lives only in the sweep's folder: the workers get the data from the sweep.
+    The re-runs and the peer's fits run on the cluster too, and the answer is the local one."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(240, 3))
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["label"] = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(int)
+    text = (
+        SMOKE.read_text()
+        .replace('name = "smoke"', 'name = "points"\nrepeats = 2\ntop_k = 2', 1)
+        .replace(
+            'name = "sine"\nseed = 1',
+            'name = "csv"\npath = "points.csv"\ntarget = "label"\ntask = "classification"',
+        )
+        .replace("n_trials = 8", "n_trials = 6")
+    )
+    results = {}
+    for where in ("remote", "local"):
+        folder = tmp_path / where
+        folder.mkdir()
+        frame.to_csv(folder / "points.csv", index=False)
+        (folder / "points.toml").write_text(text)
+        before = executed(cluster)
+        args = [*cluster.args(), *cluster.tracking_args()] if where == "remote" else []
+        done = sweep(folder, *args, "--n-jobs", "1", sweep_file=folder / "points.toml")
+        assert done.returncode == 0, done.stdout + done.stderr
+        ran = executed(cluster) - before
+        if where == "remote":
+            client = MlflowClient(cluster.tracking)
+            experiment = client.get_experiment_by_name("points").experiment_id
+            found = client.search_runs([experiment], max_results=1000)
+            parent = next(r for r in found if r.data.tags.get("pipeline.role") == "study")
+            # 6 trials, then 3 configurations x 2 seeds re-run and the peer's fits, as tasks
+            assert ran > 6 + 6, ran
+        else:
+            from e2e import runs as local_runs
+
+            parent, _ = local_runs(folder, "points")
+            assert ran == 0
+        # the baseline's re-runs and the peer's fits are the same networks everywhere (the
+        # searched trials are not: each machine's sampler has its own seed)
+        results[where] = {
+            k: v for k, v in parent.data.metrics.items() if k.startswith(("unreg", "peer-"))
+        }
+    assert results["remote"].keys() == results["local"].keys()
+    assert any(k.startswith("unregularised.test_accuracy") for k in results["remote"])
+    assert any(k.startswith("peer-") for k in results["remote"])
+    for key, value in results["local"].items():
+        if not key.endswith(("_time", "train_time")):
+            assert results["remote"][key] == pytest.approx(value, rel=1e-9), key
+    for worker in cluster.folder.glob("worker-*"):
+        assert not list(worker.rglob("points.csv"))
 
 
 def test_ctrl_c_stops_the_cluster_trials_and_a_rerun_resumes(cluster, tmp_path):
