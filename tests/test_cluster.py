@@ -287,6 +287,45 @@ def test_a_killed_dask_worker_s_trial_runs_again_with_its_parameters(cluster, tm
     )
 
 
+def test_a_dead_sweep_s_tasks_end_their_trials_and_a_second_sweep_is_refused(cluster, tmp_path):
+    sweep_file = long_sweep(tmp_path)
+    args = ["--cluster", cluster.scheduler, "--no-tracking", "--set", "study.name=orphans"]
+    proc = start_sweep(tmp_path, *args, "--storage", cluster.storage, sweep_file=sweep_file)
+
+    def running() -> int:
+        try:
+            trials = cluster.study("orphans").get_trials(deepcopy=False)
+        except KeyError:
+            return 0
+        return sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+
+    wait_for(lambda: running() == 2, 180, "two running trials on the cluster")
+    # the same study through another spelling of the proxy's address, from another folder:
+    # the cluster's lease refuses it, not a local lock
+    other = tmp_path / "other"
+    other.mkdir()
+    elsewhere = cluster.storage.replace("127.0.0.1", "localhost")
+    refused = sweep(other, *args, "--storage", elsewhere, sweep_file=sweep_file)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "is being run by another sweep on this cluster" in refused.stderr
+    assert running() == 2
+
+    proc.kill()  # kill -9 of the sweep command: its tasks go on, with nobody to report to
+    proc.wait()
+    started = time.monotonic()
+    wait_for(lambda: running() == 0, 90, "the orphaned tasks to end their trials")
+    assert time.monotonic() - started < 60
+    trials = cluster.study("orphans").get_trials(deepcopy=False)
+    assert sum(bool(t.user_attrs.get("interrupted")) for t in trials) == 2
+
+    rerun = ["--storage", cluster.storage, "--set", "fixed.max_epochs=30"]
+    done = sweep(tmp_path, *args, *rerun, sweep_file=sweep_file)
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = cluster.study("orphans").get_trials(deepcopy=False)
+    counted = [t for t in trials if not t.user_attrs.get("interrupted")]
+    assert len(counted) == 4 and all(t.state.is_finished() for t in counted)
+
+
 def test_an_unreachable_scheduler_fails_within_seconds_in_one_line(cluster, tmp_path):
     (port,) = free_ports(1)
     started = time.monotonic()
