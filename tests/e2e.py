@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,11 @@ import optuna
 from mlflow import MlflowClient
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+
+from pipeline.loopback import child_env as env
+from pipeline.loopback import free_ports, head_ready, start_head, wait_for
+
+__all__ = ["env", "free_ports", "head_ready", "start_head", "wait_for"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "sweeps" / "smoke.toml"
@@ -73,11 +77,6 @@ def cli_in_process(cwd: Path, *args: str) -> subprocess.CompletedProcess:
         if uri is not None:
             os.environ["MLFLOW_TRACKING_URI"] = uri
     return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
-
-
-def env() -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return {**clean, "PYTHONUNBUFFERED": "1"}
 
 
 def sweep(
@@ -142,16 +141,6 @@ def worker_pids(parent_pid: int) -> list[int]:
     return pids
 
 
-def wait_for(predicate, timeout: float = 120, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 def running_trials(folder: Path, name: str = "smoke") -> int:
     try:
         s = study(folder, name)
@@ -167,45 +156,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct loopback ports nothing listens on (yet)."""
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def start_head(folder: Path, scheduler: int, storage: int, mlflow: int, *args: str):
-    """``python -m pipeline head`` in ``folder`` on these ports, its output in ``head.out``; in
-    a session of its own, Ctrl-C (SIGINT) as a terminal sends it."""
-    ports = ["--scheduler-port", str(scheduler), "--storage-port", str(storage)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "head", *ports, "--mlflow-port", str(mlflow), *args],
-        cwd=folder,
-        stdout=open(folder / "head.out", "w"),  # noqa: SIM115 - closed with the process
-        stderr=subprocess.STDOUT,
-        env=env(),
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-
-
-def head_ready(folder: Path) -> str:
-    """What the head in ``folder`` printed, once all its services answer."""
-
-    def printed() -> str | None:
-        text = (folder / "head.out").read_text()
-        return text if "Ctrl-C stops every service" in text else None
-
-    return wait_for(printed, 180, "the head's services")
 
 
 def kill(pid: int, sig: int = signal.SIGKILL) -> None:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -19,49 +18,21 @@ from e2e import (
     SMOKE,
     env,
     free_ports,
-    head_ready,
     long_sweep,
-    start_head,
     start_sweep,
     sweep,
     wait_for,
 )
 from mlflow import MlflowClient
 
+from pipeline.loopback import LoopbackCluster
 from pipeline.study import make_storage
 
 pytestmark = pytest.mark.slow
 
 
-class Cluster:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        scheduler, storage, mlflow = free_ports(3)
-        self.scheduler = f"tcp://127.0.0.1:{scheduler}"
-        self.storage = f"grpc://127.0.0.1:{storage}"
-        self.tracking = f"http://127.0.0.1:{mlflow}"
-        self.head = start_head(folder, scheduler, storage, mlflow)
-        head_ready(folder)
-        self.workers = [self.start_worker(k) for k in range(2)]
-
-    def start_worker(self, k: int) -> subprocess.Popen:
-        """A `dask worker` (no nanny: the process that runs the tasks) in an empty folder."""
-        home = self.folder / f"worker-{k}-{time.monotonic_ns()}"
-        home.mkdir()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "dask", "worker", self.scheduler, "--nthreads", "1"]
-            + ["--no-nanny", "--no-dashboard", "--local-directory", str(home)],
-            cwd=home,
-            stdout=open(home / "worker.out", "w"),  # noqa: SIM115 - closed with the process
-            stderr=subprocess.STDOUT,
-            env=env(),
-            start_new_session=True,
-        )
-        from distributed import Client
-
-        with Client(self.scheduler, timeout=30) as client:
-            wait_for(lambda: len(client.nthreads()) > k, 120, "the worker to join")
-        return worker
+class Cluster(LoopbackCluster):
+    """The loopback cluster, with what the tests ask of it."""
 
     def args(self) -> list[str]:
         return ["--cluster", self.scheduler, "--storage", self.storage]
@@ -76,16 +47,6 @@ class Cluster:
         client = MlflowClient(self.tracking)
         experiment = client.get_experiment_by_name(name).experiment_id
         return client.search_runs([experiment], max_results=1000)
-
-    def stop(self) -> None:
-        for process in [*self.workers, self.head]:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT if process is self.head else signal.SIGTERM)
-        for process in [*self.workers, self.head]:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +230,7 @@ def test_a_killed_dask_worker_s_trial_runs_again_with_its_parameters(cluster, tm
     victim = cluster.workers.pop(0)
     victim.kill()  # kill -9 of a worker mid-trial
     victim.wait()
-    cluster.workers.append(cluster.start_worker(len(cluster.workers)))
+    cluster.workers.append(cluster.start_worker())
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output
     trials = cluster.study("killed").get_trials(deepcopy=False)

@@ -1,0 +1,185 @@
+"""Real services on loopback, for the end-to-end tests and the benchmarks: the head (Dask
+scheduler, storage proxy, MLflow server) with Dask workers each started in an empty folder of
+its own, and a throwaway PostgreSQL server. Everything started here is stopped here."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+POSTGRES_USER = "nobody"  # PostgreSQL refuses to run as root
+READY = "Ctrl-C stops every service"  # the head's last line once every service answers
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports nothing listens on (yet)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 120, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def child_env() -> dict[str, str]:
+    """The environment of the processes started here: no tracking URI of the caller's."""
+    clean = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return {**clean, "PYTHONUNBUFFERED": "1"}
+
+
+def start_head(
+    folder: Path, scheduler: int, storage: int, mlflow: int, *args: str
+) -> subprocess.Popen:
+    """``python -m pipeline head`` in ``folder`` on these ports, its output in ``head.out``; in
+    a session of its own, Ctrl-C (SIGINT) as a terminal sends it."""
+    ports = ["--scheduler-port", str(scheduler), "--storage-port", str(storage)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "head", *ports, "--mlflow-port", str(mlflow), *args],
+        cwd=folder,
+        stdout=open(folder / "head.out", "w"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+        env=child_env(),
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def head_ready(folder: Path) -> str:
+    """What the head in ``folder`` printed, once all its services answer."""
+
+    def printed() -> str | None:
+        text = (folder / "head.out").read_text()
+        return text if READY in text else None
+
+    return wait_for(printed, 180, "the head's services")
+
+
+class LoopbackCluster:
+    """The head's services and ``n_workers`` one-thread Dask workers (no nanny: the process
+    that runs the tasks is the one a test may kill), on free loopback ports under ``folder``."""
+
+    def __init__(self, folder: Path, n_workers: int = 2, *head_args: str) -> None:
+        self.folder = folder
+        scheduler, storage, mlflow = free_ports(3)
+        self.scheduler = f"tcp://127.0.0.1:{scheduler}"
+        self.storage = f"grpc://127.0.0.1:{storage}"
+        self.tracking = f"http://127.0.0.1:{mlflow}"
+        self.head = start_head(folder, scheduler, storage, mlflow, *head_args)
+        self.workers: list[subprocess.Popen] = []
+        try:
+            head_ready(folder)
+            for _ in range(n_workers):
+                self.workers.append(self.start_worker())
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_worker(self) -> subprocess.Popen:
+        """One more worker, in an empty folder; returns once the scheduler counts it."""
+        home = self.folder / f"worker-{time.monotonic_ns()}"
+        home.mkdir()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "dask", "worker", self.scheduler, "--nthreads", "1"]
+            + ["--no-nanny", "--no-dashboard", "--local-directory", str(home)],
+            cwd=home,
+            stdout=open(home / "worker.out", "w"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            env=child_env(),
+            start_new_session=True,
+        )
+        from distributed import Client
+
+        alive = sum(w.poll() is None for w in self.workers) + 1
+        with Client(self.scheduler, timeout=30) as client:
+            wait_for(lambda: len(client.nthreads()) >= alive, 120, "the worker to join")
+        return worker
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.head]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT if process is self.head else signal.SIGTERM)
+        for process in [*self.workers, self.head]:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@contextlib.contextmanager
+def loopback_cluster(
+    folder: Path, n_workers: int = 2, *head_args: str
+) -> Iterator[LoopbackCluster]:
+    cluster = LoopbackCluster(folder, n_workers, *head_args)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def postgres_installed() -> Path | None:
+    """The folder of Debian's PostgreSQL programs (``make postgres`` installs them), or None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+def _as_user(*command: str) -> None:
+    """Run ``command`` as the unprivileged user; its output to nobody's pipe (the server that
+    pg_ctl starts would hold a captured pipe open, and the call would never return)."""
+    prefix = ["runuser", "-u", POSTGRES_USER, "--"] if os.geteuid() == 0 else []
+    subprocess.run(
+        [*prefix, *command],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+@contextlib.contextmanager
+def postgres_server(bin_dir: Path) -> Iterator[str]:
+    """A fresh PostgreSQL server in a temporary folder, run by an unprivileged user on a free
+    loopback port; yields the URL of its database ``studies``. Stopped and removed after."""
+    # not under a test's temporary folder, which only root may enter
+    folder = Path(tempfile.mkdtemp(prefix="pipeline-postgres-"))
+    data = folder / "data"
+    data.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(folder, POSTGRES_USER)
+        shutil.chown(data, POSTGRES_USER)
+    (port,) = free_ports(1)
+    try:
+        _as_user(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
+        options = f"-p {port} -k {folder} -h 127.0.0.1"
+        log = str(folder / "server.log")
+        _as_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w", "start")
+        try:
+            server = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+            _as_user(str(bin_dir / "createdb"), *server, "studies")
+            yield f"postgresql://postgres@127.0.0.1:{port}/studies"
+        finally:
+            _as_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
