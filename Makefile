@@ -9,6 +9,7 @@ SWEEP ?= sweeps/default.toml
 N_JOBS ?=
 PORT ?= 5000
 STUDY ?=
+SCHEDULER ?= tcp://127.0.0.1:8786
 CHAPTER_DATA ?= sine
 CHAPTER_ROWS := $(sort $(wildcard sweeps/chapter-*.toml))
 PYTEST_ARGS ?=
@@ -20,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: help setup browser postgres sweep chapter ui head report test test-fast bench bench-quality lint format clean
+.PHONY: help setup browser postgres sweep chapter ui head worker report test test-fast bench bench-quality lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,6 +46,9 @@ ui: setup ## MLflow UI over the local store on 127.0.0.1: make ui [PORT=5000]
 
 head: setup ## Shared services on 127.0.0.1 (Dask scheduler, storage proxy, MLflow server)
 	$(PY) -m pipeline head
+
+worker: setup ## Join a cluster as a Dask worker: make worker SCHEDULER=tcp://HOST:8786
+	$(PY) -m pipeline worker $(SCHEDULER)
 
 report: setup ## Reports under reports/ for every study, or make report STUDY="a b" (compared)
 	$(PY) -m pipeline report $(STUDY)
@@ -78,7 +82,7 @@ test: setup browser postgres ## Run the whole test suite (slow end-to-end tests 
 test-fast: setup ## Run the tests without the slow end-to-end ones
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: setup ## Speed benchmarks, printed as ratios measured side by side
+bench: setup postgres ## Speed benchmarks, printed as ratios measured side by side
 	$(PY) -m pipeline bench
 
 bench-quality: setup ## The answer on every shipped data set, 3 sweep seeds (about 11 min)

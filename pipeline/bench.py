@@ -170,17 +170,25 @@ def _config(path: Path, name: str, **sections: dict) -> SweepConfig:
     return SweepConfig(**raw, source=str(path))
 
 
-def _run_sweep(folder: Path, cfg: SweepConfig, queued: list[dict] | None = None) -> SweepSummary:
-    """A sweep in ``folder`` (fresh stores), ``queued`` parameter sets enqueued first, its
-    workers started afresh (loky would otherwise reuse the previous run's warm processes), its
-    output discarded."""
+def _run_sweep(
+    folder: Path,
+    cfg: SweepConfig,
+    queued: list[dict] | None = None,
+    *,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    cluster: str | None = None,
+) -> SweepSummary:
+    """A sweep with fresh stores (by default in ``folder``), ``queued`` parameter sets enqueued
+    first, its workers started afresh (loky would otherwise reuse the previous run's warm
+    processes), its output discarded."""
     from joblib.externals.loky import get_reusable_executor
     from rich.console import Console
 
     from pipeline.study import create_study
     from pipeline.sweep import run_sweep
 
-    storage = str(folder / "optuna.journal")
+    storage = storage or str(folder / "optuna.journal")
     study = create_study(cfg, storage)
     for params in queued or []:
         study.enqueue_trial(params)
@@ -189,8 +197,9 @@ def _run_sweep(folder: Path, cfg: SweepConfig, queued: list[dict] | None = None)
         return run_sweep(
             cfg,
             storage=storage,
-            tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+            tracking_uri=tracking_uri or f"sqlite:///{folder / 'mlflow.db'}",
             console=Console(file=devnull),
+            cluster=cluster,
         )
 
 
@@ -378,76 +387,94 @@ def bench_sweep_commands() -> None:
                 )
 
 
-def bench_trial_machinery(sizes: tuple[int, ...] = (100, 1000, 5000), repeats: int = 20) -> None:
-    """Milliseconds per trial of the machinery around training (reserve + ask under the
-    lock, sampling the default sweep's space with TPE, tell; and logging one trial to MLflow)
-    in studies that already hold 100, 1000 and 5000 trials."""
-    import numpy as np
+STEPS = ("reserve+ask", "suggest (TPE)", "tell", "MLflow log")
+
+
+def _fill(study: Any, cfg: SweepConfig, n: int, rng: Any) -> None:
+    """``n`` finished trials, drawn at random from the sweep's space, added to ``study``."""
     import optuna
 
+    space = optuna.distributions
+    dists = {
+        k: space.FloatDistribution(p.low, p.high, log=p.log)
+        if p.type == "float"
+        else space.IntDistribution(p.low, p.high, step=p.step)
+        for k, p in cfg.search.items()
+    }
+    frozen = []
+    for _ in range(n):
+        params = {
+            k: float(rng.uniform(d.low, d.high))
+            if isinstance(d, space.FloatDistribution)
+            else int(rng.integers(d.low // d.step, d.high // d.step + 1) * d.step)
+            for k, d in dists.items()
+        }
+        frozen.append(
+            optuna.trial.create_trial(params=params, distributions=dists, value=float(rng.random()))
+        )
+    study.add_trials(frozen)
+
+
+def machinery_ms(
+    cfg: SweepConfig, storage: str, tracking_uri: str, repeats: int, rng: Any
+) -> dict[str, float]:
+    """Best milliseconds of each step around a trial's training (:data:`STEPS`), over
+    ``repeats`` trials added to the study of ``cfg`` in ``storage``, logged to an experiment of
+    its name in ``tracking_uri``."""
     from pipeline.config import suggest_space
     from pipeline.results import TrialResult
-    from pipeline.study import create_study, load_study, reserve_trial
+    from pipeline.study import load_study, reserve_trial
     from pipeline.tracking import TrialLogger, prepare_experiment
 
-    cfg = _config(DEFAULT_SWEEP, "machinery")
-    print(f"== machinery per trial (ms, best of {repeats}) as the study grows, default sweep space")
-    print("   trials in study   reserve+ask   suggest (TPE)    tell    MLflow log")
-    rng = np.random.default_rng(0)
+    name = cfg.study.name
+    experiment = prepare_experiment(tracking_uri, name)
+    logger = TrialLogger(tracking_uri, experiment, "", name, 100)  # no parent run: ""
     history = {
         "epoch": list(range(1, 301)),
         "train_loss": list(rng.random(300)),
         "val_loss": list(rng.random(300)),
     }
+    study = load_study(cfg, storage)
+    size = len(study.get_trials(deepcopy=False))
+    times: dict[str, list[float]] = {step: [] for step in STEPS}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        trial = reserve_trial(study, storage, size + repeats + 1)
+        t1 = time.perf_counter()
+        values = suggest_space(trial, cfg.search)
+        t2 = time.perf_counter()
+        study.tell(trial, float(rng.random()))
+        t3 = time.perf_counter()
+        run_id = logger.start(trial.number, {})
+        logger.finish(
+            run_id, TrialResult(values, value=1.0, history=history, metrics={"train_time": 1.0})
+        )
+        t4 = time.perf_counter()
+        for step, seconds in zip(STEPS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            times[step].append(seconds)
+    return {step: min(v) * 1e3 for step, v in times.items()}
+
+
+def bench_trial_machinery(sizes: tuple[int, ...] = (100, 1000, 5000), repeats: int = 20) -> None:
+    """Milliseconds per trial of the machinery around training (reserve + ask under the
+    lock, sampling the default sweep's space with TPE, tell; and logging one trial to MLflow)
+    in studies that already hold 100, 1000 and 5000 trials."""
+    import numpy as np
+
+    from pipeline.study import create_study
+
+    cfg = _config(DEFAULT_SWEEP, "machinery")
+    print(f"== machinery per trial (ms, best of {repeats}) as the study grows, default sweep space")
+    print("   trials in study   reserve+ask   suggest (TPE)    tell    MLflow log")
+    rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         storage = str(Path(tmp) / "optuna.journal")
-        study = create_study(cfg, storage)
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        logger = TrialLogger(uri, prepare_experiment(uri, "machinery"), None, "machinery", 100)
-        filled = 0
-        space = optuna.distributions
-        dists = {
-            k: space.FloatDistribution(p.low, p.high, log=p.log)
-            if p.type == "float"
-            else space.IntDistribution(p.low, p.high, step=p.step)
-            for k, p in cfg.search.items()
-        }
+        study = create_study(cfg, storage)
         for size in sizes:
-            frozen = []
-            for _ in range(size - filled):
-                params = {
-                    k: float(rng.uniform(d.low, d.high))
-                    if isinstance(d, space.FloatDistribution)
-                    else int(rng.integers(d.low // d.step, d.high // d.step + 1) * d.step)
-                    for k, d in dists.items()
-                }
-                frozen.append(
-                    optuna.trial.create_trial(
-                        params=params, distributions=dists, value=float(rng.random())
-                    )
-                )
-            study.add_trials(frozen)
-            filled = size
-            study = load_study(cfg, storage)
-            times = {"reserve": [], "suggest": [], "tell": [], "log": []}
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                trial = reserve_trial(study, storage, size + repeats + 1)
-                t1 = time.perf_counter()
-                values = suggest_space(trial, cfg.search)
-                t2 = time.perf_counter()
-                study.tell(trial, float(rng.random()))
-                t3 = time.perf_counter()
-                run_id = logger.start(trial.number, {})
-                logger.finish(
-                    run_id,
-                    TrialResult(values, value=1.0, history=history, metrics={"train_time": 1.0}),
-                )
-                t4 = time.perf_counter()
-                for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                    times[key].append(seconds)
-            filled += repeats
-            row = "   ".join(f"{min(v) * 1e3:10.1f}" for v in times.values())
+            _fill(study, cfg, size - len(study.get_trials(deepcopy=False)), rng)
+            ms = machinery_ms(cfg, storage, uri, repeats, rng)
+            row = "   ".join(f"{ms[step]:10.1f}" for step in STEPS)
             print(f"   {size:15d}   {row}")
 
 
@@ -563,3 +590,6 @@ def main() -> None:
     bench_same_trials()
     bench_sweep_commands()
     bench_ui()
+    from pipeline import bench_cluster  # it builds on this module's helpers
+
+    bench_cluster.main()

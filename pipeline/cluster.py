@@ -25,9 +25,10 @@ scikit-learn version), the model goes to MLflow as an artifact.
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
@@ -46,6 +47,9 @@ SHARED_TRACKING = ("http", "https", "postgresql", "mysql")
 # How long the scheduler keeps a dead sweep's lease: the client refreshes it every fifth of
 # this, the scheduler checks every 10 s (Dask's default), so it is freed 10-20 s after the death.
 LEASE_TIMEOUT = "10s"
+# A task asks the scheduler whether to stop at most this often (a local worker looks at its
+# stop file every report; here each look is two round trips to the scheduler).
+STOP_CHECK_SECONDS = 1.0
 
 
 def check_shared(cfg: SweepConfig, storage: str, tracking: str | None) -> None:
@@ -192,12 +196,24 @@ def cluster_trial(
                 close_interrupted_runs(logger.client, ctx.experiment_id, trial.number)
             with tempfile.TemporaryDirectory() as models:
                 asked, sweep = Event(stop), Semaphore(1, lease)
-
-                def stop_requested() -> bool:  # Ctrl-C, or the sweep is gone
-                    return asked.is_set() or sweep.get_value() == 0
-
+                stop_requested = _at_most_every(  # Ctrl-C, or the sweep is gone
+                    STOP_CHECK_SECONDS, lambda: asked.is_set() or sweep.get_value() == 0
+                )
                 run_one(trial, cfg, dataset, logger, models, report, stop_requested)
     except Exception as err:  # of the machinery, not of training: said once by the sweep
         report.error = f"trial task: {type(err).__name__}: {err}"
     report.busy_seconds = time.perf_counter() - started
     return report
+
+
+def _at_most_every(seconds: float, check: Callable[[], bool]) -> Callable[[], bool]:
+    """``check``, asked again only once ``seconds`` have passed; its last answer meanwhile."""
+    last = {"at": -math.inf, "answer": False}
+
+    def throttled() -> bool:
+        now = time.monotonic()
+        if now - last["at"] >= seconds:
+            last["at"], last["answer"] = now, check()
+        return last["answer"]
+
+    return throttled

@@ -98,12 +98,13 @@ class LoopbackCluster:
             raise
 
     def start_worker(self) -> subprocess.Popen:
-        """One more worker, in an empty folder; returns once the scheduler counts it."""
+        """One more worker, as the head tells users to start them, in an empty folder; returns
+        once the scheduler counts it."""
         home = self.folder / f"worker-{time.monotonic_ns()}"
         home.mkdir()
         worker = subprocess.Popen(
-            [sys.executable, "-m", "dask", "worker", self.scheduler, "--nthreads", "1"]
-            + ["--no-nanny", "--no-dashboard", "--local-directory", str(home)],
+            [sys.executable, "-m", "pipeline", "worker", self.scheduler]
+            + ["--no-nanny", "--local-directory", str(home)],
             cwd=home,
             stdout=open(home / "worker.out", "w"),  # noqa: SIM115 - closed with the process
             stderr=subprocess.STDOUT,

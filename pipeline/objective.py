@@ -105,8 +105,11 @@ def run_trial(
     metric = cfg.study.metric
     splits = splits_of(d, cfg.study.folds, cfg.study.seed)
     every = cfg.report_every
-    # a baseline is the reference every answer is measured against: it always runs to the end
-    prunable = not trial.user_attrs.get(BASELINE)
+    # a baseline is the reference every answer is measured against: it always runs to the end;
+    # a pruner that never prunes is not asked (each question reads the study: on a cluster, a
+    # round trip to the storage every report)
+    never = isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+    prunable = not trial.user_attrs.get(BASELINE) and not never
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
         if epoch % every:  # each report and each stop check is a system call or a file write

@@ -313,3 +313,19 @@ def test_the_scheduler_address_from_the_environment_or_the_sweep_file(tmp_path, 
     done = sweep(tmp_path, "--no-tracking", "--set", "study.cluster=tcp://127.0.0.1:1")
     assert done.returncode == 2 and "with --cluster every machine opens the study" in done.stderr
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_task_asks_the_scheduler_whether_to_stop_at_most_once_a_period():
+    from pipeline.cluster import _at_most_every
+
+    answers = iter([False, True])
+    asked = []
+
+    def check() -> bool:
+        asked.append(time.monotonic())
+        return next(answers)
+
+    throttled = _at_most_every(0.3, check)
+    assert [throttled() for _ in range(50)] == [False] * 50 and len(asked) == 1
+    time.sleep(0.35)
+    assert throttled() and throttled() and len(asked) == 2

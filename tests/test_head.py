@@ -31,7 +31,7 @@ def test_a_sweep_through_the_head_services_lands_there_and_ctrl_c_stops_them_all
         printed = head_ready(tmp_path)
         for name, port in (("Dask", scheduler), ("storage proxy", storage), ("MLflow", mlflow)):
             assert f"{name}" in printed and f"127.0.0.1:{port}" in printed
-        assert f".venv/bin/dask worker tcp://127.0.0.1:{scheduler}" in printed
+        assert f".venv/bin/python -m pipeline worker tcp://127.0.0.1:{scheduler}" in printed
         line = f"--storage grpc://127.0.0.1:{storage} --tracking-uri http://127.0.0.1:{mlflow}"
         assert f"--cluster tcp://127.0.0.1:{scheduler} {line}" in printed
         # Dask's scheduler answers as a scheduler does
@@ -49,7 +49,7 @@ def test_a_sweep_through_the_head_services_lands_there_and_ctrl_c_stops_them_all
             study_name="smoke", storage=make_storage(f"grpc://127.0.0.1:{storage}")
         )
         assert len(study.trials) == 8 and all(t.state.is_finished() for t in study.trials)
-        assert (tmp_path / "mlruns" / "head" / "optuna.db").is_file()
+        assert (tmp_path / "mlruns" / "head" / "optuna.journal").is_file()
         mlflow_client = MlflowClient(f"http://127.0.0.1:{mlflow}")
         experiment = mlflow_client.get_experiment_by_name("smoke").experiment_id
         found = mlflow_client.search_runs([experiment], max_results=100)
