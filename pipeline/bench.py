@@ -219,6 +219,23 @@ def _same_trials(cfg: SweepConfig, n: int, seed: int = 0) -> list[dict]:
     return sets
 
 
+def fixed_trials(n_trials: int, epochs: int) -> tuple[Callable[..., SweepConfig], list[dict]]:
+    """The default sweep's trials at a fixed number of epochs, with no pruning and no early
+    stopping, so that every run trains exactly the same networks: a maker of its configs (a
+    name, then ``study`` and other tables to update) and ``n_trials`` parameter sets, to be
+    queued in the same order."""
+    fixed = {"max_epochs": epochs, "patience": 0}
+    base = _config(DEFAULT_SWEEP, "bench", fixed=fixed, pruner={"name": "none"})
+    search = {k: v.model_dump() for k, v in base.search.items() if k != "patience"}
+    queued = _same_trials(_config(DEFAULT_SWEEP, "bench", search=search), n_trials)
+
+    def config(name: str, **sections: dict) -> SweepConfig:
+        tables = {"fixed": fixed, "search": search, "pruner": {"name": "none"}}
+        return _config(DEFAULT_SWEEP, name, **tables, **sections)
+
+    return config, queued
+
+
 def _goal(ok: bool) -> str:
     return "meets the goal" if ok else "MISSES the goal"
 
@@ -231,22 +248,15 @@ def bench_same_trials(n_trials: int = 16, epochs: int = 1500) -> None:
         f"== the same {n_trials} trials of the default sweep ({epochs} epochs, no pruning): "
         "1 and 2 workers, tracking on and off"
     )
-    fixed = {"max_epochs": epochs, "patience": 0}
-    base = _config(DEFAULT_SWEEP, "bench", fixed=fixed, pruner={"name": "none"})
-    search = {k: v.model_dump() for k, v in base.search.items() if k != "patience"}
-    queued = _same_trials(_config(DEFAULT_SWEEP, "bench", search=search), n_trials)
+    config, queued = fixed_trials(n_trials, epochs)
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for jobs, tracking in ((1, True), (2, True), (2, False)):
             folder = Path(tmp) / f"jobs{jobs}-tracking{tracking}"
             folder.mkdir()
-            cfg = _config(
-                DEFAULT_SWEEP,
+            cfg = config(
                 f"bench-{jobs}-{tracking}",
                 study={"n_trials": n_trials, "n_jobs": jobs},
-                fixed=fixed,
-                search=search,
-                pruner={"name": "none"},
                 tracking={"enabled": tracking},
             )
             s = runs[jobs, tracking] = _run_sweep(folder, cfg, queued)
@@ -261,7 +271,7 @@ def bench_same_trials(n_trials: int = 16, epochs: int = 1500) -> None:
         f"   2 workers / 1 worker, same trials: {speedup:.2f}x   "
         f"(goal >= 1.9x: {_goal(speedup >= 1.9)})"
     )
-    plain = {jobs: _plain_fits(base, queued, jobs) for jobs in (1, 2)}
+    plain = {jobs: _plain_fits(config("bench"), queued, jobs) for jobs in (1, 2)}
     ceiling = plain[1] / plain[2]
     print(
         f"   the same networks fitted with no machinery (joblib alone, same order): 2 processes"

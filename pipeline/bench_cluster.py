@@ -27,7 +27,7 @@ from pipeline.bench import (
     _fill,
     _goal,
     _run_sweep,
-    _same_trials,
+    fixed_trials,
     machinery_ms,
 )
 from pipeline.loopback import free_ports, loopback_cluster, postgres_installed, postgres_server
@@ -46,16 +46,8 @@ def bench_cluster_same_trials(n_trials: int = 16, epochs: int = 1500, rounds: in
         f"== the same {n_trials} trials ({epochs} epochs): 2 local workers against a loopback "
         "cluster (2 one-thread Dask workers, the head's proxy and MLflow server)"
     )
-    fixed = {"max_epochs": epochs, "patience": 0}
-    base = _config(DEFAULT_SWEEP, "bench", fixed=fixed, pruner={"name": "none"})
-    search = {k: v.model_dump() for k, v in base.search.items() if k != "patience"}
-    queued = _same_trials(_config(DEFAULT_SWEEP, "bench", search=search), n_trials)
-
-    def cfg(name: str) -> Any:
-        study = {"n_trials": n_trials, "n_jobs": 2, "repeats": None}
-        return _config(
-            DEFAULT_SWEEP, name, study=study, fixed=fixed, search=search, pruner={"name": "none"}
-        )
+    config, queued = fixed_trials(n_trials, epochs)
+    study = {"n_trials": n_trials, "n_jobs": 2, "repeats": None}
 
     best: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp, loopback_cluster(Path(tmp), 2) as cluster:
@@ -70,7 +62,7 @@ def bench_cluster_same_trials(n_trials: int = 16, epochs: int = 1500, rounds: in
                         "tracking_uri": cluster.tracking,
                         "cluster": cluster.scheduler,
                     }
-                s = _run_sweep(folder, cfg(f"bench-{where}-{k}"), queued, **args)
+                s = _run_sweep(folder, config(f"bench-{where}-{k}", study=study), queued, **args)
                 if where not in best or s.parallel_seconds < best[where].parallel_seconds:
                     best[where] = s
         rng = np.random.default_rng(0)

@@ -28,3 +28,24 @@ def test_the_quality_verdict_compares_medians_and_says_when_within_noise():
     assert _verdict(noisy, peer + 0.01, higher_is_better=True) == "loses (within noise)"
     losses = np.array([0.01, 0.02, 0.03])  # lower is better for a loss
     assert _verdict(losses, losses + 0.01, higher_is_better=False) == "beats"
+
+
+def test_the_storage_load_runs_synthetic_trials_through_a_journal_proxy(tmp_path):
+    """The storage benchmark's client and proxy work: trials are counted and land finished,
+    each with the 50 reports of a full-length trial."""
+    import numpy as np
+    import optuna
+
+    from pipeline.bench_cluster import REPORTS, _proxy, storage_trials
+    from pipeline.study import create_study, make_storage
+
+    with _proxy(str(tmp_path / "load.journal")) as url:
+        cfg = bench._config(bench.DEFAULT_SWEEP, "load")
+        bench._fill(create_study(cfg, url), cfg, 5, np.random.default_rng(0))
+        done, took = storage_trials(url, "load", 0.5, seed=1)
+        study = optuna.load_study(study_name="load", storage=make_storage(url))
+        trials = study.get_trials(deepcopy=False)
+    assert done >= 1 and took >= 0.5 and len(trials) == 5 + done
+    added = trials[5:]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in added)
+    assert all(len(t.intermediate_values) == REPORTS and t.params for t in added)
