@@ -36,7 +36,7 @@ REPORTS = 50  # a full-length trial of the default sweep reports 50 times (every
 CLIENTS = (1, 4, 16)
 
 
-def bench_cluster_same_trials(n_trials: int = 16, epochs: int = 1500, rounds: int = 2) -> None:
+def bench_cluster_same_trials(n_trials: int = 16, epochs: int = 1500, rounds: int = 3) -> None:
     """The same trials (queued in the same order, fixed epochs, no pruning, no re-runs) with 2
     local worker processes and with 2 Dask workers, local and cluster runs interleaved, the
     best workers' phase of each compared."""

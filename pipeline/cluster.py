@@ -190,7 +190,11 @@ def cluster_trial(
             trial = optuna.Trial(study, trial_id)
             report.current_trial = trial.number  # failed with the error if one comes now
             logger = trial_logger(cfg, ctx)
-            if logger is not None:  # a retry after its worker died: the dead run ends first
+            # a retry after its worker died mid-training (its parameters are drawn): the dead
+            # attempt's run ends first. Any other run left RUNNING is ended with the sweep's
+            # own look after the workers' phase; a search of the runs in every task would cost
+            # each trial 16-24 ms on the server.
+            if logger is not None and trial.params:
                 from pipeline.tracking import close_interrupted_runs
 
                 close_interrupted_runs(logger.client, ctx.experiment_id, trial.number)

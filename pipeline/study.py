@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import socket
@@ -66,15 +67,22 @@ def make_storage(url: str) -> str | BaseStorage:
     """The storage of ``url``: a journal file's path, ``grpc://host:port`` (Optuna's storage
     proxy, as ``python -m pipeline head`` serves it), or an RDB URL."""
     if url.startswith("grpc://"):
-        host, port = grpc_address(url)
-        with warnings.catch_warnings():  # "experimental": the proxy is new in Optuna 4.2
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return GrpcStorageProxy(host=host, port=port)
+        return _grpc_proxy(*grpc_address(url))
     if "://" in url:
         return url  # an RDB URL; Optuna builds the storage
     path = Path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+
+
+@functools.cache
+def _grpc_proxy(host: str, port: int) -> GrpcStorageProxy:
+    """One client of the proxy at ``host:port`` per process: its connection and its cache of
+    the finished trials (which never change) serve every study opened after the first, so that
+    a cluster worker's next trial reads only what changed."""
+    with warnings.catch_warnings():  # "experimental": the proxy is new in Optuna 4.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return GrpcStorageProxy(host=host, port=port)
 
 
 def grpc_address(url: str) -> tuple[str, int]:
