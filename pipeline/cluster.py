@@ -10,7 +10,8 @@ scikit-learn version), the model goes to MLflow as an artifact.
 
 - A worker that dies mid-trial: Dask runs its task again elsewhere (up to the scheduler's
   ``allowed-failures``); the retry runs the same trial, with the same parameters, and ends the
-  dead attempt's MLflow run first.
+  dead attempt's MLflow run first (the sweep ends it after the workers' phase when the dead
+  attempt had not drawn its parameters yet).
 - Ctrl-C: a Dask ``Event`` of the study is set; running tasks notice it where a local worker
   checks its stop file (every ``report_every`` epochs) and end their trial as interrupted.
 - The sweep command dies (kill -9, its machine lost): it held the study's lease, a Dask

@@ -83,7 +83,7 @@ def run_sweep(
     url = st.storage_url(cfg, storage)
     address = cluster or cfg.study.cluster or os.environ.get("DASK_SCHEDULER_ADDRESS")
     client = _connect(cfg, address, url, tracking_uri) if address else None
-    warming = _warm_workers(cfg)  # with a cluster: for the end's re-runs and figures
+    warming = _warm_workers(cfg)  # with a cluster: for the end's figures
     try:
         dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
         with st.hold_study(url, cfg.study.name), _cluster_lease(client, cfg.study.name) as lease:
