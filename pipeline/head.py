@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.locations import port_problem
+from pipeline.server import server_env
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT = 120.0  # seconds for a service to answer after it starts
@@ -169,7 +170,7 @@ def run_head(
     warning = binding_warning(host)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = server_env()  # the MLflow server's; the other two services ignore it
     started: list[tuple[Service, subprocess.Popen]] = []
     signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())  # stopped alone: stop all
     try:
@@ -244,9 +245,9 @@ def serve_storage(url: str, host: str, port: int) -> None:
 
     import optuna
 
+    from pipeline.study import make_storage
+
     with warnings.catch_warnings():  # "experimental": the proxy is new in Optuna 4.2
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        from pipeline.study import make_storage
-
         storage = optuna.storages.get_storage(make_storage(url))
         optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)

@@ -31,11 +31,16 @@ def command(uri: str, port: int, artifact_root: str | None) -> list[str]:
     return line
 
 
+def server_env() -> dict[str, str]:
+    """The environment of an MLflow server process: the job runner off (its consumers cost
+    memory and start-up, and nothing here submits jobs)."""
+    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def serve(line: list[str], base: str) -> int:
     """Run the server until it stops (Ctrl-C reaches it too: same process group); print each
     study's link once its REST API answers. Returns the server's exit status, 130 on Ctrl-C."""
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(line, env=env)
+    server = subprocess.Popen(line, env=server_env())
     signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # stopped alone: stop it too
     try:
         if _answers(base, server):

@@ -29,10 +29,6 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from optuna.trial import TrialState
 
 from pipeline import view
-
-# On a tracking server, MLflow prints two lines with links for every run it ends, after fetching
-# the whole run back: an extra request per trial, and noise. The sweep prints its own link.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 from pipeline.config import SweepConfig
 from pipeline.curves import curve_start, readable_part
 from pipeline.data import Dataset
@@ -78,6 +74,10 @@ from pipeline.names import (
 from pipeline.objective import mc_curve
 from pipeline.results import SweepSummary, TrialResult
 from pipeline.store import find_parent_run, tracking_uri
+
+# On a tracking server, MLflow prints two lines with links for every run it ends, after fetching
+# the whole run back: an extra request per trial, and noise. The sweep prints its own link.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the console
