@@ -111,8 +111,10 @@ def check_ports(host: str, wanted: list[Service]) -> None:
 # measure memory and every 10 ms to sample the running task's stack for its profiler; each
 # wake-up takes the GIL from the trial, whose small networks spend most of their time in
 # Python. Measured with one worker: 3.07 s a trial under Dask's defaults, 2.63 s with these,
-# 2.67 s in a loky process. ``python -m pipeline worker`` starts workers with them.
-WORKER_ENV = {
+# 2.67 s in a loky process. ``python -m pipeline worker`` starts workers with them, and the
+# head its scheduler (whose health tick and system monitor then cost half the CPU: 0.6 s
+# against 1.2 s over a 16-trial sweep, on cores the trials share on one machine).
+DASK_ENV = {
     "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
     "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
     "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "1s",
@@ -130,7 +132,7 @@ def worker_command(scheduler: str, *extra: str) -> list[str]:
 
 def run_worker(scheduler: str, extra: list[str]) -> None:
     """Become the Dask worker (exec: signals and exit status are the worker's own)."""
-    os.execve(sys.executable, worker_command(scheduler, *extra), {**os.environ, **WORKER_ENV})
+    os.execve(sys.executable, worker_command(scheduler, *extra), {**os.environ, **DASK_ENV})
 
 
 def lines(host: str, scheduler_port: int, storage_port: int, mlflow_port: int) -> list[str]:
@@ -170,7 +172,7 @@ def run_head(
     warning = binding_warning(host)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    env = server_env()  # the MLflow server's; the other two services ignore it
+    env = {**server_env(), **DASK_ENV}  # each service reads its own settings
     started: list[tuple[Service, subprocess.Popen]] = []
     signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())  # stopped alone: stop all
     try:
