@@ -7,8 +7,11 @@ split is never touched here; only the sweep's end evaluates its best configurati
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -88,6 +91,24 @@ def stochastic(model: MLP) -> bool:
     return min(model.keep_prob, model.input_keep_prob, model.connect_keep_prob) < 1.0
 
 
+@contextlib.contextmanager
+def reports_of(trial: optuna.Trial, background: bool) -> Iterator[Callable[[float, int], None]]:
+    """The trial's ``report(value, step)``. With ``background`` (no pruning question waits for
+    the value) the reports go to the study in order from a thread of their own, so that
+    training does not wait for each write (1.7 ms a round trip through a cluster's storage
+    proxy, 0.3 ms to a local journal); all are written, or the first error raised, on leaving.
+    """
+    if not background:
+        yield lambda value, step: trial.report(value, step=step)
+        return
+    pending: list[Future] = []
+    with ThreadPoolExecutor(1, thread_name_prefix="trial-reports") as writer:
+        # leaving waits for every write, also when training ended with an exception
+        yield lambda value, step: pending.append(writer.submit(trial.report, value, step))
+    for future in pending:
+        future.result()
+
+
 def run_trial(
     trial: optuna.Trial, cfg: SweepConfig, d: Dataset, stop_requested: Any = lambda: False
 ) -> TrialResult:
@@ -118,25 +139,27 @@ def run_trial(
             raise StopRequested
         if cfg.study.folds:  # reported after each fold instead
             return
-        trial.report(row[metric], step=epoch)
+        report(row[metric], epoch)
         if prunable and trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}: {metric} {row[metric]:.4g}")
 
     start = time.perf_counter()
     model = None
     try:
-        for fold, split in enumerate(splits):
-            model = build_model(values, d.task)
-            result.model = result.model or model
-            model.fit(split.X_train, split.y_train, split.X_val, split.y_val, on_epoch=on_epoch)
-            if cfg.study.folds:
-                result.folds.append(final_metrics(model, split, math.nan))
-                done = float(np.mean([m[f"final_{metric}"] for m in result.folds]))
-                trial.report(done, step=fold + 1)
-                if prunable and trial.should_prune():
-                    raise optuna.TrialPruned(
-                        f"pruned after fold {fold + 1} of {len(splits)}: mean {metric} {done:.4g}"
-                    )
+        with reports_of(trial, background=not prunable) as report:
+            for fold, split in enumerate(splits):
+                model = build_model(values, d.task)
+                result.model = result.model or model
+                model.fit(split.X_train, split.y_train, split.X_val, split.y_val, on_epoch=on_epoch)
+                if cfg.study.folds:
+                    result.folds.append(final_metrics(model, split, math.nan))
+                    done = float(np.mean([m[f"final_{metric}"] for m in result.folds]))
+                    report(done, fold + 1)
+                    if prunable and trial.should_prune():
+                        raise optuna.TrialPruned(
+                            f"pruned after fold {fold + 1} of {len(splits)}: "
+                            f"mean {metric} {done:.4g}"
+                        )
     except optuna.TrialPruned as pruned:
         result.state, result.reason = PRUNED, str(pruned)
     except StopRequested:

@@ -1,6 +1,8 @@
 """One trial on an in-memory Optuna study, tracking off: states, reasons, the objective, and how
 fixed, searched and baseline values combine into the network that is trained."""
 
+import time
+
 import optuna
 import pytest
 from e2e import SMOKE
@@ -114,3 +116,41 @@ def test_when_a_baseline_wins_the_searchs_own_best_is_also_tested(tmp_path):
     assert tested["best"]["trial"] == study.best_trial.number
     assert tested[TUNED]["trial"] == min(own, key=lambda t: t.value).number
     assert tested[TUNED]["final_val_loss"] == pytest.approx(min(t.value for t in own))
+
+
+def _history_reports(result, cfg):
+    """What the trial should have reported: its metric every ``report_every`` epochs."""
+    epochs, values = result.history["epoch"], result.history[cfg.study.metric]
+    return {e: v for e, v in zip(epochs, values, strict=True) if e % cfg.report_every == 0}
+
+
+def test_reports_no_pruner_waits_for_are_all_written_in_order_before_the_trial_ends(sine):
+    cfg = _cfg()
+    # a pruner that never prunes: the reports go from a thread of their own
+    study = _study(cfg, optuna.pruners.NopPruner())
+    write = study._storage.set_trial_intermediate_value
+
+    def slow(*args):  # a storage far away: unfinished writes would show
+        time.sleep(0.01)
+        write(*args)
+
+    study._storage.set_trial_intermediate_value = slow
+    trial = study.ask()
+    result = run_trial(trial, cfg, sine)
+    assert result.state == COMPLETE
+    stored = study._storage.get_trial(trial._trial_id).intermediate_values
+    assert stored == _history_reports(result, cfg) and len(stored) >= 2
+    assert list(stored) == sorted(stored)
+
+
+def test_a_report_that_cannot_be_written_fails_the_trial_also_from_the_background(sine):
+    cfg = _cfg()
+    study = _study(cfg, optuna.pruners.NopPruner())
+    trial = study.ask()
+
+    def refuse(*args):
+        raise RuntimeError("the storage is gone")
+
+    study._storage.set_trial_intermediate_value = refuse
+    result = run_trial(trial, cfg, sine)
+    assert result.state == FAILED and result.reason == "RuntimeError: the storage is gone"
