@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from optuna.trial import TrialState
 
@@ -243,6 +244,7 @@ class TrialLogger:
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.study = study
+        self._artifact_uris: dict[str, str] = {}  # run id -> where its artifacts go
 
     def start(self, trial_number: int, user_attrs: dict[str, Any]) -> str:
         tags = {
@@ -258,10 +260,13 @@ class TrialLogger:
         run = self.client.create_run(
             self.experiment_id, run_name=f"trial-{trial_number:04d}", tags=tags
         )
+        # kept for the artifacts: MLflow's log_artifacts would fetch the whole run back first
+        self._artifact_uris[run.info.run_id] = run.info.artifact_uri
         return run.info.run_id
 
     def finish(self, run_id: str, result: TrialResult) -> None:
-        """Params, curves (batched), final metrics, tags, artifacts; then the run's status."""
+        """Params, curves (batched), final metrics, tags, artifacts; then the run's status. For
+        a run :meth:`start` began."""
         now = _now_ms()
         history = result.history
         end = readable_length(history)
@@ -307,6 +312,7 @@ class TrialLogger:
         Figures are not made here: they cost more than a short trial's training, so the sweep
         draws them at its end for the best trials and the baselines (:meth:`StudyTracker.
         finish`), and ``python -m pipeline figures`` for any other trial."""
+        uri = self._artifact_uris.pop(run_id)  # where the run's artifacts go, kept by start()
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             if result.history.get("epoch"):
@@ -314,7 +320,8 @@ class TrialLogger:
             if result.state == COMPLETE and result.model_path is not None:
                 shutil.copyfile(result.model_path, folder / "model.npz")
             if any(folder.iterdir()):
-                self.client.log_artifacts(run_id, tmp)
+                repository = get_artifact_repository(uri, tracking_uri=self.client.tracking_uri)
+                repository.log_artifacts(tmp)
 
 
 def write_trial_figures(
