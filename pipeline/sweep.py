@@ -83,7 +83,7 @@ def run_sweep(
     url = st.storage_url(cfg, storage)
     address = cluster or cfg.study.cluster or os.environ.get("DASK_SCHEDULER_ADDRESS")
     client = _connect(cfg, address, url, tracking_uri) if address else None
-    warming = _warm_workers(cfg)  # with a cluster: for the end's figures
+    warming = _warm_workers(cfg, client)
     try:
         dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
         with st.hold_study(url, cfg.study.name), _cluster_lease(client, cfg.study.name) as lease:
@@ -122,17 +122,21 @@ def _cluster_lease(client: Any, study: str) -> contextlib.AbstractContextManager
     return cluster.hold_study(client, study)
 
 
-def _warm_workers(cfg: SweepConfig) -> threading.Thread:
+def _warm_workers(cfg: SweepConfig, client: Any = None) -> threading.Thread:
     """Start the worker processes now, in the background, and have each make its imports and
     load the data set while this process does the same and opens the stores (seconds on a
     fresh store). The workers' phase then reuses the same processes (joblib keeps them for the
-    same settings)."""
+    same settings). With a cluster, its workers make the imports (the first trial on a fresh
+    worker would wait for them) and the local processes serve the end's figures."""
 
     def target() -> None:
         with contextlib.suppress(Exception):  # the workers' phase reports any error itself
-            Parallel(n_jobs=cfg.study.n_jobs, backend="loky")(
+            local = Parallel(n_jobs=cfg.study.n_jobs, backend="loky", return_as="generator")(
                 delayed(warm_up)(cfg) for _ in range(cfg.study.n_jobs)
-            )
+            )  # dispatched now; the cluster's workers meanwhile
+            if client is not None:
+                client.run(warm_up, cfg, data=False)
+            list(local)
 
     thread = threading.Thread(target=target, name="warm-workers", daemon=True)
     thread.start()

@@ -46,11 +46,13 @@ class WorkerContext:
     parent_run_id: str | None = None
 
 
-def warm_up(cfg: SweepConfig) -> None:
+def warm_up(cfg: SweepConfig, data: bool = True) -> None:
     """What every worker does before its first trial and that needs no store: the imports
-    (MLflow's alone is over a second) and the data set's. The sweep runs this in its worker
-    processes while it prepares the stores, so that the workers' phase starts warm."""
-    load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
+    (MLflow's alone is over a second) and the data set's (``data``; a cluster's workers are
+    sent the sweep's instead). The sweep runs this in its worker processes while it prepares
+    the stores, so that the workers' phase starts warm."""
+    if data:
+        load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
     if cfg.tracking.enabled:
         import pipeline.tracking  # noqa: F401 - imported for its cost, ahead of the trials
 

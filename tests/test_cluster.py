@@ -329,3 +329,22 @@ def test_a_task_asks_the_scheduler_whether_to_stop_at_most_once_a_period():
     assert [throttled() for _ in range(50)] == [False] * 50 and len(asked) == 1
     time.sleep(0.35)
     assert throttled() and throttled() and len(asked) == 2
+
+
+def test_a_sweep_has_the_cluster_s_workers_make_their_imports_while_it_prepares():
+    from distributed import Client, LocalCluster
+
+    from pipeline.config import load_sweep
+    from pipeline.sweep import _warm_workers
+
+    def imported() -> bool:
+        return "pipeline.tracking" in sys.modules  # MLflow's import: over a second
+
+    cfg = load_sweep(SMOKE)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as fresh,
+        Client(fresh) as client,
+    ):
+        assert not any(client.run(imported).values())
+        _warm_workers(cfg, client).join()
+        assert list(client.run(imported).values()) == [True, True]
