@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections import Counter
 from typing import Any
 
@@ -86,7 +85,7 @@ def show_progress(
                         )
             if not alive:
                 return
-            time.sleep(1.0)
+            thread.join(timeout=1.0)  # not a sleep: the workers' phase ends when they do
 
 
 def _best_text(best: FrozenTrial | None, objective: str) -> str:
