@@ -37,8 +37,9 @@ from pipeline.results import SweepSummary
 
 
 def show_progress(
-    cfg: SweepConfig, study: optuna.Study, thread: threading.Thread, console: Console
+    cfg: SweepConfig, study: optuna.Study, done: threading.Event, console: Console
 ) -> None:
+    """The study's progress, refreshed every second until ``done`` is set."""
     total = cfg.study.n_trials
     progress = Progress(
         TextColumn("{task.description}"),
@@ -55,7 +56,7 @@ def show_progress(
     with progress:
         task = progress.add_task("trials", total=total)
         while True:
-            alive = thread.is_alive()
+            alive = not done.is_set()
             trials = study.get_trials(deepcopy=False)
             finished = [t for t in trials if t.state.is_finished() and st.counts_toward_budget(t)]
             counts = st.state_counts(trials)
@@ -85,7 +86,9 @@ def show_progress(
                         )
             if not alive:
                 return
-            thread.join(timeout=1.0)  # not a sleep: the workers' phase ends when they do
+            # not a sleep: the workers' phase ends when they do. Nor the thread's join(), which
+            # Ctrl-C can leave believing a running thread stopped (Python 3.11)
+            done.wait(timeout=1.0)
 
 
 def _best_text(best: FrozenTrial | None, objective: str) -> str:

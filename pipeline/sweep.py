@@ -363,17 +363,20 @@ def _in_background(
     """The work runs in a background thread; this thread shows progress until it is done.
     Ctrl-C requests a stop and waits for the running trials to end."""
     outcome: dict[str, Any] = {}
+    done = threading.Event()
 
     def target() -> None:
         try:
             outcome["reports"] = work()
         except BaseException as err:  # re-raised in the calling thread
             outcome["error"] = err
+        finally:
+            done.set()
 
     thread = threading.Thread(target=target, name="sweep-workers", daemon=True)
     try:
         thread.start()  # Ctrl-C may land while start() waits for the thread: inside the try
-        show_progress(cfg, study, thread, console)
+        show_progress(cfg, study, done, console)
     except KeyboardInterrupt:
         request_stop()
         console.print(
