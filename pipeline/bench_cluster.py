@@ -50,8 +50,7 @@ def bench_cluster_same_trials(n_trials: int = 16, epochs: int = 1500, rounds: in
     config, queued = fixed_trials(n_trials, epochs)
     study = {"n_trials": n_trials, "n_jobs": 2, "repeats": None}
 
-    best: dict[str, Any] = {}
-    phases: dict[str, list[float]] = {"local": [], "cluster": []}
+    runs: dict[str, list[Any]] = {"local": [], "cluster": []}  # each round's summary
     with tempfile.TemporaryDirectory() as tmp, loopback_cluster(Path(tmp), 2) as cluster:
         for k in range(rounds):
             for where in ("local", "cluster"):
@@ -64,10 +63,8 @@ def bench_cluster_same_trials(n_trials: int = 16, epochs: int = 1500, rounds: in
                         "tracking_uri": cluster.tracking,
                         "cluster": cluster.scheduler,
                     }
-                s = _run_sweep(folder, config(f"bench-{where}-{k}", study=study), queued, **args)
-                phases[where].append(s.parallel_seconds)
-                if where not in best or s.parallel_seconds < best[where].parallel_seconds:
-                    best[where] = s
+                cfg = config(f"bench-{where}-{k}", study=study)
+                runs[where].append(_run_sweep(folder, cfg, queued, **args))
         rng = np.random.default_rng(0)
         near = _config(DEFAULT_SWEEP, "bench-machinery-near")
         far = _config(DEFAULT_SWEEP, "bench-machinery-far")
@@ -75,8 +72,9 @@ def bench_cluster_same_trials(n_trials: int = 16, epochs: int = 1500, rounds: in
         near_ms = _machinery_on(near, str(Path(tmp) / "optuna.journal"), mlflow_db, rng)
         far_ms = _machinery_on(far, cluster.storage, cluster.tracking, rng)
         task_ms = _dask_round_trip_ms(cluster.scheduler)
-    local, remote = best["local"], best["cluster"]
-    for name, s in (("local", local), ("cluster", remote)):
+    phases = {where: [s.parallel_seconds for s in done] for where, done in runs.items()}
+    best = {where: min(done, key=lambda s: s.parallel_seconds) for where, done in runs.items()}
+    for name, s in best.items():
         print(
             f"   {name:7s}: workers' phase {s.parallel_seconds:5.1f} s, training "
             f"{s.compute_seconds:5.1f} core-s, MLflow logging in the trials "
@@ -85,7 +83,7 @@ def bench_cluster_same_trials(n_trials: int = 16, epochs: int = 1500, rounds: in
             + ", ".join(f"{p:.1f}" for p in phases[name])
             + " s)"
         )
-    ratio = local.parallel_seconds / remote.parallel_seconds
+    ratio = best["local"].parallel_seconds / best["cluster"].parallel_seconds
     paired = np.median(np.array(phases["local"]) / np.array(phases["cluster"]))
     print(
         f"   cluster / local throughput, same trials: {ratio:.2f}x   "
@@ -147,8 +145,8 @@ def storage_trials(url: str, study: str, seconds: float, seed: int) -> tuple[int
 def _proxy(rdb: str) -> Iterator[str]:
     """``python -m pipeline storage-proxy`` over ``rdb`` (or a journal) on a free port: its
     grpc:// URL."""
+    from pipeline.locations import storage_problem
     from pipeline.loopback import child_env, wait_for
-    from pipeline.study import make_storage
 
     (port,) = free_ports(1)
     process = subprocess.Popen(
@@ -159,15 +157,7 @@ def _proxy(rdb: str) -> Iterator[str]:
     )
     url = f"grpc://127.0.0.1:{port}"
     try:
-
-        def answers() -> bool:
-            try:
-                make_storage(url).get_all_studies()
-                return True
-            except Exception:
-                return False
-
-        wait_for(answers, 60, "the storage proxy")
+        wait_for(lambda: storage_problem(url) is None, 60, "the storage proxy")
         yield url
     finally:
         process.terminate()
@@ -210,7 +200,7 @@ def bench_storage_by_clients(seconds: float = 6.0) -> None:
                 cfg = _config(DEFAULT_SWEEP, name)
                 _fill(create_study(cfg, url), cfg, 100, np.random.default_rng(0))
                 measured = Parallel(n_jobs=n, backend="loky")(
-                    delayed(storage_trials)(url, name, seconds, k) for k in range(n)
+                    delayed(storage_trials)(url, name, seconds, seed) for seed in range(n)
                 )
                 trials = sum(done for done, _ in measured)
                 elapsed = max(took for _, took in measured)
