@@ -250,7 +250,9 @@ def test_the_chapters_other_techniques_are_searchable_and_run(tmp_path):
     ).replace("max_epochs = 20", "max_epochs = 20\nmixup_alpha = 0.2")
     cfg = load_sweep(write(tmp_path, text))
     assert {"connect_keep_prob", "input_noise", "batch_norm"} <= set(cfg.search)
-    study = optuna.create_study()
+    # a seeded draw: about 1 unseeded draw in 20 takes SGD with mixup and input noise to a
+    # diverging loss, a failed trial with no network to average
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     trial = study.ask()
     data = load("sine", seed=1)
     result = run_trial(trial, cfg, data)
