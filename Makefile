@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: help setup browser postgres sweep chapter ui head worker report test test-fast bench bench-quality lint format clean
+.PHONY: help setup browser postgres sweep chapter ui head worker report test test-fast bench bench-quality lint format docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -83,14 +83,18 @@ test-fast: setup ## Run the tests without the slow end-to-end ones
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup postgres ## Speed benchmarks, printed as ratios measured side by side
-	$(PY) -m pipeline bench
+	$(PY) -m benchmarks
 
 bench-quality: setup ## The answer on every shipped data set, 3 sweep seeds (about 11 min)
-	$(PY) -m pipeline bench quality
+	$(PY) -m benchmarks quality
 
-lint: setup ## ruff check and format check
+lint: setup ## ruff check, format check and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+docs: setup ## Regenerate the sweep-file reference's tables (docs/sweep-file.md) from the code
+	$(PY) docs/generate.py
 
 format: setup ## ruff fix and format
 	$(VENV)/bin/ruff check --fix .

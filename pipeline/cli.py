@@ -1,17 +1,19 @@
-"""The command line: ``python -m pipeline {sweep,ui,report,figures,bench,head,worker} ...``."""
+"""The command line: ``python -m pipeline {sweep,ui,report,figures,head,worker} ...``.
+
+Benchmarks are not part of the package: ``make bench`` runs ``python -m benchmarks``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from pipeline.config import ConfigError, load_sweep, parse_override
-    from pipeline.locations import check_locations
-    from pipeline.store import tracking_uri
-    from pipeline.study import storage_url
+    from pipeline.config import ConfigError, check_locations, load_sweep, parse_override
+    from pipeline.search import storage_url
+    from pipeline.tracking import tracking_uri
 
     try:
         overrides = [parse_override(text) for text in args.set]
@@ -35,7 +37,7 @@ def _sweep(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"error: invalid sweep\n{err}", file=sys.stderr)
         return 2
-    from pipeline.sweep import run_sweep
+    from pipeline.search import run_sweep
 
     try:
         summary = run_sweep(
@@ -60,8 +62,8 @@ def _sweep(args: argparse.Namespace) -> int:
 def _store_problem(uri: str | None) -> str | None:
     """One line saying why the MLflow store cannot be read, or None (within seconds: MLflow
     itself would retry an unreachable server for minutes)."""
-    from pipeline.locations import mask_credentials, tracking_problem
-    from pipeline.store import tracking_uri
+    from pipeline.config import mask_credentials, tracking_problem
+    from pipeline.tracking import tracking_uri
 
     uri = tracking_uri(uri)
     why = tracking_problem(uri)
@@ -69,7 +71,7 @@ def _store_problem(uri: str | None) -> str | None:
 
 
 def _port_problem(port: int) -> str | None:
-    from pipeline.locations import port_problem
+    from pipeline.config import port_problem
 
     if not 1 <= port <= 65535:
         return f"error: --port {port}: must be a port number in 1..65535"
@@ -82,9 +84,8 @@ def _ui(args: argparse.Namespace) -> int:
     """The MLflow UI server over the store, on localhost only, until Ctrl-C."""
     from pathlib import Path
 
-    from pipeline import server
-    from pipeline.locations import mask_credentials
-    from pipeline.store import DEFAULT_STORE, tracking_uri
+    from pipeline.config import mask_credentials
+    from pipeline.tracking import DEFAULT_STORE, serve, server_command, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
     if (problem := _port_problem(args.port) or _store_problem(uri)) is not None:
@@ -96,14 +97,13 @@ def _ui(args: argparse.Namespace) -> int:
         root = (DEFAULT_STORE / "artifacts").resolve().as_uri()
     base = f"http://127.0.0.1:{args.port}"
     print(f"MLflow UI on {base} over {mask_credentials(uri)}, starting...", flush=True)
-    return server.serve(server.command(uri, args.port, root), base)
+    return serve(server_command(uri, args.port, root), base)
 
 
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pipeline import analysis
-    from pipeline.report import write_reports
 
     if (problem := _store_problem(args.tracking_uri)) is not None:
         print(problem, file=sys.stderr)
@@ -113,7 +113,7 @@ def _report(args: argparse.Namespace) -> int:
         if not studies:
             print("error: no study in the store yet: run `make sweep` first", file=sys.stderr)
             return 2
-        pages = write_reports(studies, args.tracking_uri, Path(args.out))
+        pages = analysis.write_reports(studies, args.tracking_uri, Path(args.out))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -130,7 +130,7 @@ def _report(args: argparse.Namespace) -> int:
 def _figures(args: argparse.Namespace) -> int:
     """Draw and log the figures of trials of a study (the sweep draws the best and the
     baselines' itself)."""
-    from pipeline.tracking import figures_of
+    from pipeline.search import figures_of
 
     if (problem := _store_problem(args.tracking_uri)) is not None:
         print(problem, file=sys.stderr)
@@ -152,7 +152,7 @@ def _head(args: argparse.Namespace) -> int:
     """The shared services (Dask scheduler, Optuna storage proxy, MLflow server) until Ctrl-C."""
     from pathlib import Path
 
-    from pipeline.head import HeadError, run_head
+    from pipeline.cluster import HeadError, run_head
 
     try:
         ports = (args.scheduler_port, args.storage_port, args.mlflow_port)
@@ -163,34 +163,18 @@ def _head(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from pipeline.head import run_worker
+    from pipeline.cluster import run_worker
 
     run_worker(args.scheduler, args.dask_options)
     return 0  # not reached: the process has become the worker
 
 
 def _storage_proxy(args: argparse.Namespace) -> int:
-    from pipeline.head import serve_storage
-    from pipeline.locations import mask_credentials
+    from pipeline.cluster import serve_storage
+    from pipeline.config import mask_credentials
 
     print(f"Optuna storage proxy for {mask_credentials(args.storage)}", flush=True)
     serve_storage(args.storage, args.host, args.port)
-    return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    if args.part == "quality":
-        from pipeline import quality
-
-        quality.main()
-    elif args.part == "cluster":
-        from pipeline import bench_cluster
-
-        bench_cluster.main()
-    else:
-        from pipeline import bench
-
-        bench.main()
     return 0
 
 
@@ -200,7 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hyperparameter sweeps and experiment tracking for regularised NumPy MLPs.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_sweep(commands)
+    _add_ui(commands)
+    _add_report(commands)
+    _add_figures(commands)
+    _add_head(commands)
+    _add_worker(commands)
+    _add_proxy(commands)
+    return parser
 
+
+def _add_sweep(commands: Any) -> None:
     sweep = commands.add_parser(
         "sweep",
         help="run (or resume) the Optuna study of a sweep file, logging to MLflow",
@@ -239,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(run=_sweep)
 
+
+def _add_ui(commands: Any) -> None:
     ui = commands.add_parser(
         "ui",
         help="the MLflow UI over the store, on 127.0.0.1",
@@ -249,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--tracking-uri", help="store to browse (default: as for sweep)")
     ui.set_defaults(run=_ui)
 
+
+def _add_report(commands: Any) -> None:
     report = commands.add_parser(
         "report",
         help="write reports/<study>/ (tables, figures, CSV and parquet) for studies",
@@ -266,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="reports", help="folder for reports (default reports)")
     report.set_defaults(run=_report)
 
+
+def _add_figures(commands: Any) -> None:
     figures = commands.add_parser(
         "figures",
         help="draw a trial's figures (curves, weights, activations) into its MLflow run",
@@ -277,23 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--tracking-uri", help="store (default: as for sweep)")
     figures.set_defaults(run=_figures)
 
-    bench = commands.add_parser(
-        "bench",
-        help="speed benchmarks, printed as ratios measured side by side; or the answer's "
-        "quality on every shipped data set",
-    )
-    bench.add_argument(
-        "part",
-        nargs="?",
-        choices=("speed", "cluster", "quality"),
-        default="speed",
-        help="speed (default): the machinery's ratios, the cluster's included; cluster: only "
-        "the cluster's (local against loopback cluster, the study storage under load); "
-        "quality: every shipped sweep with 3 sweep seeds, the pick against the baselines and "
-        "scikit-learn's MLP on the test split (about 11 minutes on 2 cores)",
-    )
-    bench.set_defaults(run=_bench)
 
+def _add_head(commands: Any) -> None:
     head = commands.add_parser(
         "head",
         help="start the shared services of sweeps run from several processes or machines: "
@@ -319,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     head.set_defaults(run=_head)
 
+
+def _add_worker(commands: Any) -> None:
     worker = commands.add_parser(
         "worker",
         help="join a cluster as a Dask worker tuned for the trials (the line head prints)",
@@ -336,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(run=_worker)
 
+
+def _add_proxy(commands: Any) -> None:
     proxy = commands.add_parser(
         "storage-proxy",
         help="serve an Optuna storage over gRPC (head starts it)",
@@ -350,7 +339,6 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     proxy.add_argument("--port", type=int, default=13000, help="port (default 13000)")
     proxy.set_defaults(run=_storage_proxy)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

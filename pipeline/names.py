@@ -1,11 +1,15 @@
 """Names and values shared across the package: trial states, tags and attributes, the
 regularisers with their "off" values, and the seed chapter's configuration.
 
-Plain data (and the one way to write a value in prose) with no imports, so that analysis and
-reports can use the same names as the sweep without importing the training code.
+Plain data (and the one way to write a value in prose), so that analysis and reports use the
+same names as the sweep without importing the training code: the regularisers and their "off"
+values come from the network's table of hyperparameters (:mod:`pipeline.core`), which needs
+nothing but NumPy.
 """
 
 from __future__ import annotations
+
+from pipeline.core import REGULARISERS_OFF
 
 # Trial states, as the MLflow tag ``state`` and the analysis frames' ``state`` column spell them.
 COMPLETE = "complete"
@@ -47,7 +51,9 @@ STUDY_DIRECTION = "study.direction"
 STUDY_SEARCHED = "study.searched"  # the searched hyperparameters, comma-separated
 STUDY_LOG_SCALE = "study.log_scale"  # those searched on a log scale, comma-separated
 STUDY_DESCRIPTION = "study.description"
-STUDY_ANSWER = "study.answer"  # the answer in words, one sentence per line (pipeline.answer)
+STUDY_ANSWER = (
+    "study.answer"  # the answer in words, one sentence per line (pipeline.search._answer)
+)
 PEER_PREFIX = "peer-"  # parent-run metrics of scikit-learn's MLP on the same splits
 FOLD_PREFIX = "fold."  # a trial's per-fold metric, e.g. fold.final_val_loss (step: the fold)
 # The ensemble view of a network that drops units or weights: the validation loss of the average
@@ -65,20 +71,6 @@ def short(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-# The regularisers of the chapter and their relatives, as named in sweep files, with the value
-# that turns each off (``max_norm = 0`` and ``patience = 0`` are "off" in a sweep file).
-REGULARISERS_OFF: dict[str, float | int | bool] = {
-    "keep_prob": 1.0,
-    "input_keep_prob": 1.0,
-    "connect_keep_prob": 1.0,
-    "input_noise": 0.0,
-    "mixup_alpha": 0.0,
-    "batch_norm": False,
-    "weight_decay": 0.0,
-    "l1": 0.0,
-    "patience": 0,
-    "max_norm": 0,
-}
 REGULARISERS = tuple(REGULARISERS_OFF)
 
 # The seed chapter's network and training, in sweep-file form (batch_size 0: full batch;

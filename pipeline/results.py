@@ -10,8 +10,15 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from pipeline.mlp import MLP
+from pipeline.core import MLP
 from pipeline.names import COMPLETE
+
+
+def value_of(trial: FrozenTrial) -> float:
+    """A complete trial's objective value (Optuna types every trial's as optional): the key to
+    rank complete trials by."""
+    assert trial.value is not None, f"trial {trial.number} has no value: it is not complete"
+    return trial.value
 
 
 @dataclass
@@ -62,7 +69,7 @@ class SweepSummary:
     # candidate's validation mean and spread over the seeds, the chosen one marked
     reruns: list[Any] = field(default_factory=list)
     selection: list[dict[str, Any]] = field(default_factory=list)
-    answer: list[str] = field(default_factory=list)  # the answer in words (pipeline.answer)
+    answer: list[str] = field(default_factory=list)  # the answer in words (pipeline.search._answer)
 
     @property
     def parallel_overhead(self) -> float:

@@ -15,8 +15,8 @@ from mlflow import MlflowClient
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from pipeline.loopback import child_env as env
-from pipeline.loopback import free_ports, head_ready, start_head, wait_for
+from benchmarks.loopback import child_env as env
+from benchmarks.loopback import free_ports, head_ready, start_head, wait_for
 
 __all__ = ["env", "free_ports", "head_ready", "start_head", "wait_for"]
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from pipeline import analysis
+from pipeline.analysis import _frames
 
 
 def _frame(n: int = 24, seed: int = 0) -> pd.DataFrame:
@@ -122,7 +123,7 @@ def test_best_so_far_is_a_running_minimum():
     ],
 )
 def test_params_stored_as_strings_come_back_typed(text, value):
-    assert analysis._typed(text) == value and type(analysis._typed(text)) is type(value)
+    assert _frames._typed(text) == value and type(_frames._typed(text)) is type(value)
 
 
 def test_searched_and_log_scale_params_come_from_the_parent_run_tags():

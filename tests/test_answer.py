@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from e2e import SMOKE
 
-from pipeline import answer
 from pipeline.config import load_sweep, parse_override
+from pipeline.search import _answer as answer
 
 
 def _cfg(*overrides: str):

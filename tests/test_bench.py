@@ -1,6 +1,7 @@
 """The benchmarks' own code runs (their figures are for `make bench`, not for tests)."""
 
-from pipeline import bench
+from benchmarks import common
+from benchmarks import speed as bench
 
 
 def test_the_seed_task_benchmark_prints_every_candidate(capsys):
@@ -18,7 +19,7 @@ def test_the_seed_task_benchmark_prints_every_candidate(capsys):
 def test_the_quality_verdict_compares_medians_and_says_when_within_noise():
     import numpy as np
 
-    from pipeline.quality import _verdict
+    from benchmarks.quality import _verdict
 
     pick, peer = np.array([0.90, 0.88, 0.92]), np.array([0.89, 0.87, 0.91])
     assert _verdict(pick, peer, higher_is_better=True) == "beats"  # +0.01 on every seed
@@ -36,12 +37,12 @@ def test_the_storage_load_runs_synthetic_trials_through_a_journal_proxy(tmp_path
     import numpy as np
     import optuna
 
-    from pipeline.bench_cluster import REPORTS, _proxy, storage_trials
-    from pipeline.study import create_study, make_storage
+    from benchmarks.cluster import REPORTS, _proxy, storage_trials
+    from pipeline.search import create_study, make_storage
 
     with _proxy(str(tmp_path / "load.journal")) as url:
-        cfg = bench._config(bench.DEFAULT_SWEEP, "load")
-        bench._fill(create_study(cfg, url), cfg, 5, np.random.default_rng(0))
+        cfg = common.sweep_config(common.DEFAULT_SWEEP, "load")
+        common.fill(create_study(cfg, url), cfg, 5, np.random.default_rng(0))
         done, took = storage_trials(url, "load", 0.5, seed=1)
         study = optuna.load_study(study_name="load", storage=make_storage(url))
         trials = study.get_trials(deepcopy=False)

@@ -2,7 +2,9 @@
 
 import pytest
 
-from pipeline import bench, cli, store
+from benchmarks import common as bench
+from pipeline import cli
+from pipeline.tracking import _store as store
 
 
 def test_help_lists_every_command(capsys):
@@ -10,7 +12,7 @@ def test_help_lists_every_command(capsys):
         cli.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for command in ("sweep", "ui", "report", "figures", "bench", "head", "storage-proxy"):
+    for command in ("sweep", "ui", "report", "figures", "head", "storage-proxy"):
         assert command in out
 
 
@@ -32,14 +34,14 @@ def test_the_tracking_uri_is_the_flag_then_the_environment_then_mlruns(monkeypat
 
 def test_the_benchmark_keeps_each_candidates_best_time():
     calls = []
-    times = bench._best_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    times = bench.best_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
     assert calls == ["a", "b"] * 3  # interleaved rounds
     assert set(times) == {"a", "b"} and all(0 <= t < 1 for t in times.values())
 
 
 def test_the_benchmark_compares_the_same_trials_in_every_run():
-    cfg = bench._config(bench.DEFAULT_SWEEP, "b", study={"n_trials": 3})
-    first, again = bench._same_trials(cfg, 5), bench._same_trials(cfg, 5)
+    cfg = bench.sweep_config(bench.DEFAULT_SWEEP, "b", study={"n_trials": 3})
+    first, again = bench.same_trials(cfg, 5), bench.same_trials(cfg, 5)
     assert first == again and len(first) == 5 and set(first[0]) == set(cfg.search)
     for params in first:
         for key, value in params.items():

@@ -25,8 +25,8 @@ from e2e import (
 )
 from mlflow import MlflowClient
 
-from pipeline.loopback import LoopbackCluster
-from pipeline.study import make_storage
+from benchmarks.loopback import LoopbackCluster
+from pipeline.search import make_storage
 
 pytestmark = pytest.mark.slow
 
@@ -316,7 +316,7 @@ def test_the_scheduler_address_from_the_environment_or_the_sweep_file(tmp_path, 
 
 
 def test_a_task_asks_the_scheduler_whether_to_stop_at_most_once_a_period():
-    from pipeline.cluster import _at_most_every
+    from pipeline.search._dask import _at_most_every
 
     answers = iter([False, True])
     asked = []
@@ -335,7 +335,7 @@ def test_a_sweep_has_the_cluster_s_workers_make_their_imports_while_it_prepares(
     from distributed import Client, LocalCluster
 
     from pipeline.config import load_sweep
-    from pipeline.sweep import _warm_workers
+    from pipeline.search._sweep import _warm_workers
 
     def imported() -> bool:
         return "pipeline.tracking" in sys.modules  # MLflow's import: over a second

@@ -200,7 +200,7 @@ def test_help_documents_every_command():
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, check=True
     )
-    for command in ("sweep", "ui", "report", "bench"):
+    for command in ("sweep", "ui", "report", "figures", "head", "worker"):
         assert command in result.stdout
 
 
@@ -208,7 +208,7 @@ def test_help_documents_every_command():
 def test_every_sampler_builds_and_suggests_within_the_space(tmp_path, sampler):
     import optuna
 
-    from pipeline.study import suggest
+    from pipeline.search._study import suggest
 
     text = GOOD.replace("low = 0.5, high = 1.0", "low = 0.5, high = 1.0, step = 0.25")
     text = text.replace("low = 1e-5, high = 1e-1, log = true", "low = 0.0, high = 0.1, step = 0.05")
@@ -238,8 +238,8 @@ def test_the_chapters_other_techniques_are_searchable_and_run(tmp_path):
     run as trials with the values Optuna suggested."""
     import optuna
 
-    from pipeline.data import load
-    from pipeline.objective import mc_curve, run_trial
+    from pipeline.core import load
+    from pipeline.search import mc_curve, run_trial
 
     text = GOOD.replace(
         "[search]",

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.data import NAMES, load
+from pipeline.core import load
+from pipeline.core._data import NAMES
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "csv"])

@@ -10,8 +10,7 @@ import pytest
 from e2e import SMOKE
 from e2e import cli_in_process as _cli
 
-from pipeline.config import ConfigError, load_sweep, parse_override
-from pipeline.locations import mask_credentials
+from pipeline.config import ConfigError, load_sweep, mask_credentials, parse_override
 
 GOOD = SMOKE.read_text()
 
@@ -165,8 +164,8 @@ def test_names_from_a_store_never_leave_the_report_folder(tmp_path):
     """A received store whose experiment is named like a path: the report stays in --out."""
     from mlflow import MlflowClient
 
+    from pipeline.analysis import write_reports
     from pipeline.names import ROLE, ROLE_STUDY
-    from pipeline.report import write_reports
 
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     (tmp_path / "store").mkdir()
@@ -204,7 +203,7 @@ def _in_process_sweep(tmp_path: Path, *overrides: str, tracking: bool = False) -
 
 
 def test_an_error_in_a_worker_is_printed_once_and_ends_non_zero(tmp_path, monkeypatch):
-    from pipeline import worker
+    from pipeline.search import _worker as worker
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom in the machinery")
@@ -215,7 +214,7 @@ def test_an_error_in_a_worker_is_printed_once_and_ends_non_zero(tmp_path, monkey
     assert output.count("boom in the machinery") == 1, output
     assert "a worker died" not in output
     from pipeline.config import load_sweep as load
-    from pipeline.study import load_study
+    from pipeline.search import load_study
 
     study = load_study(load(SMOKE), str(tmp_path / "optuna.journal"))
     (started,) = [t for t in study.trials if t.state.name != "WAITING"]  # no retries
@@ -241,7 +240,7 @@ def test_a_sweep_where_no_trial_completes_says_why_and_ends_non_zero(tmp_path):
 
 
 def test_a_second_sweep_of_a_running_study_is_refused(tmp_path):
-    from pipeline.study import hold_study
+    from pipeline.search._study import hold_study
 
     path = tmp_path / "sweep.toml"
     path.write_text(GOOD)

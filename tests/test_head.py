@@ -13,12 +13,13 @@ import pytest
 from e2e import alive, free_ports, head_ready, start_head, sweep, wait_for
 from mlflow import MlflowClient
 
-from pipeline.head import binding_warning
-from pipeline.study import grpc_address, make_storage
+from pipeline.cluster import binding_warning
+from pipeline.config import grpc_address
+from pipeline.search import make_storage
 
 
 def _process_tree(root: int) -> list[int]:
-    from pipeline.bench import _process_tree
+    from benchmarks.ui import _process_tree
 
     return _process_tree(root)
 

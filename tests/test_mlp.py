@@ -5,7 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from pipeline.mlp import MLP, Adam, AdamW, DivergenceError, Momentum, prox_l1
+from pipeline.core import MLP, DivergenceError
+from pipeline.core._optimizers import Adam, AdamW, Momentum, prox_l1
 
 
 def _problem(task: str, n: int = 12, d: int = 3, k: int = 3, seed: int = 0):
@@ -261,7 +262,7 @@ def test_same_seed_same_weights_and_history_bit_for_bit():
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_every_optimizer_learns_a_classification_task(optimizer, dtype):
-    from pipeline.data import load
+    from pipeline.core import load
 
     d = load("moons", seed=0, n_samples=400, noise=0.1)
     model = MLP(

@@ -8,10 +8,10 @@ import pytest
 from e2e import SMOKE
 
 from pipeline.config import load_sweep, model_kwargs, parse_override, trial_values
-from pipeline.data import load
+from pipeline.core import load
 from pipeline.names import COMPLETE, FAILED, INTERRUPTED, INTERRUPTED_REASON, PRUNED
-from pipeline.objective import build_model, run_trial
-from pipeline.study import baselines, enqueue_baselines
+from pipeline.search import build_model, run_trial
+from pipeline.search._study import baselines, enqueue_baselines
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_width_and_depth_build_hidden_and_a_baseline_hidden_becomes_width_and_de
 def test_when_a_baseline_wins_the_searchs_own_best_is_also_tested(tmp_path):
     import optuna
 
-    from pipeline.evaluation import TUNED, evaluate_on_test
+    from pipeline.search._evaluation import TUNED, evaluate_on_test
 
     cfg = load_sweep(
         SMOKE,

@@ -6,8 +6,9 @@ import pytest
 from sklearn.metrics import log_loss, mean_squared_error
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-from pipeline.data import load
-from pipeline.peer import ALPHAS, DEFAULT, TUNED_ALPHA, peer_results
+from pipeline.core import load
+from pipeline.search import DEFAULT, TUNED_ALPHA
+from pipeline.search._peer import ALPHAS, peer_results
 
 
 def test_the_regression_peer_is_scikit_learns_mlp_measured_as_the_project_measures():
@@ -37,7 +38,7 @@ def test_the_classification_peer_chooses_alpha_by_the_studys_metric():
 
 
 def test_with_folds_the_peer_chooses_and_tests_over_the_studys_folds():
-    from pipeline.folds import fold_splits
+    from pipeline.core import fold_splits
 
     d = load("breast_cancer", seed=0)
     rows = peer_results(d, (8,), "val_loss", seed=0, folds=3)

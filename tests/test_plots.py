@@ -8,7 +8,7 @@ import optuna
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from pipeline import plots
+from pipeline.analysis import plots
 
 PARAMS = ["keep_prob", "weight_decay", "l1", "patience", "lr", "activation"]
 

@@ -9,8 +9,8 @@ import optuna
 import pytest
 from e2e import free_ports, head_ready, start_head, sweep
 
-from pipeline.loopback import postgres_installed, postgres_server
-from pipeline.study import make_storage
+from benchmarks.loopback import postgres_installed, postgres_server
+from pipeline.search import make_storage
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from e2e import study, sweep, uri_of
 from optuna.trial import TrialState
 
 from pipeline import analysis
-from pipeline.report import write_reports
+from pipeline.analysis import write_reports
 
 pytestmark = pytest.mark.slow
 

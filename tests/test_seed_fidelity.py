@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import model_kwargs
-from pipeline.data import load
-from pipeline.mlp import MLP
+from pipeline.core import MLP, load
 from pipeline.names import CHAPTER as CHAPTER_SWEEP
 from pipeline.names import CHAPTER_KEEP_PROB, REGULARISERS_OFF
 

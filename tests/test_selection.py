@@ -10,11 +10,10 @@ import pytest
 from e2e import SMOKE
 
 from pipeline.config import load_sweep, parse_override, trial_values
-from pipeline.data import load
-from pipeline.evaluation import Rerun, _selection, candidates, rerun_and_choose
-from pipeline.folds import fold_splits, pooled
+from pipeline.core import fold_splits, load, pooled
 from pipeline.names import COMPLETE, PRUNED
-from pipeline.objective import build_model, run_trial
+from pipeline.search import build_model, run_trial
+from pipeline.search._evaluation import Rerun, _selection, candidates, rerun_and_choose
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +103,7 @@ def test_the_choice_is_the_best_mean_or_the_smallest_weights_within_one_se():
 def test_reruns_choose_on_validation_and_test_only_what_they_report(moons, tmp_path):
     cfg = _cfg("study.repeats=2", "study.top_k=2", "study.folds=2", "search.keep_prob.low=0.9")
     study = optuna.create_study(sampler=cfg.sampler_for(0), pruner=optuna.pruners.NopPruner())
-    from pipeline.study import enqueue_baselines
+    from pipeline.search._study import enqueue_baselines
 
     enqueue_baselines(study, cfg)
     for _ in range(4):
@@ -138,7 +137,7 @@ def test_reruns_choose_on_validation_and_test_only_what_they_report(moons, tmp_p
 
 
 def test_a_baseline_is_never_pruned(moons):
-    from pipeline.study import enqueue_baselines
+    from pipeline.search._study import enqueue_baselines
 
     for folds in ("study.folds=3", "study.folds=2"):
         cfg = _cfg(folds)

@@ -29,10 +29,11 @@ from e2e import (
 )
 from optuna.trial import TrialState
 
+from pipeline.analysis import load_best_model
 from pipeline.config import load_sweep, trial_values
-from pipeline.data import load
+from pipeline.core import load
 from pipeline.names import OVERRIDES
-from pipeline.tracking import load_best_model, read_history
+from pipeline.tracking import read_history
 
 pytestmark = pytest.mark.slow
 
@@ -203,7 +204,10 @@ def test_a_killed_worker_loses_nothing_and_its_trial_is_retried(tmp_path):
     assert interrupted
     retries = {t.user_attrs.get("retry_of"): t for t in trials if "retry_of" in t.user_attrs}
     for t in interrupted:  # parameters run again, and the retry finished
-        assert retries[t.number].params == t.params
+        # a sibling cut short between its reservation and its sampler's suggestion (the dead
+        # worker takes the whole pool with it) had no parameters yet: its retry draws its own
+        if t.params:
+            assert retries[t.number].params == t.params
         assert retries[t.number].state.is_finished()
     counted = [t for t in trials if not t.user_attrs.get("interrupted")]
     assert len(counted) == 4 and all(t.state.is_finished() for t in counted)

@@ -11,12 +11,10 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from pipeline import analysis
+from pipeline.analysis import load_best_model, write_reports
 from pipeline.config import load_sweep, parse_override
 from pipeline.names import COMPLETE, MC_METRIC, RUN_STATUS, STATE
-from pipeline.report import write_reports
-from pipeline.study import load_study
-from pipeline.sweep import run_sweep
-from pipeline.tracking import load_best_model
+from pipeline.search import load_study, run_sweep
 
 N_TRIALS = 6
 
@@ -112,7 +110,8 @@ def test_a_report_is_written_from_the_store(swept, tmp_path):
 def test_figures_are_drawn_for_the_best_and_the_baselines_and_on_demand(swept):
     from mlflow import MlflowClient
 
-    from pipeline.tracking import figures_of, trial_runs
+    from pipeline.search import figures_of
+    from pipeline.tracking import trial_runs
 
     cfg, _, uri, summary, _ = swept
     client = MlflowClient(uri)
@@ -183,7 +182,7 @@ def test_the_parent_run_holds_the_sweep_as_an_artifact_and_the_study_a_saved_vie
     from mlflow import MlflowClient
 
     from pipeline.names import STUDY_SEARCHED
-    from pipeline.view import VIEW_TAG
+    from pipeline.tracking import VIEW_TAG
 
     cfg, _, uri, summary, _ = swept
     client = MlflowClient(uri)
@@ -218,8 +217,7 @@ def test_the_parent_run_holds_the_sweep_as_an_artifact_and_the_study_a_saved_vie
 def test_the_trials_with_figures_log_the_ensemble_view_by_number_of_passes(swept):
     from mlflow import MlflowClient
 
-    from pipeline.data import load
-    from pipeline.mlp import MLP
+    from pipeline.core import MLP, load
 
     cfg, _, uri, _, _ = swept
     client = MlflowClient(uri)
@@ -248,10 +246,10 @@ def test_repeats_train_the_best_and_the_baselines_on_the_same_other_seeds(swept)
     from mlflow import MlflowClient
 
     from pipeline.config import trial_values
-    from pipeline.data import load
-    from pipeline.evaluation import repeat_seeds
+    from pipeline.core import load
     from pipeline.names import OVERRIDES
-    from pipeline.objective import build_model
+    from pipeline.search import build_model
+    from pipeline.search._evaluation import repeat_seeds
 
     cfg, folder, uri, summary, output = swept
     assert repeat_seeds(cfg) == [1, 2]  # the study's seed is 0: not among them
@@ -273,7 +271,7 @@ def test_repeats_train_the_best_and_the_baselines_on_the_same_other_seeds(swept)
 
 
 def test_the_report_judges_over_seeds_and_shows_the_ensemble_view(swept, tmp_path):
-    from pipeline.report import chapter_table
+    from pipeline.analysis import chapter_table
 
     cfg, _, uri, summary, _ = swept
     (page,) = write_reports([cfg.study.name], uri, tmp_path)
@@ -292,7 +290,7 @@ def test_the_report_judges_over_seeds_and_shows_the_ensemble_view(swept, tmp_pat
 
 
 def test_a_peer_row_is_measured_logged_and_reported_apart_from_the_baselines(swept, tmp_path):
-    from pipeline.peer import DEFAULT, LABELS, TUNED_ALPHA
+    from pipeline.search import DEFAULT, LABELS, TUNED_ALPHA
 
     cfg, _, uri, summary, output = swept
     assert set(summary.peers) == {DEFAULT, TUNED_ALPHA}

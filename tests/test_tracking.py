@@ -35,7 +35,7 @@ def test_a_diverging_curve_is_logged_up_to_where_it_diverged():
 
 
 def test_logged_curves_start_where_the_loss_comes_within_twice_its_lowest():
-    from pipeline.curves import curve_start
+    from pipeline.core import curve_start
 
     history = {"train_loss": [9.0, 3.0, 1.0, 0.6], "val_loss": [15.0, 4.0, 0.9, 0.5, 0.4]}
     assert curve_start(history, 5) == 3  # 0.5 <= 2 x 0.4; 0.9 is not
@@ -50,7 +50,7 @@ def test_the_trials_table_with_an_empty_fixed_params_cell_writes_to_parquet(tmp_
     import optuna
     import pandas as pd
 
-    from pipeline.tracking import _as_text
+    from pipeline.tracking._parent import _as_text
 
     study = optuna.create_study()
     study.enqueue_trial({}, user_attrs={"overrides": {"keep_prob": 1.0}})

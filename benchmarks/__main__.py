@@ -1,0 +1,30 @@
+"""``python -m benchmarks [speed|cluster|quality]``: speed (the default) runs the machinery's
+ratios, the MLflow UI's and the cluster's; cluster only the cluster's; quality the answer on
+every shipped sweep with 3 sweep seeds (about 11 minutes on 2 cores)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("part", nargs="?", choices=("speed", "cluster", "quality"), default="speed")
+    part = parser.parse_args().part
+    if part == "quality":
+        from benchmarks import quality
+
+        quality.main()
+        return
+    if part == "speed":
+        from benchmarks import speed, ui
+
+        speed.main()
+        ui.bench_ui()
+    from benchmarks import cluster
+
+    cluster.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+"""The sweep runner (parent process): prepares the study and the MLflow store, runs the workers
+(with a restart when one dies), and hands the end to the test evaluation and the console.
+
+Nothing is written before the sweep file, the overrides and the data set have been checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from joblib import Parallel, delayed
+from joblib.externals.loky.process_executor import BrokenProcessPool
+from rich.console import Console
+
+from pipeline.config import ConfigError, SweepConfig, first_line, mask_credentials
+from pipeline.core import Dataset, load, smallest_class, splits_of
+from pipeline.results import SweepSummary, WorkerReport
+from pipeline.search import _answer as answer
+from pipeline.search import _dask as dask_tasks
+from pipeline.search import _study as st
+from pipeline.search._console import print_summary, show_progress
+from pipeline.search._evaluation import evaluate_on_test
+from pipeline.search._figures import log_end_figures
+from pipeline.search._peer import peer_results
+from pipeline.search._worker import WorkerContext, run_worker, warm_up
+from pipeline.tracking import runs_link
+
+MAX_RESTARTS = 3  # rounds of workers restarted after one of them died
+
+
+def _load_data(cfg: SweepConfig) -> Dataset:
+    try:
+        dataset = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
+    except ValueError as err:
+        raise ConfigError(cfg.source, [f"data: {err}"]) from None
+    if cfg.study.folds:
+        _check_folds(cfg, dataset)
+    return dataset
+
+
+def _check_folds(cfg: SweepConfig, d: Dataset) -> None:
+    """Every fold needs a member of every class (stratified) and at least one row."""
+    pooled = len(d.y_train) + len(d.y_val)
+    most, why = pooled, f"rows in the training and validation data of {d.name!r}"
+    if d.task == "classification":
+        most = smallest_class(d)
+        why = f"members of the smallest class in the training and validation data of {d.name!r}"
+    if cfg.study.folds is not None and cfg.study.folds > most:
+        raise ConfigError(
+            cfg.source,
+            [
+                f"study.folds = {cfg.study.folds}: more folds than the {most} {why}; "
+                f"allowed: 2..{most}"
+            ],
+        )
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    *,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    sweep_file: str | None = None,
+    console: Console | None = None,
+    cluster: str | None = None,
+) -> SweepSummary:
+    """Run (or resume) the study, its trials in local worker processes or, with ``cluster``
+    (or ``[study] cluster``, or $DASK_SCHEDULER_ADDRESS), as tasks on a Dask cluster. Raises
+    :class:`ConfigError` before anything is written when the data set, a store or the cluster
+    cannot be used, or when another sweep is running the study."""
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
+    started = time.perf_counter()
+    url = st.storage_url(cfg, storage)
+    address = cluster or cfg.study.cluster or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    client = _connect(cfg, address, url, tracking_uri) if address else None
+    warming = _warm_workers(cfg, client)
+    try:
+        dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
+        with st.hold_study(url, cfg.study.name), _cluster_lease(client, cfg.study.name) as lease:
+            return _run(
+                cfg,
+                dataset,
+                url,
+                tracking_uri,
+                sweep_file,
+                console,
+                started,
+                warming,
+                None if client is None else (client, lease),
+            )
+    except st.StudyBusyError as err:
+        raise ConfigError(cfg.source, [str(err)]) from None
+    finally:
+        warming.join()
+        if client is not None:
+            client.close()
+
+
+def _connect(cfg: SweepConfig, address: str, url: str, tracking: str | None) -> Any:
+    from pipeline.tracking import tracking_uri as resolved
+
+    dask_tasks.check_shared(cfg, url, resolved(tracking) if cfg.tracking.enabled else None)
+    return dask_tasks.connect(cfg, address)
+
+
+def _cluster_lease(client: Any, study: str) -> contextlib.AbstractContextManager[str | None]:
+    if client is None:
+        return contextlib.nullcontext()
+
+    return dask_tasks.hold_study(client, study)
+
+
+def _warm_workers(cfg: SweepConfig, client: Any = None) -> threading.Thread:
+    """Start the worker processes now, in the background, and have each make its imports and
+    load the data set while this process does the same and opens the stores (seconds on a
+    fresh store). The workers' phase then reuses the same processes (joblib keeps them for the
+    same settings). With a cluster, its workers make the imports (the first trial on a fresh
+    worker would wait for them) and the local processes serve the end's figures."""
+
+    def target() -> None:
+        with contextlib.suppress(Exception):  # the workers' phase reports any error itself
+            local = Parallel(n_jobs=cfg.study.n_jobs, backend="loky", return_as="generator")(
+                delayed(warm_up)(cfg) for _ in range(cfg.study.n_jobs)
+            )  # dispatched now; the cluster's workers meanwhile
+            if client is not None:
+                client.run(warm_up, cfg, data=False)
+            list(local)
+
+    thread = threading.Thread(target=target, name="warm-workers", daemon=True)
+    thread.start()
+    return thread
+
+
+def _open_stores(
+    cfg: SweepConfig, url: str, tracking_uri: str | None, sweep_file: str | None
+) -> tuple[optuna.Study, Any]:
+    """The study, and the MLflow experiment and parent run (None with tracking off)."""
+    tracker = None
+    if cfg.tracking.enabled:  # before the study: an unreachable store must not leave one
+        from pipeline.tracking import StudyTracker
+
+        try:
+            tracker = StudyTracker.open(cfg, url, tracking_uri, sweep_file)
+        except Exception as err:
+            raise ConfigError(
+                cfg.source, [f"tracking uri: cannot use the MLflow store: {first_line(err)}"]
+            ) from None
+    try:
+        study = st.create_study(cfg, url)
+    except Exception as err:
+        raise ConfigError(
+            cfg.source,
+            [f"storage = {mask_credentials(url)!r}: cannot open the study: {first_line(err)}"],
+        ) from None
+    return study, tracker
+
+
+def _run(
+    cfg: SweepConfig,
+    dataset: Dataset,
+    url: str,
+    tracking_uri: str | None,
+    sweep_file: str | None,
+    console: Console,
+    started: float,
+    warming: threading.Thread,
+    cluster: tuple[Any, str | None] | None = None,  # the Dask client, the study's lease
+) -> SweepSummary:
+    study, tracker = _open_stores(cfg, url, tracking_uri, sweep_file)
+    _prepare_study(cfg, study, url, tracker, console)
+    models_dir = st.models_dir(url, cfg.study.name)
+    deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = WorkerContext(
+            storage=url,
+            deadline=deadline,
+            stop_file=str(Path(tmp) / "stop"),
+            models_dir=str(models_dir),
+            tracking_uri=tracker.uri if tracker else None,
+            experiment_id=tracker.experiment_id if tracker else None,
+            parent_run_id=tracker.run_id if tracker else None,
+        )
+        warming.join()  # the workers' phase takes over the warmed processes
+        parallel_started = time.perf_counter()
+        reports, errors, interrupted = _workers_phase(
+            cfg, ctx, study, dataset, console, cluster, tracker
+        )
+        parallel_seconds = time.perf_counter() - parallel_started
+        errors += _settle(study, url, reports, tracker)
+
+    summary = SweepSummary(
+        study_name=cfg.study.name,
+        n_trials=cfg.study.n_trials,
+        states=st.state_counts(study.get_trials(deepcopy=False)),
+        best=st.best_trial(study),
+        test_metrics={},
+        wall_seconds=math.nan,
+        parallel_seconds=parallel_seconds,
+        compute_seconds=sum(r.compute_seconds for r in reports),
+        n_jobs=cfg.study.n_jobs,
+        tracking_seconds=sum(r.tracking_seconds for r in reports),
+        setup_seconds=parallel_started - started,
+        worker_seconds=sum(r.busy_seconds for r in reports),
+        interrupted=interrupted,
+        parent_run_id=tracker.run_id if tracker else None,
+        runs_link=runs_link("http://127.0.0.1:5000", tracker.experiment_id) if tracker else None,
+        errors=errors,
+    )
+    evaluation_started = time.perf_counter()
+    with _end_on(cluster):
+        _evaluate(cfg, study, dataset, models_dir, summary)
+    summary.evaluation_seconds = time.perf_counter() - evaluation_started
+    summary.wall_seconds = time.perf_counter() - started
+    if tracker:
+        _track_end(cfg, tracker, study, summary, dataset, url)
+        summary.wall_seconds = time.perf_counter() - started
+    print_summary(cfg, study, summary, console)
+    return summary
+
+
+def _prepare_study(
+    cfg: SweepConfig, study: optuna.Study, url: str, tracker: Any, console: Console
+) -> None:
+    """Trials a dead sweep left running queued again, the baselines queued, and where the
+    study stands said."""
+    recovered = st.recover_interrupted(study, url)
+    if recovered:
+        console.print(
+            f"[yellow]trials {recovered} were left running by a sweep that stopped; "
+            "marked failed (interrupted) and queued again[/]"
+        )
+    st.enqueue_baselines(study, cfg)
+    done_before = st.budget_used(study)
+    console.print(
+        f"study [bold]{cfg.study.name}[/]: {done_before} of {cfg.study.n_trials} "
+        f"trials done before, {cfg.study.n_jobs} worker(s), storage {mask_credentials(url)}"
+        + (f", MLflow {mask_credentials(tracker.uri)}" if tracker else ", MLflow off"),
+        highlight=False,
+    )
+
+
+def _workers_phase(
+    cfg: SweepConfig,
+    ctx: WorkerContext,
+    study: optuna.Study,
+    dataset: Dataset,
+    console: Console,
+    cluster: tuple[Any, str | None] | None,
+    tracker: Any,
+) -> tuple[list[WorkerReport], list[str], bool]:
+    """The trials, on local worker processes or the cluster: the workers' reports, errors that
+    stopped them, and whether Ctrl-C did. A worker process that dies is replaced and its trial
+    retried, up to MAX_RESTARTS times."""
+    reports: list[WorkerReport] = []
+    for _ in range(MAX_RESTARTS + 1):
+        try:
+            if cluster is not None:
+                reports += _run_on_cluster(cfg, ctx, study, dataset, console, *cluster)
+            else:
+                reports += _run_workers(cfg, ctx, study, console)
+            return reports, [], False
+        except KeyboardInterrupt:
+            return reports, [], True
+        except BrokenProcessPool as err:  # TerminatedWorkerError among them
+            # a worker process died (kill -9, segfault): recover its trial, go on
+            console.print(
+                f"[red]a worker died ({type(err).__name__}); its trial is marked "
+                "interrupted and retried[/]"
+            )
+            st.recover_interrupted(study, ctx.storage)
+            if tracker:
+                tracker.close_interrupted_runs()
+        except Exception as err:  # an error outside the workers' own handling
+            return reports, [f"{type(err).__name__}: {first_line(err)}"], False
+    console.print("[red]workers kept dying; stopping. Re-run the same command to resume.[/]")
+    return reports, [], False
+
+
+def _settle(study: optuna.Study, url: str, reports: list[WorkerReport], tracker: Any) -> list[str]:
+    """After the workers' phase: a trial an error stopped is failed with it, one the workers
+    could not end is queued again, and runs left RUNNING are ended. Returns the errors."""
+    errors = []
+    for report in reports:
+        if report.error is not None:
+            errors.append(mask_credentials(report.error))
+            if report.current_trial is not None:  # that trial failed with the error
+                st.fail_trial(study, url, report.current_trial, report.error, False)
+                if tracker:
+                    tracker.fail_trial_run(report.current_trial, report.error)
+    st.recover_interrupted(study, url)  # a trial the workers could not end
+    if tracker:  # runs left RUNNING by a worker that did not get to end them
+        tracker.close_interrupted_runs()
+    return errors
+
+
+def _track_end(
+    cfg: SweepConfig,
+    tracker: Any,
+    study: optuna.Study,
+    summary: SweepSummary,
+    dataset: Dataset,
+    url: str,
+) -> None:
+    """The parent run's summary, the figures (of the networks saved, trained on the first
+    split, drawn by the warm workers), then its status."""
+    started = time.perf_counter()
+    best_run = tracker.trial_runs().get(summary.best.number) if summary.best else None
+    tracker.finish(
+        study, summary, answer.study_note(summary, tracker.experiment_id, best_run, cfg.objective)
+    )
+    first = splits_of(dataset, cfg.study.folds, cfg.study.seed)[0]
+    log_end_figures(tracker, study, summary, first, url, cfg.study.n_jobs)
+    tracker.end(summary, time.perf_counter() - started)
+
+
+def _end_on(cluster: tuple[Any, str | None] | None) -> contextlib.AbstractContextManager[None]:
+    """Where the end's re-runs and the peer's fits run: the cluster when the trials did, else
+    this machine's worker processes."""
+    if cluster is None:
+        return contextlib.nullcontext()
+    from pipeline.search._dask import end_on
+
+    return end_on(cluster[0])
+
+
+def _evaluate(
+    cfg: SweepConfig, study: optuna.Study, dataset: Dataset, models_dir: Path, summary: SweepSummary
+) -> None:
+    """The end of a sweep that ran to its end: the choice, the test figures, the peer and the
+    answer in words, into ``summary``."""
+    if not summary.interrupted and not summary.errors:
+        evaluation = evaluate_on_test(cfg, study, dataset, models_dir)
+        summary.test_metrics = evaluation.tests
+        summary.best = evaluation.chosen
+        summary.reruns, summary.selection = evaluation.reruns, evaluation.selection
+        if "best" in summary.test_metrics:  # the same hidden sizes as the chosen network
+            hidden = summary.test_metrics["best"]["model"].hidden
+            summary.peers = peer_results(
+                dataset,
+                hidden,
+                cfg.study.metric,
+                cfg.study.seed,
+                cfg.study.n_jobs,
+                cfg.study.folds,
+            )
+        summary.answer = answer.sentences(cfg, study, summary)
+
+
+def _run_workers(
+    cfg: SweepConfig, ctx: WorkerContext, study: optuna.Study, console: Console
+) -> list[WorkerReport]:
+    """Local worker processes, asked to stop through the stop file."""
+    return _in_background(
+        cfg,
+        study,
+        console,
+        lambda: Parallel(n_jobs=cfg.study.n_jobs, backend="loky")(
+            delayed(run_worker)(cfg, worker, ctx) for worker in range(cfg.study.n_jobs)
+        ),
+        Path(ctx.stop_file).touch,
+    )
+
+
+def _run_on_cluster(
+    cfg: SweepConfig,
+    ctx: WorkerContext,
+    study: optuna.Study,
+    dataset: Dataset,
+    console: Console,
+    client: Any,
+    lease: str | None,
+) -> list[WorkerReport]:
+    """The trials as tasks on the cluster, asked to stop through the study's Dask event."""
+
+    stop = dask_tasks.stop_event(client, cfg.study.name)
+    return _in_background(
+        cfg,
+        study,
+        console,
+        lambda: dask_tasks.run_trials(client, cfg, ctx, study, dataset, stop, lease),
+        stop.set,
+    )
+
+
+def _in_background(
+    cfg: SweepConfig,
+    study: optuna.Study,
+    console: Console,
+    work: Callable[[], list[WorkerReport]],
+    request_stop: Callable[[], Any],
+) -> list[WorkerReport]:
+    """The work runs in a background thread; this thread shows progress until it is done.
+    Ctrl-C requests a stop and waits for the running trials to end."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome["reports"] = work()
+        except BaseException as err:  # re-raised in the calling thread
+            outcome["error"] = err
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=target, name="sweep-workers", daemon=True)
+    try:
+        thread.start()  # Ctrl-C may land while start() waits for the thread: inside the try
+        show_progress(cfg, study, done, console)
+    except KeyboardInterrupt:
+        request_stop()
+        console.print(
+            "[yellow]stopping: the running trials end at their next epoch "
+            "(Ctrl-C again to leave now)[/]"
+        )
+        if thread.ident is not None:  # started
+            thread.join()
+        raise
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["reports"]
