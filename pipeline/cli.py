@@ -37,24 +37,29 @@ def _sweep(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"error: invalid sweep\n{err}", file=sys.stderr)
         return 2
-    from pipeline.search import run_sweep
+    from pipeline.interrupts import TerminateAsInterrupt
+    from pipeline.search import DiskFullError, run_sweep
 
-    try:
-        summary = run_sweep(
-            cfg,
-            storage=args.storage,
-            tracking_uri=args.tracking_uri,
-            sweep_file=args.file,
-            cluster=args.cluster,
-        )
-    except ConfigError as err:
-        print(f"error: cannot run the sweep\n{err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # before the workers started, or a second Ctrl-C
-        print("interrupted: re-run the same command to resume the study", file=sys.stderr)
-        return 130
+    with TerminateAsInterrupt() as stop:  # SIGTERM stops the sweep as Ctrl-C does
+        try:
+            summary = run_sweep(
+                cfg,
+                storage=args.storage,
+                tracking_uri=args.tracking_uri,
+                sweep_file=args.file,
+                cluster=args.cluster,
+            )
+        except ConfigError as err:
+            print(f"error: cannot run the sweep\n{err}", file=sys.stderr)
+            return 2
+        except DiskFullError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:  # before the workers started, or a second Ctrl-C / SIGTERM
+            print("interrupted: re-run the same command to resume the study", file=sys.stderr)
+            return stop.status
     if summary.interrupted:
-        return 130
+        return stop.status
     # an error that stopped the workers, or not one trial completed: the sweep did not work
     return 1 if summary.errors or not summary.states["complete"] else 0
 

@@ -14,6 +14,7 @@ LAYERS = {
     "core": 0,
     "names": 1,
     "results": 1,
+    "interrupts": 1,
     "config": 2,
     "tracking": 3,
     "analysis": 4,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import port_problem
+from pipeline.interrupts import TerminateAsInterrupt
 from pipeline.tracking import server_env
 
 LOOPBACK = "127.0.0.1"
@@ -174,40 +175,37 @@ def run_head(
         print(warning, file=sys.stderr, flush=True)
     env = {**server_env(), **DASK_ENV}  # each service reads its own settings
     started: list[tuple[Service, subprocess.Popen]] = []
-    signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())  # stopped alone: stop all
-    try:
-        for service in wanted:
-            # a session of its own: Ctrl-C reaches this process, which stops them in order
-            process = subprocess.Popen(service.command, env=env, start_new_session=True)
-            started.append((service, process))
-        for service, process in started:
-            if not _ready(host, service, process):
-                print(
-                    f"error: the {service.name} did not start (exit status {process.poll()})",
-                    file=sys.stderr,
-                )
-                return 1
-            print(f"{service.name} ready on {host}:{service.port}", flush=True)
-        print("\n".join(lines(host, scheduler_port, storage_port, mlflow_port)), flush=True)
-        print(f"state in {folder}; Ctrl-C stops every service", flush=True)
-        while True:
+    # SIGTERM (the head stopped alone) stops every service, as Ctrl-C does
+    with TerminateAsInterrupt() as stop:
+        try:
+            for service in wanted:
+                # a session of its own: Ctrl-C reaches this process, which stops them in order
+                process = subprocess.Popen(service.command, env=env, start_new_session=True)
+                started.append((service, process))
             for service, process in started:
-                if process.poll() is not None:
+                if not _ready(host, service, process):
                     print(
-                        f"error: the {service.name} stopped (exit status {process.returncode});"
-                        " stopping the others",
+                        f"error: the {service.name} did not start (exit status {process.poll()})",
                         file=sys.stderr,
                     )
                     return 1
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        _stop([process for _, process in started])
-
-
-def _raise_interrupt() -> None:
-    raise KeyboardInterrupt
+                print(f"{service.name} ready on {host}:{service.port}", flush=True)
+            print("\n".join(lines(host, scheduler_port, storage_port, mlflow_port)), flush=True)
+            print(f"state in {folder}; Ctrl-C stops every service", flush=True)
+            while True:
+                for service, process in started:
+                    if process.poll() is not None:
+                        print(
+                            f"error: the {service.name} stopped (exit status {process.returncode});"
+                            " stopping the others",
+                            file=sys.stderr,
+                        )
+                        return 1
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return stop.status
+        finally:
+            _stop([process for _, process in started])
 
 
 def _ready(host: str, service: Service, process: subprocess.Popen) -> bool:
@@ -247,8 +245,11 @@ def serve_storage(url: str, host: str, port: int) -> None:
 
     import optuna
 
-    from pipeline.search import make_storage
+    from pipeline.search import make_storage, repair_storage
 
+    repaired = repair_storage(url)
+    if repaired:
+        print(repaired, flush=True)
     with warnings.catch_warnings():  # "experimental": the proxy is new in Optuna 4.2
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.get_storage(make_storage(url))

@@ -6,10 +6,13 @@ Every problem is reported as ``FILE: KEY = VALUE: what is allowed``. The keys of
 build ``hidden``), checked against the network's own constraints (:mod:`pipeline.core`).
 """
 
+from pipeline.config._journal import open_journal, repair
 from pipeline.config._loading import load_sweep, parse_override
 from pipeline.config._locations import (
+    MIN_FREE_MIB,
     check_locations,
     first_line,
+    free_mib,
     grpc_address,
     mask_credentials,
     port_problem,
@@ -38,6 +41,8 @@ from pipeline.config._values import (
 )
 
 __all__ = [
+    "MIN_FREE_MIB",
+    "free_mib",
     "ARCHITECTURE_KEYS",
     "METRICS",
     "MLP_DEFAULTS",
@@ -55,10 +60,12 @@ __all__ = [
     "in_sweep_terms",
     "load_sweep",
     "mask_credentials",
+    "open_journal",
     "model_kwargs",
     "model_value",
     "parse_override",
     "port_problem",
+    "repair",
     "scheme_of",
     "storage_problem",
     "suggest_space",

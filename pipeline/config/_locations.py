@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -45,6 +46,9 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
 
 
+MIN_FREE_MIB = 64  # a sweep refuses to start with less free on a disk it writes to
+
+
 def _file_problem(path: Path) -> str | None:
     """Why a file at ``path`` could not be created or written, or None."""
     if path.is_dir():
@@ -61,6 +65,24 @@ def _file_problem(path: Path) -> str | None:
     if not _writable(folder) or not os.access(folder, os.X_OK):
         return f"cannot be created: the folder {folder} is read-only"
     return None
+
+
+def free_mib(path: Path) -> float:
+    """MiB free on the disk of ``path`` (its nearest existing folder)."""
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free / 2**20
+
+
+def space_problem(folder: Path) -> str | None:
+    """Why the disk of ``folder`` is too full to start a sweep on, or None."""
+    free = free_mib(folder)
+    if free >= MIN_FREE_MIB:
+        return None
+    return (
+        f"only {free:.0f} MiB free on the disk of {folder}; a sweep needs at least "
+        f"{MIN_FREE_MIB} MiB: free space there and run the same command again"
+    )
 
 
 def _database_problem(url: str) -> str | None:
@@ -110,12 +132,15 @@ def _journal_problem(path: Path) -> str | None:
     """Why an existing file is not an Optuna journal, or None."""
     if not path.is_file() or path.stat().st_size == 0:
         return None
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+    from pipeline.config._journal import open_journal, scan
 
+    found = scan(path)
+    if not found.is_journal:
+        return "is not an Optuna journal (a line of it is not a journal record)"
+    if found.torn:  # repaired when the sweep opens it: torn records moved aside
+        return None
     try:
-        lock = JournalFileOpenLock(str(path))
-        JournalStorage(JournalFileBackend(str(path), lock_obj=lock)).get_all_studies()
+        open_journal(path).get_all_studies()
     except Exception as err:  # garbage, or another program's file
         return f"is not an Optuna journal ({first_line(err)})"
     return None
@@ -188,13 +213,25 @@ def tracking_problem(uri: str) -> str | None:
     return None
 
 
+def _local_space_problem(location: str) -> str | None:
+    """For a store in a local file (a journal, SQLite), why its disk is too full, or None."""
+    scheme = scheme_of(location)
+    if scheme is None:
+        return space_problem(Path(location).parent)
+    if scheme == "sqlite":
+        return space_problem(Path(location.split(":///", 1)[-1]).parent)
+    return None
+
+
 def check_locations(storage: str, tracking: str | None, source: str = "command line") -> None:
     """Raise :class:`ConfigError` naming each location that cannot be used; ``tracking`` is
     None when tracking is off."""
     problems = []
-    if why := storage_problem(storage):
+    if why := storage_problem(storage) or _local_space_problem(storage):
         problems.append(f"storage = {mask_credentials(storage)!r}: {why}")
-    if tracking is not None and (why := tracking_problem(tracking)):
+    if tracking is not None and (
+        why := tracking_problem(tracking) or _local_space_problem(tracking)
+    ):
         problems.append(f"tracking uri = {mask_credentials(tracking)!r}: {why}")
     if problems:
         raise ConfigError(source, problems)

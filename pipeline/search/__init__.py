@@ -15,12 +15,14 @@ from pipeline.search._study import (
     create_study,
     load_study,
     make_storage,
+    repair_storage,
     reserve_trial,
     storage_url,
 )
-from pipeline.search._sweep import run_sweep
+from pipeline.search._sweep import DiskFullError, run_sweep
 
 __all__ = [
+    "DiskFullError",
     "DEFAULT",
     "LABELS",
     "TUNED_ALPHA",
@@ -29,6 +31,7 @@ __all__ = [
     "figures_of",
     "load_study",
     "make_storage",
+    "repair_storage",
     "mc_curve",
     "measure",
     "reserve_trial",

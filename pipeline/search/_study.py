@@ -20,11 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, GrpcStorageProxy, JournalStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages import BaseStorage, GrpcStorageProxy
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from pipeline.config import SweepConfig, grpc_address, in_sweep_terms, suggest_space
+from pipeline.config import (
+    SweepConfig,
+    grpc_address,
+    in_sweep_terms,
+    open_journal,
+    repair,
+    suggest_space,
+)
 from pipeline.names import (
     BASELINE,
     CHAPTER,
@@ -70,9 +76,13 @@ def make_storage(url: str) -> str | BaseStorage:
         return _grpc_proxy(*grpc_address(url))
     if "://" in url:
         return url  # an RDB URL; Optuna builds the storage
-    path = Path(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+    return open_journal(url)
+
+
+def repair_storage(url: str) -> str | None:
+    """A journal's torn records moved aside before the study is opened (one line saying so),
+    or None; other storages need nothing."""
+    return None if "://" in url else repair(Path(url))
 
 
 @functools.cache

@@ -7,6 +7,7 @@ Nothing is written before the sweep file, the overrides and the data set have be
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import sys
@@ -22,7 +23,14 @@ from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from rich.console import Console
 
-from pipeline.config import ConfigError, SweepConfig, first_line, mask_credentials
+from pipeline.config import (
+    MIN_FREE_MIB,
+    ConfigError,
+    SweepConfig,
+    first_line,
+    free_mib,
+    mask_credentials,
+)
 from pipeline.core import Dataset, load, smallest_class, splits_of
 from pipeline.results import SweepSummary, WorkerReport
 from pipeline.search import _answer as answer
@@ -100,10 +108,50 @@ def run_sweep(
             )
     except st.StudyBusyError as err:
         raise ConfigError(cfg.source, [str(err)]) from None
+    except Exception as err:
+        if disk_full(err):  # a write of this process: one line, no traceback
+            raise DiskFullError(_full_disks(cfg, url, tracking_uri)) from None
+        raise
     finally:
         warming.join()
         if client is not None:
             client.close()
+
+
+class DiskFullError(Exception):
+    """A disk the sweep writes to filled up. ``str()`` is the line for the user."""
+
+
+def disk_full(err: BaseException | str) -> bool:
+    """Whether an error (or a worker's report of one) is a full disk: the OS's, or SQLite's
+    through MLflow."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    text = err if isinstance(err, str) else f"{err!r} {err}"
+    return "No space left on device" in text or "database or disk is full" in text
+
+
+def _full_disks(cfg: SweepConfig, url: str, tracking: str | None) -> str:
+    from pipeline.tracking import tracking_uri as resolved
+
+    folders = [] if "://" in url else [Path(url).resolve().parent]
+    uri = resolved(tracking or cfg.tracking.uri) if cfg.tracking.enabled else ""
+    if uri.startswith("sqlite:///"):
+        folders.append(Path(uri.removeprefix("sqlite:///")).resolve().parent)
+    where = ", ".join(f"{f} ({free_mib(f):.0f} MiB free now)" for f in dict.fromkeys(folders))
+    return (
+        f"no space left on device: free at least {MIN_FREE_MIB} MiB on the disk of "
+        f"{where or 'the stores'} and run the same command again; no completed trial is lost"
+    )
+
+
+def _end_runs(tracker: Any) -> None:
+    """The runs left RUNNING and the parent ended, where the store can still be written."""
+    if tracker is None:
+        return
+    with contextlib.suppress(Exception):
+        tracker.close_interrupted_runs()
+        tracker.client.set_terminated(tracker.run_id, status="KILLED")
 
 
 def _connect(cfg: SweepConfig, address: str, url: str, tracking: str | None) -> Any:
@@ -176,6 +224,9 @@ def _run(
     warming: threading.Thread,
     cluster: tuple[Any, str | None] | None = None,  # the Dask client, the study's lease
 ) -> SweepSummary:
+    repaired = st.repair_storage(url)
+    if repaired:
+        console.print(f"[yellow]{repaired}[/]", highlight=False)
     study, tracker = _open_stores(cfg, url, tracking_uri, sweep_file)
     _prepare_study(cfg, study, url, tracker, console)
     models_dir = st.models_dir(url, cfg.study.name)
@@ -197,25 +248,14 @@ def _run(
         )
         parallel_seconds = time.perf_counter() - parallel_started
         errors += _settle(study, url, reports, tracker)
+    if any(map(disk_full, errors)):  # a worker's write: stop as after an error, say where
+        _end_runs(tracker)
+        raise DiskFullError(_full_disks(cfg, url, tracking_uri))
 
-    summary = SweepSummary(
-        study_name=cfg.study.name,
-        n_trials=cfg.study.n_trials,
-        states=st.state_counts(study.get_trials(deepcopy=False)),
-        best=st.best_trial(study),
-        test_metrics={},
-        wall_seconds=math.nan,
-        parallel_seconds=parallel_seconds,
-        compute_seconds=sum(r.compute_seconds for r in reports),
-        n_jobs=cfg.study.n_jobs,
-        tracking_seconds=sum(r.tracking_seconds for r in reports),
-        setup_seconds=parallel_started - started,
-        worker_seconds=sum(r.busy_seconds for r in reports),
-        interrupted=interrupted,
-        parent_run_id=tracker.run_id if tracker else None,
-        runs_link=runs_link("http://127.0.0.1:5000", tracker.experiment_id) if tracker else None,
-        errors=errors,
-    )
+    summary = _summary(cfg, study, reports, errors, tracker)
+    summary.interrupted = interrupted
+    summary.parallel_seconds = parallel_seconds
+    summary.setup_seconds = parallel_started - started
     evaluation_started = time.perf_counter()
     with _end_on(cluster):
         _evaluate(cfg, study, dataset, models_dir, summary)
@@ -226,6 +266,32 @@ def _run(
         summary.wall_seconds = time.perf_counter() - started
     print_summary(cfg, study, summary, console)
     return summary
+
+
+def _summary(
+    cfg: SweepConfig,
+    study: optuna.Study,
+    reports: list[WorkerReport],
+    errors: list[str],
+    tracker: Any,
+) -> SweepSummary:
+    """What the workers' phase did, summed over the workers' reports."""
+    return SweepSummary(
+        study_name=cfg.study.name,
+        n_trials=cfg.study.n_trials,
+        states=st.state_counts(study.get_trials(deepcopy=False)),
+        best=st.best_trial(study),
+        test_metrics={},
+        wall_seconds=math.nan,
+        parallel_seconds=math.nan,
+        compute_seconds=sum(r.compute_seconds for r in reports),
+        n_jobs=cfg.study.n_jobs,
+        tracking_seconds=sum(r.tracking_seconds for r in reports),
+        worker_seconds=sum(r.busy_seconds for r in reports),
+        parent_run_id=tracker.run_id if tracker else None,
+        runs_link=runs_link("http://127.0.0.1:5000", tracker.experiment_id) if tracker else None,
+        errors=errors,
+    )
 
 
 def _prepare_study(

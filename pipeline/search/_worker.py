@@ -61,9 +61,11 @@ def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerRepor
     started = time.perf_counter()
     in_child = threading.current_thread() is threading.main_thread()
     if in_child:
-        # Ctrl-C reaches every process of the terminal; the parent asks workers to stop
-        # through ctx.stop_file instead, so that each ends its trial cleanly.
+        # Ctrl-C reaches every process of the terminal, and a scheduler's SIGTERM every
+        # process of the job; the parent asks workers to stop through ctx.stop_file instead,
+        # so that each ends its trial cleanly (loky itself ends its workers with SIGKILL).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
     report = WorkerReport(worker)
     parent = os.getppid()

@@ -52,7 +52,9 @@ from pipeline.results import TrialResult
 # the whole run back: an extra request per trial, and noise. The sweep prints its own link.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
-logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
+# "Creating tables...", and a database error with its traceback: it reaches the caller as an
+# exception, which the sweep reports in one line (a full disk, a server gone)
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the console
 SWEEP_RESOLVED = "sweep_resolved.json"  # the parent run's copy of the sweep, defaults filled in
 EXPERIMENT_KIND = "mlflow.experimentKind"  # an experiment tag the UI reads to pick its first tab
