@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,19 @@ def _as_user(*command: str) -> None:
 def postgres_server(bin_dir: Path) -> Iterator[str]:
     """A fresh PostgreSQL server in a temporary folder, run by an unprivileged user on a free
     loopback port; yields the URL of its database ``studies``. Stopped and removed after."""
+    with postgres(bin_dir) as server:
+        yield server.url
+
+
+@dataclass
+class Postgres:
+    url: str  # of its database ``studies``
+    restart: Callable[[], None]  # stop it (fast: connections cut) and start it again
+
+
+@contextlib.contextmanager
+def postgres(bin_dir: Path) -> Iterator[Postgres]:
+    """:func:`postgres_server`, with a way to restart it."""
     # not under a test's temporary folder, which only root may enter
     folder = Path(tempfile.mkdtemp(prefix="pipeline-postgres-"))
     data = folder / "data"
@@ -179,7 +193,12 @@ def postgres_server(bin_dir: Path) -> Iterator[str]:
         try:
             server = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
             _as_user(str(bin_dir / "createdb"), *server, "studies")
-            yield f"postgresql://postgres@127.0.0.1:{port}/studies"
+            control = [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", log]
+
+            def restart() -> None:
+                _as_user(*control, "-m", "fast", "-w", "restart")
+
+            yield Postgres(f"postgresql://postgres@127.0.0.1:{port}/studies", restart)
         finally:
             _as_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
     finally:

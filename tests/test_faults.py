@@ -221,9 +221,7 @@ def _start(folder: Path, sweep_file: Path) -> subprocess.Popen:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("to_group", [False, True], ids=["the sweep", "its process group"])
-def test_sigterm_ends_a_sweep_like_ctrl_c_with_status_143_and_a_rerun_resumes(
-    tmp_path, to_group
-):
+def test_sigterm_ends_a_sweep_like_ctrl_c_with_status_143_and_a_rerun_resumes(tmp_path, to_group):
     long = long_sweep(tmp_path)
     proc = _start(tmp_path, long)
     try:

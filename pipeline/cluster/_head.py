@@ -192,20 +192,45 @@ def run_head(
                 print(f"{service.name} ready on {host}:{service.port}", flush=True)
             print("\n".join(lines(host, scheduler_port, storage_port, mlflow_port)), flush=True)
             print(f"state in {folder}; Ctrl-C stops every service", flush=True)
-            while True:
-                for service, process in started:
-                    if process.poll() is not None:
-                        print(
-                            f"error: the {service.name} stopped (exit status {process.returncode});"
-                            " stopping the others",
-                            file=sys.stderr,
-                        )
-                        return 1
-                time.sleep(0.5)
+            return _supervise(host, started, env)
         except KeyboardInterrupt:
             return stop.status
         finally:
             _stop([process for _, process in started])
+
+
+MAX_RESTARTS = 5  # a service that stops is started again, this many times at most
+
+
+def _supervise(
+    host: str, started: list[tuple[Service, subprocess.Popen]], env: dict[str, str]
+) -> int:
+    """Until Ctrl-C: a service that stops is started again on its port (its clients wait for
+    it: the storage proxy's up to a minute, MLflow's for minutes); one that keeps stopping
+    stops the head."""
+    restarts = dict.fromkeys((service.name for service, _ in started), 0)
+    while True:
+        for i, (service, process) in enumerate(started):
+            if process.poll() is None:
+                continue
+            if restarts[service.name] == MAX_RESTARTS:
+                print(
+                    f"error: the {service.name} stopped {MAX_RESTARTS + 1} times (exit status "
+                    f"{process.returncode}); stopping the others",
+                    file=sys.stderr,
+                )
+                return 1
+            restarts[service.name] += 1
+            print(
+                f"the {service.name} stopped (exit status {process.returncode}); starting it again",
+                file=sys.stderr,
+                flush=True,
+            )
+            process = subprocess.Popen(service.command, env=env, start_new_session=True)
+            started[i] = (service, process)
+            if _ready(host, service, process):
+                print(f"{service.name} ready again on {host}:{service.port}", flush=True)
+        time.sleep(0.5)
 
 
 def _ready(host: str, service: Service, process: subprocess.Popen) -> bool:

@@ -85,6 +85,51 @@ def repair_storage(url: str) -> str | None:
     return None if "://" in url else repair(Path(url))
 
 
+# Every call to the storage proxy waits for it while it restarts (a call made while it is down
+# waits for the connection instead of failing at once), and a call that fails inside it (its
+# database restarting) is made again after 1, 2, 4 and 8 s: at most PROXY_PATIENCE seconds,
+# after which the error reaches the trial, which fails with it as its reason.
+PROXY_PATIENCE = 60
+_PROXY_CALLS = {
+    "methodConfig": [
+        {
+            "name": [{"service": "optuna.StorageService"}],
+            "waitForReady": True,
+            "timeout": f"{PROXY_PATIENCE}s",
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "1s",
+                "maxBackoff": "8s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE", "UNKNOWN"],
+            },
+        }
+    ]
+}
+
+
+class _PatientProxy(GrpcStorageProxy):
+    """Optuna's client of the storage proxy, over a channel that rides out a restart."""
+
+    def _setup(self) -> None:
+        import json
+
+        import grpc
+        from optuna.storages._grpc.auto_generated import api_pb2_grpc
+        from optuna.storages._grpc.client import GrpcClientCache
+
+        options = [
+            ("grpc.max_receive_message_length", -1),  # as Optuna's own channel
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", json.dumps(_PROXY_CALLS)),
+            ("grpc.initial_reconnect_backoff_ms", 500),  # back within a second of the proxy
+            ("grpc.max_reconnect_backoff_ms", 2000),
+        ]
+        self._channel = grpc.insecure_channel(f"{self._host}:{self._port}", options=options)
+        self._stub = api_pb2_grpc.StorageServiceStub(self._channel)
+        self._cache = GrpcClientCache(self._stub)
+
+
 @functools.cache
 def _grpc_proxy(host: str, port: int) -> GrpcStorageProxy:
     """One client of the proxy at ``host:port`` per process: its connection and its cache of
@@ -92,7 +137,7 @@ def _grpc_proxy(host: str, port: int) -> GrpcStorageProxy:
     a cluster worker's next trial reads only what changed."""
     with warnings.catch_warnings():  # "experimental": the proxy is new in Optuna 4.2
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return GrpcStorageProxy(host=host, port=port)
+        return _PatientProxy(host=host, port=port)
 
 
 def suggest(trial: Trial, cfg: SweepConfig) -> dict[str, Any]:

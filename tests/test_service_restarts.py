@@ -1,0 +1,143 @@
+"""Services that restart mid-sweep on the cluster path: the head starts a service that stopped
+again on its port, and the trials' writes wait for it (the storage proxy's calls up to a
+minute, MLflow's for minutes) instead of failing. A real loopback cluster: the head, two Dask
+workers in empty folders, a sweep; each service killed with -9 in turn while trials run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from e2e import env, wait_for
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from benchmarks.loopback import LoopbackCluster, postgres, postgres_installed
+from pipeline.search import make_storage
+
+pytestmark = pytest.mark.slow
+
+
+def _service(head: int, fragment: bytes) -> int:
+    """The pid of the head's service whose command line holds ``fragment``."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == head and fragment in cmdline:
+            return int(stat.parent.name)
+    raise AssertionError(f"no service {fragment!r} under the head")
+
+
+def _sweep_file(folder: Path) -> Path:
+    """Twenty trials of a second or two each: long enough for two restarts in the middle."""
+    path = folder / "restarts.toml"
+    path.write_text(
+        """
+[study]
+name = "restarts"
+n_trials = 20
+n_jobs = 2
+seed = 0
+
+[data]
+name = "sine"
+seed = 1
+
+[fixed]
+hidden = [16, 16]
+lr = 0.05
+max_epochs = 8000
+
+[search]
+keep_prob = { type = "float", low = 0.5, high = 1.0 }
+weight_decay = { type = "float", low = 1e-5, high = 1e-1, log = true }
+
+[pruner]
+name = "none"
+"""
+    )
+    return path
+
+
+def _sweep_through(cluster: LoopbackCluster, folder: Path) -> subprocess.Popen:
+    args = ["--cluster", cluster.scheduler, "--storage", cluster.storage]
+    args += ["--tracking-uri", cluster.tracking]
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "sweep", str(_sweep_file(folder)), *args],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(),
+    )
+
+
+def _ends_with_every_trial_complete(cluster: LoopbackCluster, proc: subprocess.Popen) -> None:
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    trials = optuna.load_study(study_name="restarts", storage=make_storage(cluster.storage)).trials
+    assert len(trials) == 20 and all(t.state == TrialState.COMPLETE for t in trials), [
+        (t.number, t.state, t.user_attrs.get("fail_reason")) for t in trials
+    ]
+    client = MlflowClient(cluster.tracking)
+    experiment = client.get_experiment_by_name("restarts").experiment_id
+    found = client.search_runs([experiment], max_results=1000)
+    assert [r.info.run_name for r in found if r.info.status == "RUNNING"] == []
+    assert sum(r.data.tags.get("pipeline.role") == "trial" for r in found) == 20
+
+
+def _when_complete(cluster: LoopbackCluster, proc: subprocess.Popen, n: int) -> None:
+    """Once ``n`` trials are complete (the sweep still running)."""
+    storage = make_storage(cluster.storage)
+
+    def complete() -> int:
+        try:
+            trials = optuna.load_study(study_name="restarts", storage=storage).trials
+        except KeyError:
+            return 0
+        return sum(t.state == TrialState.COMPLETE for t in trials)
+
+    wait_for(lambda: complete() >= n or proc.poll() is not None, 300, f"{n} complete trials")
+    assert proc.poll() is None, f"the sweep ended first:\n{proc.communicate()[0]}"
+
+
+def test_the_storage_proxy_and_the_mlflow_server_restarting_mid_sweep_fail_no_trial(tmp_path):
+    (tmp_path / "cluster").mkdir()
+    cluster = LoopbackCluster(tmp_path / "cluster")
+    try:
+        proc = _sweep_through(cluster, tmp_path)
+        head_out = cluster.folder / "head.out"
+        for n, (fragment, name) in enumerate(
+            [(b"storage-proxy", "Optuna storage proxy"), (b"mlflow", "MLflow server")]
+        ):
+            _when_complete(cluster, proc, 3 * (n + 1))
+            os.killpg(_service(cluster.head.pid, fragment), signal.SIGKILL)  # and its own
+            again = f"{name} ready again"
+            wait_for(lambda again=again: again in head_out.read_text(), 120, again)
+        _ends_with_every_trial_complete(cluster, proc)
+    finally:
+        cluster.stop()
+
+
+def test_postgresql_restarting_behind_the_storage_proxy_fails_no_trial(tmp_path):
+    bin_dir = postgres_installed()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server here: `make test` installs it (apt-get, as root)")
+    (tmp_path / "cluster").mkdir()
+    with postgres(bin_dir) as server:
+        cluster = LoopbackCluster(tmp_path / "cluster", 2, "--storage", server.url)
+        try:
+            proc = _sweep_through(cluster, tmp_path)
+            _when_complete(cluster, proc, 3)
+            server.restart()
+            _ends_with_every_trial_complete(cluster, proc)
+        finally:
+            cluster.stop()
