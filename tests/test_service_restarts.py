@@ -141,3 +141,24 @@ def test_postgresql_restarting_behind_the_storage_proxy_fails_no_trial(tmp_path)
             _ends_with_every_trial_complete(cluster, proc)
         finally:
             cluster.stop()
+
+
+def test_the_dask_scheduler_restarting_mid_sweep_is_reported_in_one_line(tmp_path):
+    (tmp_path / "cluster").mkdir()
+    cluster = LoopbackCluster(tmp_path / "cluster")
+    try:
+        proc = _sweep_through(cluster, tmp_path)
+        _when_complete(cluster, proc, 3)
+        os.killpg(_service(cluster.head.pid, b"scheduler"), signal.SIGKILL)
+        output, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 1, output
+        assert f"the Dask scheduler at {cluster.scheduler} restarted or stopped answering" in (
+            output
+        )
+        assert "run again when you run the same command" in output and "Traceback" not in output
+        client = MlflowClient(cluster.tracking)
+        experiment = client.get_experiment_by_name("restarts").experiment_id
+        parent = client.search_runs([experiment], "tags.`pipeline.role` = 'study'")[0]
+        assert parent.info.status == "FAILED"  # ended, with the error in its note
+    finally:
+        cluster.stop()

@@ -138,7 +138,35 @@ def run_trials(
     lease: str | None,
 ) -> list[WorkerReport]:
     """Reserve trials and keep every worker thread of the cluster busy with one, until the
-    budget, the deadline or the stop request; returns one report per trial run."""
+    budget, the deadline or the stop request; returns one report per trial run. Raises
+    :class:`SchedulerLostError` when the scheduler restarts or stops answering meanwhile."""
+    from concurrent.futures import CancelledError  # Dask's lost futures are these
+
+    from distributed.comm.core import CommClosedError
+
+    try:
+        return _run_trials(client, cfg, ctx, study, dataset, stop, lease)
+    except (CancelledError, CommClosedError) as err:
+        raise SchedulerLostError(
+            f"the Dask scheduler at {client.scheduler.address} restarted or stopped answering "
+            f"({first_line(err)}): the trials it was running are lost, and run again when you "
+            "run the same command once it is back"
+        ) from None
+
+
+class SchedulerLostError(RuntimeError):
+    """The Dask scheduler restarted or went away mid-sweep. ``str()`` is the line to print."""
+
+
+def _run_trials(
+    client: Any,
+    cfg: SweepConfig,
+    ctx: WorkerContext,
+    study: optuna.Study,
+    dataset: Dataset,
+    stop: Any,
+    lease: str | None,
+) -> list[WorkerReport]:
     from distributed import wait
     from distributed.scheduler import KilledWorker
 

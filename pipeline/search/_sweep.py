@@ -346,6 +346,8 @@ def _workers_phase(
             st.recover_interrupted(study, ctx.storage)
             if tracker:
                 tracker.close_interrupted_runs()
+        except dask_tasks.SchedulerLostError as err:
+            return reports, [str(err)], False
         except Exception as err:  # an error outside the workers' own handling
             return reports, [f"{type(err).__name__}: {first_line(err)}"], False
     console.print("[red]workers kept dying; stopping. Re-run the same command to resume.[/]")
