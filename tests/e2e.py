@@ -24,16 +24,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "sweeps" / "smoke.toml"
 
 
-def long_sweep(folder: Path, max_epochs: int = 10_000_000) -> Path:
+def long_sweep(
+    folder: Path, max_epochs: int = 10_000_000, name: str = "long", n_trials: int = 4
+) -> Path:
     """Four trials of the smoke sweep's network that run until they are stopped or killed (by
     default; a re-run passes ``--set fixed.max_epochs=30`` to finish them): no early stopping,
     no pruning, and a stop request noticed every 50 epochs."""
-    path = folder / "long.toml"
+    path = folder / f"{name}.toml"
     path.write_text(
         f"""
 [study]
-name = "long"
-n_trials = 4
+name = "{name}"
+n_trials = {n_trials}
 n_jobs = 2
 seed = 0
 

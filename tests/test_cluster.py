@@ -335,7 +335,7 @@ def test_a_sweep_has_the_cluster_s_workers_make_their_imports_while_it_prepares(
     from distributed import Client, LocalCluster
 
     from pipeline.config import load_sweep
-    from pipeline.search._sweep import _warm_workers
+    from pipeline.search._phase import warm_workers
 
     def imported() -> bool:
         return "pipeline.tracking" in sys.modules  # MLflow's import: over a second
@@ -346,5 +346,5 @@ def test_a_sweep_has_the_cluster_s_workers_make_their_imports_while_it_prepares(
         Client(fresh) as client,
     ):
         assert not any(client.run(imported).values())
-        _warm_workers(cfg, client).join()
+        warm_workers(cfg, client).join()
         assert list(client.run(imported).values()) == [True, True]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from e2e import env, long_sweep, running_trials, study, sweep, wait_for
+from e2e import SMOKE, env, long_sweep, running_trials, study, sweep, wait_for
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -262,3 +262,40 @@ def test_a_sweep_over_a_torn_journal_repairs_it_and_resumes(tmp_path):
     assert "repaired the study journal" in again.stdout
     after = study(tmp_path).trials
     assert len(after) == 6 and all(after[n].value == v for n, v in before.items())
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_re_runs_after_the_budget_ends_every_run_and_a_rerun_finishes(
+    tmp_path,
+):
+    slow_end = ["--set", "study.repeats=5", "--set", "fixed.max_epochs=3000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "sweep", str(SMOKE), *slow_end],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(),
+        start_new_session=True,
+    )
+
+    def budget_done() -> bool:
+        with contextlib.suppress(Exception):
+            trials = study(tmp_path).get_trials(deepcopy=False)
+            return len(trials) == 8 and all(t.state.is_finished() for t in trials)
+        return False
+
+    try:
+        wait_for(lambda: budget_done() or proc.poll() is not None, 300, "the end of the budget")
+        assert proc.poll() is None, "the sweep ended before its re-runs"
+        proc.send_signal(signal.SIGTERM)  # the re-runs over 5 seeds take a while
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, output
+    assert "Traceback" not in output
+    assert _running_runs(tmp_path, "smoke") == []
+    again = sweep(tmp_path, *slow_end, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Chosen:" in again.stdout  # the end done by the next run

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from e2e import env, wait_for
+from e2e import env, long_sweep, wait_for
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -38,33 +38,7 @@ def _service(head: int, fragment: bytes) -> int:
 
 def _sweep_file(folder: Path) -> Path:
     """Twenty trials of a second or two each: long enough for two restarts in the middle."""
-    path = folder / "restarts.toml"
-    path.write_text(
-        """
-[study]
-name = "restarts"
-n_trials = 20
-n_jobs = 2
-seed = 0
-
-[data]
-name = "sine"
-seed = 1
-
-[fixed]
-hidden = [16, 16]
-lr = 0.05
-max_epochs = 8000
-
-[search]
-keep_prob = { type = "float", low = 0.5, high = 1.0 }
-weight_decay = { type = "float", low = 1e-5, high = 1e-1, log = true }
-
-[pruner]
-name = "none"
-"""
-    )
-    return path
+    return long_sweep(folder, max_epochs=8000, name="restarts", n_trials=20)
 
 
 def _sweep_through(cluster: LoopbackCluster, folder: Path) -> subprocess.Popen:

@@ -142,10 +142,39 @@ def run_trials(
     :class:`SchedulerLostError` when the scheduler restarts or stops answering meanwhile."""
     from concurrent.futures import CancelledError  # Dask's lost futures are these
 
+    from distributed import wait
     from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
 
     try:
-        return _run_trials(client, cfg, ctx, study, dataset, stop, lease)
+        shipped = client.scatter(dataset, broadcast=True)  # once to every worker, not per task
+        reports: list[WorkerReport] = []
+        running: dict[Any, int] = {}  # future -> trial number
+        while True:
+            slots = max(1, sum(client.nthreads().values()))
+            while (
+                len(running) < slots
+                and not stop.is_set()
+                and (ctx.deadline is None or time.time() < ctx.deadline)
+            ):
+                trial = reserve_trial(study, ctx.storage, cfg.study.n_trials)
+                if trial is None:
+                    break
+                future = client.submit(
+                    cluster_trial, cfg, ctx, trial._trial_id, shipped, stop.name, lease, pure=False
+                )
+                running[future] = trial.number
+            if not running:
+                return reports
+            with client.as_current():  # wait() asks for the current client
+                done, _ = wait(list(running), return_when="FIRST_COMPLETED")
+            for future in done:
+                number = running.pop(future)
+                try:
+                    reports.append(future.result())
+                except KilledWorker as err:  # its workers kept dying: the trial fails, go on
+                    reason = f"its worker died {first_line(err)}"
+                    fail_trial(study, ctx.storage, number, reason, False)
     except (CancelledError, CommClosedError) as err:
         raise SchedulerLostError(
             f"the Dask scheduler at {client.scheduler.address} restarted or stopped answering "
@@ -156,48 +185,6 @@ def run_trials(
 
 class SchedulerLostError(RuntimeError):
     """The Dask scheduler restarted or went away mid-sweep. ``str()`` is the line to print."""
-
-
-def _run_trials(
-    client: Any,
-    cfg: SweepConfig,
-    ctx: WorkerContext,
-    study: optuna.Study,
-    dataset: Dataset,
-    stop: Any,
-    lease: str | None,
-) -> list[WorkerReport]:
-    from distributed import wait
-    from distributed.scheduler import KilledWorker
-
-    shipped = client.scatter(dataset, broadcast=True)  # once to every worker, not per task
-    reports: list[WorkerReport] = []
-    running: dict[Any, int] = {}  # future -> trial number
-    while True:
-        slots = max(1, sum(client.nthreads().values()))
-        while (
-            len(running) < slots
-            and not stop.is_set()
-            and (ctx.deadline is None or time.time() < ctx.deadline)
-        ):
-            trial = reserve_trial(study, ctx.storage, cfg.study.n_trials)
-            if trial is None:
-                break
-            future = client.submit(
-                cluster_trial, cfg, ctx, trial._trial_id, shipped, stop.name, lease, pure=False
-            )
-            running[future] = trial.number
-        if not running:
-            return reports
-        with client.as_current():  # wait() asks for the current client
-            done, _ = wait(list(running), return_when="FIRST_COMPLETED")
-        for future in done:
-            number = running.pop(future)
-            try:
-                reports.append(future.result())
-            except KilledWorker as err:  # its workers kept dying: the trial fails, go on
-                reason = f"its worker died {first_line(err)}"
-                fail_trial(study, ctx.storage, number, reason, False)
 
 
 def cluster_trial(

@@ -14,13 +14,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
-from joblib import Parallel, delayed
-from joblib.externals.loky.process_executor import BrokenProcessPool
 from rich.console import Console
 
 from pipeline.config import (
@@ -36,14 +33,13 @@ from pipeline.results import SweepSummary, WorkerReport
 from pipeline.search import _answer as answer
 from pipeline.search import _dask as dask_tasks
 from pipeline.search import _study as st
-from pipeline.search._console import print_summary, show_progress
+from pipeline.search._console import print_summary
 from pipeline.search._evaluation import evaluate_on_test
 from pipeline.search._figures import log_end_figures
 from pipeline.search._peer import peer_results
-from pipeline.search._worker import WorkerContext, run_worker, warm_up
+from pipeline.search._phase import settle, warm_workers, workers_phase
+from pipeline.search._worker import WorkerContext
 from pipeline.tracking import runs_link
-
-MAX_RESTARTS = 3  # rounds of workers restarted after one of them died
 
 
 def _load_data(cfg: SweepConfig) -> Dataset:
@@ -91,7 +87,7 @@ def run_sweep(
     url = st.storage_url(cfg, storage)
     address = cluster or cfg.study.cluster or os.environ.get("DASK_SCHEDULER_ADDRESS")
     client = _connect(cfg, address, url, tracking_uri) if address else None
-    warming = _warm_workers(cfg, client)
+    warming = warm_workers(cfg, client)
     try:
         dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
         with st.hold_study(url, cfg.study.name), _cluster_lease(client, cfg.study.name) as lease:
@@ -168,27 +164,6 @@ def _cluster_lease(client: Any, study: str) -> contextlib.AbstractContextManager
     return dask_tasks.hold_study(client, study)
 
 
-def _warm_workers(cfg: SweepConfig, client: Any = None) -> threading.Thread:
-    """Start the worker processes now, in the background, and have each make its imports and
-    load the data set while this process does the same and opens the stores (seconds on a
-    fresh store). The workers' phase then reuses the same processes (joblib keeps them for the
-    same settings). With a cluster, its workers make the imports (the first trial on a fresh
-    worker would wait for them) and the local processes serve the end's figures."""
-
-    def target() -> None:
-        with contextlib.suppress(Exception):  # the workers' phase reports any error itself
-            local = Parallel(n_jobs=cfg.study.n_jobs, backend="loky", return_as="generator")(
-                delayed(warm_up)(cfg) for _ in range(cfg.study.n_jobs)
-            )  # dispatched now; the cluster's workers meanwhile
-            if client is not None:
-                client.run(warm_up, cfg, data=False)
-            list(local)
-
-    thread = threading.Thread(target=target, name="warm-workers", daemon=True)
-    thread.start()
-    return thread
-
-
 def _open_stores(
     cfg: SweepConfig, url: str, tracking_uri: str | None, sweep_file: str | None
 ) -> tuple[optuna.Study, Any]:
@@ -200,12 +175,16 @@ def _open_stores(
         try:
             tracker = StudyTracker.open(cfg, url, tracking_uri, sweep_file)
         except Exception as err:
+            if disk_full(err):
+                raise
             raise ConfigError(
                 cfg.source, [f"tracking uri: cannot use the MLflow store: {first_line(err)}"]
             ) from None
     try:
         study = st.create_study(cfg, url)
     except Exception as err:
+        if disk_full(err):
+            raise
         raise ConfigError(
             cfg.source,
             [f"storage = {mask_credentials(url)!r}: cannot open the study: {first_line(err)}"],
@@ -228,43 +207,63 @@ def _run(
     if repaired:
         console.print(f"[yellow]{repaired}[/]", highlight=False)
     study, tracker = _open_stores(cfg, url, tracking_uri, sweep_file)
+    try:
+        summary = _search(cfg, dataset, url, study, tracker, console, started, warming, cluster)
+        if any(map(disk_full, summary.errors)):  # a worker's write: stop, say where
+            _end_runs(tracker)
+            raise DiskFullError(_full_disks(cfg, url, tracking_uri))
+        evaluation_started = time.perf_counter()
+        with _end_on(cluster):
+            _evaluate(cfg, study, dataset, st.models_dir(url, cfg.study.name), summary)
+        summary.evaluation_seconds = time.perf_counter() - evaluation_started
+        summary.wall_seconds = time.perf_counter() - started
+        if tracker:
+            _track_end(cfg, tracker, study, summary, dataset, url)
+            summary.wall_seconds = time.perf_counter() - started
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM outside the workers' phase (which ends its own trials), or a second
+        # one: the runs left running and the parent are ended; the next run picks up from here
+        _end_runs(tracker)
+        raise
+    print_summary(cfg, study, summary, console)
+    return summary
+
+
+def _search(
+    cfg: SweepConfig,
+    dataset: Dataset,
+    url: str,
+    study: optuna.Study,
+    tracker: Any,
+    console: Console,
+    started: float,
+    warming: threading.Thread,
+    cluster: tuple[Any, str | None] | None,
+) -> SweepSummary:
+    """The budget's trials, on the workers: what they did, summed up."""
     _prepare_study(cfg, study, url, tracker, console)
-    models_dir = st.models_dir(url, cfg.study.name)
     deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
     with tempfile.TemporaryDirectory() as tmp:
         ctx = WorkerContext(
             storage=url,
             deadline=deadline,
             stop_file=str(Path(tmp) / "stop"),
-            models_dir=str(models_dir),
+            models_dir=str(st.models_dir(url, cfg.study.name)),
             tracking_uri=tracker.uri if tracker else None,
             experiment_id=tracker.experiment_id if tracker else None,
             parent_run_id=tracker.run_id if tracker else None,
         )
         warming.join()  # the workers' phase takes over the warmed processes
         parallel_started = time.perf_counter()
-        reports, errors, interrupted = _workers_phase(
+        reports, errors, interrupted = workers_phase(
             cfg, ctx, study, dataset, console, cluster, tracker
         )
         parallel_seconds = time.perf_counter() - parallel_started
-        errors += _settle(study, url, reports, tracker)
-    if any(map(disk_full, errors)):  # a worker's write: stop as after an error, say where
-        _end_runs(tracker)
-        raise DiskFullError(_full_disks(cfg, url, tracking_uri))
-
+        errors += settle(study, url, reports, tracker)
     summary = _summary(cfg, study, reports, errors, tracker)
     summary.interrupted = interrupted
     summary.parallel_seconds = parallel_seconds
     summary.setup_seconds = parallel_started - started
-    evaluation_started = time.perf_counter()
-    with _end_on(cluster):
-        _evaluate(cfg, study, dataset, models_dir, summary)
-    summary.evaluation_seconds = time.perf_counter() - evaluation_started
-    summary.wall_seconds = time.perf_counter() - started
-    if tracker:
-        _track_end(cfg, tracker, study, summary, dataset, url)
-        summary.wall_seconds = time.perf_counter() - started
-    print_summary(cfg, study, summary, console)
     return summary
 
 
@@ -313,62 +312,6 @@ def _prepare_study(
         + (f", MLflow {mask_credentials(tracker.uri)}" if tracker else ", MLflow off"),
         highlight=False,
     )
-
-
-def _workers_phase(
-    cfg: SweepConfig,
-    ctx: WorkerContext,
-    study: optuna.Study,
-    dataset: Dataset,
-    console: Console,
-    cluster: tuple[Any, str | None] | None,
-    tracker: Any,
-) -> tuple[list[WorkerReport], list[str], bool]:
-    """The trials, on local worker processes or the cluster: the workers' reports, errors that
-    stopped them, and whether Ctrl-C did. A worker process that dies is replaced and its trial
-    retried, up to MAX_RESTARTS times."""
-    reports: list[WorkerReport] = []
-    for _ in range(MAX_RESTARTS + 1):
-        try:
-            if cluster is not None:
-                reports += _run_on_cluster(cfg, ctx, study, dataset, console, *cluster)
-            else:
-                reports += _run_workers(cfg, ctx, study, console)
-            return reports, [], False
-        except KeyboardInterrupt:
-            return reports, [], True
-        except BrokenProcessPool as err:  # TerminatedWorkerError among them
-            # a worker process died (kill -9, segfault): recover its trial, go on
-            console.print(
-                f"[red]a worker died ({type(err).__name__}); its trial is marked "
-                "interrupted and retried[/]"
-            )
-            st.recover_interrupted(study, ctx.storage)
-            if tracker:
-                tracker.close_interrupted_runs()
-        except dask_tasks.SchedulerLostError as err:
-            return reports, [str(err)], False
-        except Exception as err:  # an error outside the workers' own handling
-            return reports, [f"{type(err).__name__}: {first_line(err)}"], False
-    console.print("[red]workers kept dying; stopping. Re-run the same command to resume.[/]")
-    return reports, [], False
-
-
-def _settle(study: optuna.Study, url: str, reports: list[WorkerReport], tracker: Any) -> list[str]:
-    """After the workers' phase: a trial an error stopped is failed with it, one the workers
-    could not end is queued again, and runs left RUNNING are ended. Returns the errors."""
-    errors = []
-    for report in reports:
-        if report.error is not None:
-            errors.append(mask_credentials(report.error))
-            if report.current_trial is not None:  # that trial failed with the error
-                st.fail_trial(study, url, report.current_trial, report.error, False)
-                if tracker:
-                    tracker.fail_trial_run(report.current_trial, report.error)
-    st.recover_interrupted(study, url)  # a trial the workers could not end
-    if tracker:  # runs left RUNNING by a worker that did not get to end them
-        tracker.close_interrupted_runs()
-    return errors
 
 
 def _track_end(
@@ -422,78 +365,3 @@ def _evaluate(
                 cfg.study.folds,
             )
         summary.answer = answer.sentences(cfg, study, summary)
-
-
-def _run_workers(
-    cfg: SweepConfig, ctx: WorkerContext, study: optuna.Study, console: Console
-) -> list[WorkerReport]:
-    """Local worker processes, asked to stop through the stop file."""
-    return _in_background(
-        cfg,
-        study,
-        console,
-        lambda: Parallel(n_jobs=cfg.study.n_jobs, backend="loky")(
-            delayed(run_worker)(cfg, worker, ctx) for worker in range(cfg.study.n_jobs)
-        ),
-        Path(ctx.stop_file).touch,
-    )
-
-
-def _run_on_cluster(
-    cfg: SweepConfig,
-    ctx: WorkerContext,
-    study: optuna.Study,
-    dataset: Dataset,
-    console: Console,
-    client: Any,
-    lease: str | None,
-) -> list[WorkerReport]:
-    """The trials as tasks on the cluster, asked to stop through the study's Dask event."""
-
-    stop = dask_tasks.stop_event(client, cfg.study.name)
-    return _in_background(
-        cfg,
-        study,
-        console,
-        lambda: dask_tasks.run_trials(client, cfg, ctx, study, dataset, stop, lease),
-        stop.set,
-    )
-
-
-def _in_background(
-    cfg: SweepConfig,
-    study: optuna.Study,
-    console: Console,
-    work: Callable[[], list[WorkerReport]],
-    request_stop: Callable[[], Any],
-) -> list[WorkerReport]:
-    """The work runs in a background thread; this thread shows progress until it is done.
-    Ctrl-C requests a stop and waits for the running trials to end."""
-    outcome: dict[str, Any] = {}
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            outcome["reports"] = work()
-        except BaseException as err:  # re-raised in the calling thread
-            outcome["error"] = err
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=target, name="sweep-workers", daemon=True)
-    try:
-        thread.start()  # Ctrl-C may land while start() waits for the thread: inside the try
-        show_progress(cfg, study, done, console)
-    except KeyboardInterrupt:
-        request_stop()
-        console.print(
-            "[yellow]stopping: the running trials end at their next epoch "
-            "(Ctrl-C again to leave now)[/]"
-        )
-        if thread.ident is not None:  # started
-            thread.join()
-        raise
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["reports"]
