@@ -64,14 +64,20 @@ def _sweep(args: argparse.Namespace) -> int:
     return 1 if summary.errors or not summary.states["complete"] else 0
 
 
-def _store_problem(uri: str | None) -> str | None:
+def _store_problem(uri: str | None, must_exist: bool = False) -> str | None:
     """One line saying why the MLflow store cannot be read, or None (within seconds: MLflow
-    itself would retry an unreachable server for minutes)."""
+    itself would retry an unreachable server for minutes). A read command (``must_exist``)
+    never creates a store: a local one that is not there is an error."""
+    from pathlib import Path
+
     from pipeline.config import mask_credentials, tracking_problem
     from pipeline.tracking import tracking_uri
 
     uri = tracking_uri(uri)
     why = tracking_problem(uri)
+    local = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if why is None and must_exist and local is not None and not local.is_file():
+        why = "no MLflow store there yet: run a sweep first (`make sweep`)"
     return None if why is None else f"error: tracking uri = {mask_credentials(uri)!r}: {why}"
 
 
@@ -110,7 +116,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from pipeline import analysis
 
-    if (problem := _store_problem(args.tracking_uri)) is not None:
+    if (problem := _store_problem(args.tracking_uri, must_exist=True)) is not None:
         print(problem, file=sys.stderr)
         return 2
     try:
@@ -137,7 +143,7 @@ def _figures(args: argparse.Namespace) -> int:
     baselines' itself)."""
     from pipeline.search import figures_of
 
-    if (problem := _store_problem(args.tracking_uri)) is not None:
+    if (problem := _store_problem(args.tracking_uri, must_exist=True)) is not None:
         print(problem, file=sys.stderr)
         return 2
     try:
@@ -188,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline",
         description="Hyperparameter sweeps and experiment tracking for regularised NumPy MLPs.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_sweep(commands)
     _add_ui(commands)
@@ -346,6 +353,15 @@ def _add_proxy(commands: Any) -> None:
     proxy.set_defaults(run=_storage_proxy)
 
 
+def _version() -> str:
+    from pipeline import __version__
+
+    return __version__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.quiet import quiet_libraries
+
     args = build_parser().parse_args(argv)
+    quiet_libraries()  # the command's own process and the workers it starts
     return args.run(args)

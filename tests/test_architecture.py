@@ -15,6 +15,7 @@ LAYERS = {
     "names": 1,
     "results": 1,
     "interrupts": 1,
+    "quiet": 1,
     "config": 2,
     "tracking": 3,
     "analysis": 4,
@@ -138,3 +139,29 @@ def test_no_function_is_much_longer_than_60_lines():
                 if length > 65:
                     long.append(f"{name}.{node.name}: {length} lines")
     assert not long, long
+
+
+def test_importing_the_package_changes_no_global_state():
+    """Logging levels, environment variables and matplotlib's backend are the commands' to
+    set (pipeline.quiet), not an import's: a notebook importing the package keeps its own."""
+    import subprocess
+    import sys
+
+    probe = """
+import logging, os, json, matplotlib
+# the libraries' own import-time settings are theirs: imported first, they are in "before"
+import optuna, mlflow, sklearn.neural_network, pandas, distributed, rich, joblib
+def state():
+    names = ["optuna", "mlflow", "mlflow.store.db.utils"]
+    return {"env": dict(os.environ), "backend": matplotlib.get_backend(),
+            "levels": {n: logging.getLogger(n).level for n in names}}
+before = state()
+import pipeline, pipeline.core, pipeline.config, pipeline.tracking, pipeline.analysis
+import pipeline.search, pipeline.cluster
+from pipeline import MLP, analysis, load_best_model, run_sweep
+print(json.dumps(state() == before))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert done.stdout.strip() == "true", done.stdout + done.stderr

@@ -48,3 +48,28 @@ def test_the_benchmark_compares_the_same_trials_in_every_run():
             p = cfg.search[key]
             assert p.low <= value <= p.high
     assert cfg.study.name == "b" and cfg.study.n_trials == 3
+
+
+def test_read_commands_never_create_a_store(tmp_path):
+    from e2e import cli_in_process
+
+    store = tmp_path / "nowhere.db"
+    for command in (["report"], ["figures", "smoke", "1"]):
+        done = cli_in_process(tmp_path, *command, "--tracking-uri", f"sqlite:///{store}")
+        assert done.returncode == 2, command
+        assert "no MLflow store there yet" in done.stderr and len(done.stderr.splitlines()) == 1
+        assert not store.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_version_has_one_source():
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    import pipeline
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--version"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["python", "-m", "pipeline", pipeline.__version__]
+    assert version("pipeline") == pipeline.__version__  # the installed distribution's

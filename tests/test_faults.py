@@ -299,3 +299,18 @@ def test_sigterm_during_the_re_runs_after_the_budget_ends_every_run_and_a_rerun_
     again = sweep(tmp_path, *slow_end, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Chosen:" in again.stdout  # the end done by the next run
+
+
+def test_a_journal_cut_at_any_byte_of_its_last_append_keeps_every_complete_record(tmp_path):
+    whole = tmp_path / "whole.journal"
+    _journal_with_trials(whole, 3)
+    data = whole.read_bytes()
+    last = data.rstrip(b"\n").rfind(b"\n") + 1  # where the last record begins
+    for cut in range(last, len(data)):
+        path = tmp_path / f"cut-{cut}.journal"
+        path.write_bytes(data[:cut])
+        repair(path)
+        kept = path.read_bytes()
+        assert kept == data[:last], cut  # the complete records, not one byte of the torn one
+        storage = JournalStorage(JournalFileBackend(str(path)))
+        optuna.load_study(study_name="s", storage=storage).get_trials()  # readable

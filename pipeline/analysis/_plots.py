@@ -7,14 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from pipeline.core import readable_part  # noqa: E402
-from pipeline.names import COMPLETE  # noqa: E402
+from pipeline.core import readable_part
+from pipeline.names import COMPLETE
 
 SMALL = (5.0, 3.2)
 DPI = 110  # legible at the size MLflow's artifact preview shows a PNG

@@ -7,8 +7,6 @@ from typing import Any, Literal, get_args
 
 import optuna
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" per sweep
-
 SamplerName = Literal["tpe", "random", "cmaes", "qmc", "grid"]
 PrunerName = Literal["median", "hyperband", "none"]
 SAMPLERS: tuple[str, ...] = get_args(SamplerName)

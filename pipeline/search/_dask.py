@@ -193,8 +193,10 @@ def cluster_trial(
     """One trial on a Dask worker (see the module's docstring)."""
     from distributed import Event, Semaphore
 
+    from pipeline.quiet import quiet_libraries
     from pipeline.search._study import load_study
 
+    quiet_libraries()  # a Dask worker's process: the sweep command's settings are not there
     report = WorkerReport(worker=0)
     started = time.perf_counter()
     try:

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from pipeline.config import SweepConfig
 from pipeline.core import Dataset, load
 from pipeline.names import COMPLETE, FAIL_REASON, FAILED, INTERRUPTED, INTERRUPTED_ATTR, PRUNED
+from pipeline.quiet import quiet_libraries
 from pipeline.results import WorkerReport
 from pipeline.search._objective import run_trial
 from pipeline.search._study import load_study, model_path, reserve_trial
@@ -51,6 +52,7 @@ def warm_up(cfg: SweepConfig, data: bool = True) -> None:
     (MLflow's alone is over a second) and the data set's (``data``; a cluster's workers are
     sent the sweep's instead). The sweep runs this in its worker processes while it prepares
     the stores, so that the workers' phase starts warm."""
+    quiet_libraries()  # a fresh process: the command's settings are not inherited
     if data:
         load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
     if cfg.tracking.enabled:
@@ -58,6 +60,7 @@ def warm_up(cfg: SweepConfig, data: bool = True) -> None:
 
 
 def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerReport:
+    quiet_libraries()
     started = time.perf_counter()
     in_child = threading.current_thread() is threading.main_thread()
     if in_child:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
-import logging
-import os
 import shutil
 import tempfile
 import time
@@ -48,14 +46,6 @@ from pipeline.names import (
 )
 from pipeline.results import TrialResult
 
-# On a tracking server, MLflow prints two lines with links for every run it ends, after fetching
-# the whole run back: an extra request per trial, and noise. The sweep prints its own link.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-
-# "Creating tables...", and a database error with its traceback: it reaches the caller as an
-# exception, which the sweep reports in one line (a full disk, a server gone)
-logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the console
 SWEEP_RESOLVED = "sweep_resolved.json"  # the parent run's copy of the sweep, defaults filled in
 EXPERIMENT_KIND = "mlflow.experimentKind"  # an experiment tag the UI reads to pick its first tab
 BATCH = 1000  # MLflow takes at most 1000 metrics per log_batch call
