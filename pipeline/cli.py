@@ -10,30 +10,54 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    from pipeline.config import ConfigError, check_locations, load_sweep, parse_override
+def _checked(args: argparse.Namespace) -> Any:
+    """The sweep file with the command line's overrides, validated, and its locations checked;
+    raises ConfigError. Nothing is written."""
+    from pipeline.config import check_locations, load_sweep, parse_override
     from pipeline.search import storage_url
     from pipeline.tracking import tracking_uri
 
+    overrides = [parse_override(text) for text in args.set]
+    for flag, key in (
+        ("n_trials", "study.n_trials"),
+        ("n_jobs", "study.n_jobs"),
+        ("seed", "study.seed"),
+        ("timeout", "study.timeout"),
+    ):
+        if getattr(args, flag, None) is not None:
+            overrides.append((key.split("."), getattr(args, flag)))
+    if args.no_tracking:
+        overrides.append((["tracking", "enabled"], False))
+    cfg = load_sweep(args.file, overrides)
+    tracking = args.tracking_uri or cfg.tracking.uri
+    check_locations(
+        storage_url(cfg, args.storage),
+        tracking_uri(tracking) if cfg.tracking.enabled else None,
+        args.file,
+    )
+    return cfg
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Validate a sweep file and say what a sweep of it would do, writing nothing."""
+    from pipeline.config import ConfigError
+    from pipeline.search import describe, load_data
+
     try:
-        overrides = [parse_override(text) for text in args.set]
-        for flag, key in (
-            ("n_trials", "study.n_trials"),
-            ("n_jobs", "study.n_jobs"),
-            ("seed", "study.seed"),
-            ("timeout", "study.timeout"),
-        ):
-            if getattr(args, flag) is not None:
-                overrides.append((key.split("."), getattr(args, flag)))
-        if args.no_tracking:
-            overrides.append((["tracking", "enabled"], False))
-        cfg = load_sweep(args.file, overrides)
-        tracking = args.tracking_uri or cfg.tracking.uri
-        check_locations(
-            storage_url(cfg, args.storage),
-            tracking_uri(tracking) if cfg.tracking.enabled else None,
-            args.file,
-        )
+        cfg = _checked(args)
+        dataset = load_data(cfg)
+    except ConfigError as err:
+        print(f"error: invalid sweep\n{err}", file=sys.stderr)
+        return 2
+    print(describe(cfg, dataset, args.storage, args.tracking_uri))
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from pipeline.config import ConfigError
+
+    try:
+        cfg = _checked(args)
     except ConfigError as err:
         print(f"error: invalid sweep\n{err}", file=sys.stderr)
         return 2
@@ -197,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_sweep(commands)
+    _add_check(commands)
     _add_ui(commands)
     _add_report(commands)
     _add_figures(commands)
@@ -244,6 +269,24 @@ def _add_sweep(commands: Any) -> None:
         "every machine reaches, e.g. those of `head`",
     )
     sweep.set_defaults(run=_sweep)
+
+
+def _add_check(commands: Any) -> None:
+    check = commands.add_parser(
+        "check",
+        help="validate a sweep file and print what a sweep of it would do, writing nothing",
+        description="Validate a sweep file (with --set overrides) and its locations as `sweep` "
+        "does, load its data set, and print the resolved study, search space, baselines, "
+        "sampler, pruner and locations. Nothing is written. Exit status 2 on an invalid file.",
+    )
+    check.add_argument("file", help="sweep definition, e.g. sweeps/default.toml")
+    check.add_argument("--storage", help="Optuna storage (default: as for sweep)")
+    check.add_argument("--tracking-uri", help="MLflow tracking URI (default: as for sweep)")
+    check.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="as for sweep"
+    )
+    check.add_argument("--no-tracking", action="store_true", help="as for sweep")
+    check.set_defaults(run=_check)
 
 
 def _add_ui(commands: Any) -> None:

@@ -17,4 +17,6 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures to files, in processes with no screen
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # "Creating tables"
-    logging.getLogger("optuna").setLevel(logging.WARNING)  # "A new study created ..."
+    import optuna  # its own call: Optuna sets its logger's level when it first configures it
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created ..."

@@ -73,3 +73,20 @@ def test_the_version_has_one_source():
     )
     assert done.stdout.split() == ["python", "-m", "pipeline", pipeline.__version__]
     assert version("pipeline") == pipeline.__version__  # the installed distribution's
+
+
+def test_check_prints_the_resolved_sweep_and_writes_nothing(tmp_path):
+    from e2e import SMOKE, cli_in_process
+
+    done = cli_in_process(tmp_path, "check", str(SMOKE), "--set", "study.n_trials=5")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{SMOKE}: valid" and "smoke: 5 trials" in lines[1]
+    for key in ("keep_prob", "weight_decay", "l1", "patience"):
+        assert any(line.startswith(f"search    {key}: ") for line in lines), key
+    assert any(line.startswith("baseline  unregularised: keep_prob = 1.0") for line in lines)
+    assert "nothing was written" in lines[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    bad = cli_in_process(tmp_path, "check", str(SMOKE), "--set", "search.keep_prob.low=2")
+    assert bad.returncode == 2 and "search.keep_prob: low (2.0) must be < high" in bad.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -7,6 +7,7 @@ the figures (``_figures``) and the console.
 Data flows one way: ``config -> study/objective -> worker -> results -> tracking``.
 """
 
+from pipeline.search._console import describe
 from pipeline.search._evaluation import measure
 from pipeline.search._figures import figures_of
 from pipeline.search._objective import build_model, mc_curve, run_trial
@@ -19,9 +20,11 @@ from pipeline.search._study import (
     reserve_trial,
     storage_url,
 )
-from pipeline.search._sweep import DiskFullError, run_sweep
+from pipeline.search._sweep import DiskFullError, load_data, run_sweep
 
 __all__ = [
+    "describe",
+    "load_data",
     "DiskFullError",
     "DEFAULT",
     "LABELS",

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from pipeline.config import SweepConfig, trial_values
+from pipeline.core import Dataset
 from pipeline.names import (
     BASELINE,
     COMPLETE,
@@ -213,3 +214,43 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return "" if value is None else str(value)
+
+
+def describe(cfg: SweepConfig, dataset: Dataset, storage: str | None, tracking: str | None) -> str:
+    """What a sweep of ``cfg`` would do, resolved, for ``python -m pipeline check``."""
+    from pipeline.config import mask_credentials
+    from pipeline.search._study import baselines, storage_url
+    from pipeline.tracking import tracking_uri
+
+    s = cfg.study
+    sizes = ", ".join(f"{n} {split}" for split, n in dataset.sizes().items())
+    lines = [
+        f"{cfg.source}: valid",
+        f"study     {s.name}: {s.n_trials} trials, {s.n_jobs} worker(s), objective "
+        f"{cfg.objective} ({cfg.direction}), seed {s.seed}"
+        + (f", {s.folds} folds" if s.folds else "")
+        + (
+            f", re-runs over {s.repeats} seeds of the top {s.top_k} ({s.select})"
+            if s.repeats
+            else ""
+        ),
+        f"data      {cfg.data.name} ({dataset.task}, {dataset.n_features} features): {sizes}",
+    ]
+    for key, p in cfg.search.items():
+        if p.type == "categorical":
+            space = f"one of {list(p.choices)}"
+        else:
+            space = f"{p.type} {p.low}..{p.high}" + (" (log)" if p.log else "")
+            space += f" step {p.step}" if p.step not in (None, 1) else ""
+        lines.append(f"search    {key}: {space}")
+    lines += [f"fixed     {k} = {v!r}" for k, v in cfg.fixed.items()]
+    for name, overrides in baselines(cfg).items():
+        settings = ", ".join(f"{k} = {v!r}" for k, v in overrides.items()) or "as fixed"
+        lines.append(f"baseline  {name}: {settings}")
+    lines.append(f"sampler   {cfg.sampler.name} {cfg.sampler.options or ''}".rstrip())
+    lines.append(f"pruner    {cfg.pruner.name} {cfg.pruner.options or ''}".rstrip())
+    lines.append(f"storage   {mask_credentials(storage_url(cfg, storage))}")
+    uri = tracking_uri(tracking or cfg.tracking.uri) if cfg.tracking.enabled else "off"
+    lines.append(f"tracking  {mask_credentials(uri)}")
+    lines.append("nothing was written")
+    return "\n".join(lines)

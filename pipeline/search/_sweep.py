@@ -42,7 +42,8 @@ from pipeline.search._worker import WorkerContext
 from pipeline.tracking import runs_link
 
 
-def _load_data(cfg: SweepConfig) -> Dataset:
+def load_data(cfg: SweepConfig) -> Dataset:
+    """The sweep's data set, its folds checked; a problem is the sweep file's (ConfigError)."""
     try:
         dataset = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
     except ValueError as err:
@@ -89,7 +90,7 @@ def run_sweep(
     client = _connect(cfg, address, url, tracking_uri) if address else None
     warming = warm_workers(cfg, client)
     try:
-        dataset = _load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
+        dataset = load_data(cfg)  # a bad data set is a bad sweep file: nothing written yet
         with st.hold_study(url, cfg.study.name), _cluster_lease(client, cfg.study.name) as lease:
             return _run(
                 cfg,
