@@ -29,6 +29,7 @@ INTERRUPTED_ATTR = "interrupted"  # True on a trial cut short; its retry counts 
 RETRY_OF = "retry_of"  # number of the interrupted trial whose parameters this one re-runs
 FAIL_REASON = "fail_reason"
 PRUNE_REASON = "prune_reason"
+MLFLOW_RUN_ID = "mlflow_run_id"  # the trial's MLflow run, for users of Optuna's own tools
 
 # MLflow tags.
 ROLE = "pipeline.role"  # "study" on parent runs, "trial" on child runs

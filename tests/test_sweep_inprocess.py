@@ -412,3 +412,31 @@ def test_a_sweep_run_again_after_its_budget_replaces_its_reruns(swept_cv):
         [experiment.experiment_id], filter_string=f"tags.`{ROLE}` = '{ROLE_RERUN}'"
     )
     assert len(reruns) == 2 * len(summary.selection)
+
+
+def test_runs_and_trials_follow_mlflow_s_and_optuna_s_own_conventions(swept):
+    """MLflow's source tags on every run and the data splits as the parent's inputs; Optuna's
+    objective named and each trial pointing to its run."""
+    from mlflow import MlflowClient
+
+    from pipeline.names import MLFLOW_RUN_ID
+
+    cfg, folder, uri, _, _ = swept
+    client = MlflowClient(uri)
+    study = load_study(cfg, str(folder / "optuna.journal"))
+    assert study.metric_names == [cfg.objective]
+    assert f"value_{cfg.objective}" in study.trials_dataframe().columns  # not "value"
+    runs = analysis.runs(cfg.study.name, uri).set_index("trial")
+    for t in study.trials:
+        assert t.user_attrs[MLFLOW_RUN_ID] == runs.loc[t.number, "run_id"]
+    experiment = client.get_experiment_by_name(cfg.study.name).experiment_id
+    every = client.search_runs([experiment], max_results=1000)
+    assert every and all(
+        {"mlflow.source.name", "mlflow.source.type", "mlflow.user"} <= set(r.data.tags)
+        for r in every
+    )
+    parent = next(r for r in every if r.data.tags.get("pipeline.role") == "study")
+    inputs = parent.inputs.dataset_inputs
+    contexts = {i.tags[0].value: i.dataset for i in inputs}
+    assert set(contexts) == {"train", "validation", "test"}
+    assert contexts["train"].name == f"{cfg.data.name}-train" and contexts["train"].digest

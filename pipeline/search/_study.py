@@ -166,8 +166,9 @@ def load_study(cfg: SweepConfig, url: str, worker: int = 0) -> optuna.Study:
 
 
 def create_study(cfg: SweepConfig, url: str) -> optuna.Study:
-    """Create the study, or load it when it exists (a re-run resumes it)."""
-    return optuna.create_study(
+    """Create the study, or load it when it exists (a re-run resumes it). Its objective is
+    named (``final_val_loss``), as Optuna's own tools then show it."""
+    study = optuna.create_study(
         study_name=cfg.study.name,
         storage=make_storage(url),
         sampler=cfg.sampler_for(0),
@@ -175,6 +176,9 @@ def create_study(cfg: SweepConfig, url: str) -> optuna.Study:
         direction=cfg.direction,
         load_if_exists=True,
     )
+    if study.metric_names != [cfg.objective]:
+        study.set_metric_names([cfg.objective])
+    return study
 
 
 def counts_toward_budget(t: FrozenTrial) -> bool:

@@ -208,6 +208,8 @@ def _run(
     if repaired:
         console.print(f"[yellow]{repaired}[/]", highlight=False)
     study, tracker = _open_stores(cfg, url, tracking_uri, sweep_file)
+    if tracker:
+        tracker.log_data(dataset)
     try:
         summary = _search(cfg, dataset, url, study, tracker, console, started, warming, cluster)
         if any(map(disk_full, summary.errors)):  # a worker's write: stop, say where
@@ -253,6 +255,7 @@ def _search(
             tracking_uri=tracker.uri if tracker else None,
             experiment_id=tracker.experiment_id if tracker else None,
             parent_run_id=tracker.run_id if tracker else None,
+            source_tags=tracker.source if tracker else {},
         )
         warming.join()  # the workers' phase takes over the warmed processes
         parallel_started = time.perf_counter()

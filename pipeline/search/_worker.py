@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,15 @@ from threadpoolctl import threadpool_limits
 
 from pipeline.config import SweepConfig
 from pipeline.core import Dataset, load
-from pipeline.names import COMPLETE, FAIL_REASON, FAILED, INTERRUPTED, INTERRUPTED_ATTR, PRUNED
+from pipeline.names import (
+    COMPLETE,
+    FAIL_REASON,
+    FAILED,
+    INTERRUPTED,
+    INTERRUPTED_ATTR,
+    MLFLOW_RUN_ID,
+    PRUNED,
+)
 from pipeline.quiet import quiet_libraries
 from pipeline.results import WorkerReport
 from pipeline.search._objective import run_trial
@@ -45,6 +53,9 @@ class WorkerContext:
     tracking_uri: str | None = None  # None: tracking off
     experiment_id: str | None = None
     parent_run_id: str | None = None
+    # MLflow's standard source tags (mlflow.source.*, mlflow.user), resolved by the sweep's
+    # own process: a worker's would name joblib's entry point
+    source_tags: dict[str, str] = field(default_factory=dict)
 
 
 def warm_up(cfg: SweepConfig, data: bool = True) -> None:
@@ -127,6 +138,7 @@ def trial_logger(cfg: SweepConfig, ctx: WorkerContext) -> TrialLogger | None:
         cfg.study.name,
         cfg.tracking.curve_points,
         tuple(cfg.search),
+        ctx.source_tags,
     )
 
 
@@ -144,6 +156,8 @@ def run_one(
     report.current_trial = trial.number
     tic = time.perf_counter()
     run_id = logger.start(trial.number, trial.user_attrs) if logger else None
+    if run_id is not None:  # Optuna's tools (dashboard, trials_dataframe) point to the run
+        trial.set_user_attr(MLFLOW_RUN_ID, run_id)
     report.tracking_seconds += time.perf_counter() - tic
     result = run_trial(trial, cfg, dataset, stop_requested)
     if result.state == COMPLETE and not math.isfinite(result.value or math.nan):

@@ -6,7 +6,7 @@ What is written is handed in as plain records (:mod:`pipeline.results`) and text
 trains, draws or reads models back.
 """
 
-from pipeline.tracking._parent import StudyTracker, git_commit, start_parent_run
+from pipeline.tracking._parent import StudyTracker, source_tags, start_parent_run
 from pipeline.tracking._runs import (
     SWEEP_RESOLVED,
     TrialLogger,
@@ -35,7 +35,7 @@ __all__ = [
     "close_interrupted_runs",
     "curve_steps",
     "find_parent_run",
-    "git_commit",
+    "source_tags",
     "log_metrics",
     "log_summary",
     "now_ms",

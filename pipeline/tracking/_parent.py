@@ -9,18 +9,18 @@ nothing of its own.
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
 from pipeline.config import SweepConfig, mask_credentials
+from pipeline.core import Dataset
 from pipeline.names import (
     BASELINE,
     BEST,
@@ -62,14 +62,14 @@ from pipeline.tracking._runs import (
 from pipeline.tracking._store import find_parent_run, tracking_uri
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+def source_tags() -> dict[str, str]:
+    """MLflow's standard tags of where a run comes from, by MLflow's own context resolution:
+    ``mlflow.source.name`` (the program), ``mlflow.source.type``, ``mlflow.source.git.commit``
+    (in a git checkout) and ``mlflow.user``, so that the UI's Source and User columns work."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    wanted = ("mlflow.source.", "mlflow.user")
+    return {k: v for k, v in resolve_tags().items() if k.startswith(wanted)}
 
 
 def start_parent_run(
@@ -136,6 +136,7 @@ class StudyTracker:
     run_id: str
     client: MlflowClient
     objective: str = "final_val_loss"
+    source: dict[str, str] = field(default_factory=dict)  # MLflow's source tags, every run's
 
     @classmethod
     def open(
@@ -159,17 +160,37 @@ class StudyTracker:
             "data": cfg.data.name,
             **_versions(),
         }
-        if commit := git_commit():
-            tags["git_commit"] = commit
-        run_id = start_parent_run(client, experiment_id, cfg.study.name, resolved, tags)
+        source = source_tags()
+        run_id = start_parent_run(client, experiment_id, cfg.study.name, resolved, tags | source)
         client.set_experiment_tag(experiment_id, *view.saved_view(cfg))
-        tracker = cls(uri, experiment_id, run_id, client, cfg.objective)
+        tracker = cls(uri, experiment_id, run_id, client, cfg.objective, source)
         tracker.close_interrupted_runs()
         if sweep_file:  # as written, but with any password masked
             client.log_text(
                 run_id, mask_credentials(Path(sweep_file).read_text()), Path(sweep_file).name
             )
         return tracker
+
+    def log_data(self, dataset: Dataset) -> None:
+        """The data set's splits as the parent run's inputs, each with its digest and its split
+        as the context, so that MLflow's Datasets column and lineage show what was trained,
+        validated and tested on (logged again on a resume: MLflow keeps one of each)."""
+        from mlflow.data.numpy_dataset import from_numpy
+        from mlflow.entities import DatasetInput, InputTag
+
+        splits = {
+            "train": (dataset.X_train, dataset.y_train),
+            "validation": (dataset.X_val, dataset.y_val),
+            "test": (dataset.X_test, dataset.y_test),
+        }
+        inputs = [
+            DatasetInput(
+                from_numpy(X, targets=y, name=f"{dataset.name}-{split}")._to_mlflow_entity(),
+                tags=[InputTag(MLFLOW_DATASET_CONTEXT, split)],
+            )
+            for split, (X, y) in splits.items()
+        ]
+        self.client.log_inputs(self.run_id, datasets=inputs)
 
     def close_interrupted_runs(self) -> int:
         return close_interrupted_runs(self.client, self.experiment_id)
@@ -192,6 +213,7 @@ class StudyTracker:
         now = now_ms()
         for rerun in summary.reruns:
             tags = {
+                **self.source,
                 MLFLOW_PARENT_RUN_ID: self.run_id,
                 ROLE: ROLE_RERUN,
                 STUDY: summary.study_name,

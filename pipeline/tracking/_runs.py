@@ -153,8 +153,10 @@ class TrialLogger:
         study: str,
         curve_points: int = 0,
         searched: tuple[str, ...] = (),
+        source_tags: dict[str, str] | None = None,
     ) -> None:
         self.client = MlflowClient(uri)
+        self.source_tags = source_tags or {}  # MLflow's mlflow.source.* and mlflow.user
         self.curve_points = curve_points
         self.searched = searched  # hyperparameters also logged as metrics
         self.experiment_id = experiment_id
@@ -164,6 +166,7 @@ class TrialLogger:
 
     def start(self, trial_number: int, user_attrs: dict[str, Any]) -> str:
         tags = {
+            **self.source_tags,
             MLFLOW_PARENT_RUN_ID: self.parent_run_id,
             ROLE: ROLE_TRIAL,
             STUDY: self.study,
