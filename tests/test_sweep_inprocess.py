@@ -151,7 +151,7 @@ def test_the_parent_run_says_the_answer_and_marks_the_best_trial(swept):
     assert marked == [best_run]
 
 
-def test_every_trial_logs_the_same_short_params_and_the_searched_ones_as_metrics(swept):
+def test_every_trial_logs_the_same_full_params_and_the_searched_ones_as_metrics(swept):
     from mlflow import MlflowClient
 
     from pipeline.config import MLP_DEFAULTS, full_values, trial_values
@@ -167,12 +167,12 @@ def test_every_trial_logs_the_same_short_params_and_the_searched_ones_as_metrics
         assert set(run.data.params) == keys, t.number  # baselines add no column
         values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES))
         for key, value in full_values(cfg, values).items():
-            if isinstance(value, float):  # short: the UI shows it whole
-                assert run.data.params[key] == f"{value:.4g}" and len(run.data.params[key]) <= 9
+            if isinstance(value, float):  # whole: copied from the UI, it rebuilds the trial
+                assert float(run.data.params[key]) == value
             searched = key in cfg.search
             assert (key in run.data.metrics) == searched  # a number to sort and filter by
             if searched:
-                assert run.data.metrics[key] == pytest.approx(value, rel=1e-3)
+                assert run.data.metrics[key] == value
                 assert runs.loc[t.number, key] == run.data.metrics[key]
 
 
@@ -440,3 +440,23 @@ def test_runs_and_trials_follow_mlflow_s_and_optuna_s_own_conventions(swept):
     contexts = {i.tags[0].value: i.dataset for i in inputs}
     assert set(contexts) == {"train", "validation", "test"}
     assert contexts["train"].name == f"{cfg.data.name}-train" and contexts["train"].digest
+
+
+def test_a_trial_s_params_read_back_from_mlflow_rebuild_its_network_to_the_last_digit(tmp_path):
+    from pipeline.config import model_kwargs
+    from pipeline.core import MLP, load, splits_of
+
+    no_pruning = ["study.n_trials=5", "fixed.max_epochs=30", "pruner.n_startup_trials=100"]
+    cfg, uri, _, _ = _sweep(tmp_path, *no_pruning)
+    runs = analysis.runs(cfg.study.name, uri)
+    searched = runs[(runs["state"] == "complete") & runs["baseline"].isna()]
+    row = searched.iloc[0]  # typed params, as pandas reads them from the store
+    assert any(len(repr(row[k])) > 8 for k in cfg.search)  # more digits than 4 significant
+    names = [k for k in MLP().get_params() if k != "task"]
+    values = {k: row[k] for k in names if k in row.index}
+    values = {k: v.item() if hasattr(v, "item") else v for k, v in values.items()}
+    d = load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
+    split = splits_of(d, cfg.study.folds, cfg.study.seed)[0]
+    net = MLP(task=d.task, **model_kwargs(values))
+    net.fit(split.X_train, split.y_train, split.X_val, split.y_val)
+    assert net.evaluate(split.X_val, split.y_val)["loss"] == row["final_val_loss"]

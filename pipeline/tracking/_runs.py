@@ -93,18 +93,16 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-SIGNIFICANT = 4  # digits of a float hyperparameter in MLflow (Optuna's trials keep them all)
-
-
 def params_of(values: dict[str, Any]) -> list[Param]:
-    """Hyperparameters as MLflow params (strings), floats short (``5.809e-05``) so that the
-    UI shows them whole rather than cut before their exponent."""
+    """Hyperparameters as MLflow params (strings), floats at full precision (Python's shortest
+    round-trip text): a configuration copied from the UI, or read back by ``analysis.runs``,
+    rebuilds the trial's network exactly."""
     return [Param(k, _param_text(v)) for k, v in sorted(values.items())]
 
 
 def _param_text(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.{SIGNIFICANT}g}"
+        return repr(value)
     return json.dumps(value) if isinstance(value, list | tuple) else str(value)
 
 
@@ -113,7 +111,7 @@ def _numbers(values: dict[str, Any], now: int) -> list[Metric]:
     the UI sorts and filters metrics as numbers (``metrics.keep_prob > 0.9``), params as
     text (1.2e-06 after 0.0095)."""
     return [
-        Metric(k, float(_param_text(v)), now, 0) for k, v in sorted(values.items()) if is_number(v)
+        Metric(k, float(v), now, 0) for k, v in sorted(values.items()) if is_number(v)
     ]
 
 
