@@ -62,7 +62,8 @@ class SweepSummary:
     worker_seconds: float = 0.0
     interrupted: bool = False
     parent_run_id: str | None = None
-    runs_link: str | None = None  # the study's runs in the MLflow UI (`make ui`)
+    # where the study's runs and answer are: the UI command and link, the report command
+    hints: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # errors that stopped workers
     peers: dict[str, dict[str, float]] = field(default_factory=dict)  # scikit-learn's MLP
     # with [study] repeats: every configuration trained again (evaluation.Rerun), and each

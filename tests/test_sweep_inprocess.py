@@ -460,3 +460,10 @@ def test_a_trial_s_params_read_back_from_mlflow_rebuild_its_network_to_the_last_
     net = MLP(task=d.task, **model_kwargs(values))
     net.fit(split.X_train, split.y_train, split.X_val, split.y_val)
     assert net.evaluate(split.X_val, split.y_val)["loss"] == row["final_val_loss"]
+
+
+def test_the_end_of_a_sweep_into_another_store_says_how_to_open_that_store(swept):
+    cfg, _, uri, _, output = swept
+    assert f"python -m pipeline ui --tracking-uri {uri}, then open" in output
+    assert f"python -m pipeline report --tracking-uri {uri}" in output
+    assert "`make ui`" not in output

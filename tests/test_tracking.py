@@ -59,3 +59,24 @@ def test_the_trials_table_with_an_empty_fixed_params_cell_writes_to_parquet(tmp_
     back = pd.read_parquet(tmp_path / "trials.parquet")
     assert back["system_attrs_fixed_params"].iloc[0] == "{}"
     assert back["user_attrs_overrides"].iloc[0] == '{"keep_prob": 1.0}'
+
+
+def test_the_hints_point_where_the_runs_are(tmp_path, monkeypatch):
+    from pipeline.tracking import tracking_uri, where_to_look
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    local = where_to_look(tracking_uri(None), "3")
+    assert "`make ui`" in local[0] and local[1].strip().startswith(
+        "http://127.0.0.1:5000/#/experiments/3/"
+    )
+    assert local[2] == "answer the question: `make report`"
+    other = "sqlite:////data/elsewhere/mlflow.db"
+    elsewhere = where_to_look(other, "3")
+    assert f"python -m pipeline ui --tracking-uri {other}" in elsewhere[0]
+    assert elsewhere[2].endswith(f"python -m pipeline report --tracking-uri {other}")
+    server = where_to_look("http://head.lab:5001/", "7")
+    assert server[1].strip().startswith("http://head.lab:5001/#/experiments/7/runs")
+    assert "make ui" not in " ".join(server) and "127.0.0.1" not in " ".join(server)
+    secret = where_to_look("http://user:s3cret@head.lab:5001", "7")
+    assert "s3cret" not in " ".join(secret)

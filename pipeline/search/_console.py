@@ -130,10 +130,9 @@ def print_summary(
         console.print("[yellow]interrupted: re-run the same command to resume the study[/]")
     elif not complete:
         console.print("[red]no trial completed: nothing to report[/]")
-    elif summary.runs_link:  # on a line of its own, never wrapped: a link to click
-        console.print("browse the trials, best first: `make ui`, then open", highlight=False)
-        console.print(f"  {summary.runs_link}", highlight=False, soft_wrap=True)
-        console.print("answer the question: `make report`", highlight=False)
+    else:  # each on a line of its own, never wrapped: a link to click
+        for line in summary.hints:
+            console.print(line, highlight=False, soft_wrap=True)
     if not complete:
         return
     reverse = cfg.direction == "maximize"

@@ -39,7 +39,7 @@ from pipeline.search._figures import log_end_figures
 from pipeline.search._peer import peer_results
 from pipeline.search._phase import settle, warm_workers, workers_phase
 from pipeline.search._worker import WorkerContext
-from pipeline.tracking import runs_link
+from pipeline.tracking import where_to_look
 
 
 def load_data(cfg: SweepConfig) -> Dataset:
@@ -292,7 +292,7 @@ def _summary(
         tracking_seconds=sum(r.tracking_seconds for r in reports),
         worker_seconds=sum(r.busy_seconds for r in reports),
         parent_run_id=tracker.run_id if tracker else None,
-        runs_link=runs_link("http://127.0.0.1:5000", tracker.experiment_id) if tracker else None,
+        hints=where_to_look(tracker.uri, tracker.experiment_id) if tracker else [],
         errors=errors,
     )
 

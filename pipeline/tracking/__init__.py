@@ -24,7 +24,7 @@ from pipeline.tracking._runs import (
 from pipeline.tracking._server import command as server_command
 from pipeline.tracking._server import serve, server_env
 from pipeline.tracking._store import DEFAULT_STORE, find_parent_run, tracking_uri
-from pipeline.tracking._view import VIEW_TAG, runs_link, saved_view
+from pipeline.tracking._view import VIEW_TAG, runs_link, saved_view, where_to_look
 
 __all__ = [
     "DEFAULT_STORE",
@@ -50,5 +50,6 @@ __all__ = [
     "start_parent_run",
     "tracking_uri",
     "trial_runs",
+    "where_to_look",
     "write_history",
 ]

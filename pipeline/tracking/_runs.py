@@ -110,9 +110,7 @@ def _numbers(values: dict[str, Any], now: int) -> list[Metric]:
     """The numeric hyperparameters also as metrics of the same name and value as the param:
     the UI sorts and filters metrics as numbers (``metrics.keep_prob > 0.9``), params as
     text (1.2e-06 after 0.0095)."""
-    return [
-        Metric(k, float(v), now, 0) for k, v in sorted(values.items()) if is_number(v)
-    ]
+    return [Metric(k, float(v), now, 0) for k, v in sorted(values.items()) if is_number(v)]
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: Iterable[Metric]) -> None:

@@ -57,6 +57,35 @@ def saved_view(cfg: SweepConfig) -> tuple[str, str]:
     return VIEW_TAG, json.dumps(state)
 
 
+def where_to_look(uri: str, experiment_id: str) -> list[str]:
+    """Lines telling where a study's trials and answer are, for the store at ``uri`` as it is:
+    a tracking server's own address; the local store as ``make ui`` and ``make report`` open
+    it; any other store with the command that opens that one."""
+    from pipeline.config import mask_credentials
+    from pipeline.tracking._store import tracking_uri
+
+    shown = mask_credentials(uri)
+    if uri.startswith(("http://", "https://")):
+        base = uri.rstrip("/")
+        return [
+            "browse the trials, best first, on the tracking server:",
+            f"  {runs_link(mask_credentials(base), experiment_id)}",
+            f"answer the question: python -m pipeline report --tracking-uri {shown}",
+        ]
+    local = "http://127.0.0.1:5000"
+    if uri == tracking_uri(None):
+        return [
+            "browse the trials, best first: `make ui`, then open",
+            f"  {runs_link(local, experiment_id)}",
+            "answer the question: `make report`",
+        ]
+    return [
+        f"browse the trials, best first: python -m pipeline ui --tracking-uri {shown}, then open",
+        f"  {runs_link(local, experiment_id)}",
+        f"answer the question: python -m pipeline report --tracking-uri {shown}",
+    ]
+
+
 def runs_link(base: str, experiment_id: str) -> str:
     """The UI page of a study's trials in its saved view, in the UI's model-training mode
     (not the GenAI overview the UI opens experiments on by default)."""
