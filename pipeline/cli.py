@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -215,7 +216,7 @@ def _storage_proxy(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
+        prog="regsweep" if Path(sys.argv[0]).name == "regsweep" else "python -m pipeline",
         description="Hyperparameter sweeps and experiment tracking for regularised NumPy MLPs.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")

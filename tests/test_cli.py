@@ -65,6 +65,7 @@ def test_the_version_has_one_source():
     import subprocess
     import sys
     from importlib.metadata import version
+    from pathlib import Path
 
     import pipeline
 
@@ -72,7 +73,10 @@ def test_the_version_has_one_source():
         [sys.executable, "-m", "pipeline", "--version"], capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["python", "-m", "pipeline", pipeline.__version__]
-    assert version("pipeline") == pipeline.__version__  # the installed distribution's
+    assert version("regsweep") == pipeline.__version__  # the installed distribution's
+    script = Path(sys.executable).with_name("regsweep")  # the console script, the same command
+    same = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
+    assert same.stdout.split() == ["regsweep", pipeline.__version__]
 
 
 def test_check_prints_the_resolved_sweep_and_writes_nothing(tmp_path):
