@@ -52,6 +52,7 @@ STUDY_DIRECTION = "study.direction"
 STUDY_SEARCHED = "study.searched"  # the searched hyperparameters, comma-separated
 STUDY_LOG_SCALE = "study.log_scale"  # those searched on a log scale, comma-separated
 STUDY_DESCRIPTION = "study.description"
+STUDY_BUDGET = "study.n_trials"  # the study's budget of trials
 STUDY_ANSWER = (
     "study.answer"  # the answer in words, one sentence per line (pipeline.search._answer)
 )

@@ -12,7 +12,16 @@ def test_help_lists_every_command(capsys):
         cli.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for command in ("sweep", "ui", "report", "figures", "head", "storage-proxy"):
+    for command in (
+        "sweep",
+        "check",
+        "studies",
+        "ui",
+        "report",
+        "figures",
+        "head",
+        "storage-proxy",
+    ):
         assert command in out
 
 

@@ -467,3 +467,18 @@ def test_the_end_of_a_sweep_into_another_store_says_how_to_open_that_store(swept
     assert f"python -m pipeline ui --tracking-uri {uri}, then open" in output
     assert f"python -m pipeline report --tracking-uri {uri}" in output
     assert "`make ui`" not in output
+
+
+def test_studies_lists_every_study_with_its_progress(swept):
+    from e2e import cli_in_process
+
+    from pipeline import analysis
+
+    cfg, folder, uri, summary, _ = swept
+    table = analysis.progress(uri).set_index("study")
+    row = table.loc[cfg.study.name]
+    assert row["state"] == "finished" and row["trials"] == N_TRIALS == row["budget"]
+    best = analysis.leaderboard(analysis.runs(cfg.study.name, uri), n=1)[cfg.objective].iloc[0]
+    assert row["best"] == best and row["objective"] == cfg.objective
+    done = cli_in_process(folder, "studies", "--tracking-uri", uri)
+    assert done.returncode == 0 and cfg.study.name in done.stdout and "finished" in done.stdout

@@ -11,6 +11,7 @@ Nothing here imports the training code.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pandas as pd
@@ -23,9 +24,11 @@ from pipeline.names import (
     CHOSEN,
     COMPLETE,
     FAIL_REASON,
+    FAILED,
     MC_METRIC,
     PEER_PREFIX,
     PRUNE_REASON,
+    PRUNED,
     REPEATS_SUFFIX,
     RERUN_OF,
     RERUN_SEED,
@@ -34,6 +37,7 @@ from pipeline.names import (
     ROLE_TRIAL,
     STATE,
     STUDY_ANSWER,
+    STUDY_BUDGET,
     STUDY_DESCRIPTION,
     STUDY_DIRECTION,
     STUDY_LOG_SCALE,
@@ -90,6 +94,44 @@ def studies(tracking_uri_: str | None = None) -> list[str]:
         if find_parent_run(client, e.experiment_id):
             names.append(e.name)
     return sorted(names)
+
+
+def progress(tracking_uri_: str | None = None) -> pd.DataFrame:
+    """Every study of the store, a row each: ``study``, ``state`` (running, finished,
+    interrupted, failed: its parent run's), ``trials`` done of the ``budget``, the ``best``
+    value of its ``objective`` so far, and its ``last_change`` (UTC)."""
+    client = _client(tracking_uri_)
+    rows = []
+    for name in studies(tracking_uri_):
+        info = study_info(name, tracking_uri_)
+        objective, direction = objective_of(info)
+        parent = client.get_run(info["run_id"])
+        trials = _runs_in_role(name, tracking_uri_, ROLE_TRIAL)
+        done = [r for r in trials if r.data.tags.get(STATE) in (COMPLETE, PRUNED, FAILED)]
+        values = [
+            r.data.metrics[objective]
+            for r in trials
+            if r.data.tags.get(STATE) == COMPLETE and objective in r.data.metrics
+        ]
+        pick = max if direction == "maximize" else min
+        times = [r.info.end_time or r.info.start_time for r in [parent, *trials]]
+        budget = info["tags"].get(STUDY_BUDGET)
+        rows.append(
+            {
+                "study": name,
+                "state": PARENT_STATES.get(parent.info.status, parent.info.status.lower()),
+                "trials": len(done),
+                "budget": int(budget) if budget else pd.NA,
+                "objective": objective,
+                "best": pick(values) if values else math.nan,
+                "last_change": pd.to_datetime(max(times), unit="ms", utc=True),
+            }
+        )
+    return pd.DataFrame(rows, columns=PROGRESS_COLUMNS)
+
+
+PARENT_STATES = {"RUNNING": "running", "FINISHED": "finished", "KILLED": "interrupted"}
+PROGRESS_COLUMNS = ["study", "state", "trials", "budget", "objective", "best", "last_change"]
 
 
 def runs(study_or_experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:

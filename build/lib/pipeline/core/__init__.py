@@ -1,0 +1,56 @@
+"""The core: a fully connected network in NumPy with the classic regularisers, and the data sets
+it trains on. It knows nothing of Optuna or MLflow.
+
+Split the way scikit-learn splits its MLP: activations and losses (``_activations``),
+optimisers and the weight steps of L1 and max-norm (``_optimizers``), what a value may be
+(``_constraints``), the hyperparameters declared once (``_hyperparams``), the arrays and their
+passes (``_propagation``) and the estimator (``_network``). Data sets and their splits in
+``_data`` (also as :mod:`pipeline.core.data`), cross-validation folds in ``_folds``.
+"""
+
+from pipeline.core import _data as data
+from pipeline.core._activations import ACTIVATIONS, TASKS
+from pipeline.core._constraints import POSITIVE_INT, Constraint, is_number
+from pipeline.core._curves import curve_start, readable_part
+from pipeline.core._data import Dataset, load
+from pipeline.core._folds import fold_splits, mean_of, pooled, smallest_class, splits_of
+from pipeline.core._hyperparams import (
+    DEFAULTS,
+    HYPERPARAMETERS,
+    PARAMETER_CONSTRAINTS,
+    REGULARISER_LABELS,
+    REGULARISERS_OFF,
+    Hyperparams,
+    check_param,
+)
+from pipeline.core._network import MLP, DivergenceError, EpochCallback
+from pipeline.core._optimizers import OPTIMIZERS
+
+__all__ = [
+    "ACTIVATIONS",
+    "DEFAULTS",
+    "HYPERPARAMETERS",
+    "MLP",
+    "OPTIMIZERS",
+    "PARAMETER_CONSTRAINTS",
+    "POSITIVE_INT",
+    "REGULARISERS_OFF",
+    "REGULARISER_LABELS",
+    "TASKS",
+    "Constraint",
+    "Dataset",
+    "DivergenceError",
+    "EpochCallback",
+    "Hyperparams",
+    "check_param",
+    "curve_start",
+    "data",
+    "fold_splits",
+    "is_number",
+    "load",
+    "mean_of",
+    "pooled",
+    "readable_part",
+    "smallest_class",
+    "splits_of",
+]

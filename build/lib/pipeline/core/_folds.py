@@ -1,0 +1,52 @@
+"""k-fold cross-validation splits: the training and validation data pooled and cut into k folds
+(stratified for classification), each fold a :class:`Dataset` whose validation split is one
+fold and whose training split is the rest. The test split is the study's own, untouched.
+
+Features stay scaled by the statistics of the study's training split: the pooled data are the
+same points, and the test split is never part of any statistic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from pipeline.core._data import Dataset
+
+
+def pooled(d: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation data as one set, in that order."""
+    return np.concatenate([d.X_train, d.X_val]), np.concatenate([d.y_train, d.y_val])
+
+
+def smallest_class(d: Dataset) -> int:
+    """Members of the rarest class in the pooled data (classification only)."""
+    _, y = pooled(d)
+    return int(np.unique(y, return_counts=True)[1].min())
+
+
+def fold_splits(d: Dataset, folds: int, seed: int) -> list[Dataset]:
+    """``folds`` splits of the pooled data, shuffled by ``seed``; the same for every trial of
+    a study, so that trials are compared fold by fold."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    X, y = pooled(d)
+    if d.task == "classification":
+        cut = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(X, y)
+    else:
+        cut = KFold(n_splits=folds, shuffle=True, random_state=seed).split(X)
+    return [
+        replace(d, X_train=X[fit], y_train=y[fit], X_val=X[held], y_val=y[held])
+        for fit, held in cut
+    ]
+
+
+def splits_of(d: Dataset, folds: int | None, seed: int) -> list[Dataset]:
+    """The splits a configuration is trained on: the folds, or the study's one split."""
+    return fold_splits(d, folds, seed) if folds else [d]
+
+
+def mean_of(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Key by key, the mean of per-fold metrics (every row has the same keys)."""
+    return {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}

@@ -1,0 +1,255 @@
+"""What a sweep shows on the console: live progress while the workers run, and the summary
+tables at the end (best trials, and the test split evaluated once)."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from pipeline.config import SweepConfig, trial_values
+from pipeline.core import Dataset
+from pipeline.names import (
+    BASELINE,
+    COMPLETE,
+    FAIL_REASON,
+    FAILED,
+    INTERRUPTED_ATTR,
+    OVERRIDES,
+    PRUNED,
+)
+from pipeline.results import SweepSummary, value_of
+from pipeline.search import _study as st
+from pipeline.search._peer import LABELS
+
+
+def show_progress(
+    cfg: SweepConfig, study: optuna.Study, done: threading.Event, console: Console
+) -> None:
+    """The study's progress, refreshed every second until ``done`` is set."""
+    total = cfg.study.n_trials
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
+    seen: set[int] = set()
+    with progress:
+        task = progress.add_task("trials", total=total)
+        while True:
+            alive = not done.is_set()
+            trials = study.get_trials(deepcopy=False)
+            finished = [t for t in trials if t.state.is_finished() and st.counts_toward_budget(t)]
+            counts = st.state_counts(trials)
+            complete = [t for t in trials if t.state == TrialState.COMPLETE]
+            pick = max if cfg.direction == "maximize" else min
+            best = pick(complete, key=value_of) if complete else None
+            best_text = _best_text(best, cfg.objective)
+            progress.update(
+                task,
+                completed=len(finished),
+                description=(
+                    f"{counts[COMPLETE]} complete, {counts[PRUNED]} pruned, "
+                    f"{counts[FAILED]} failed; {best_text}"
+                ),
+            )
+            if not console.is_terminal:
+                for t in finished:
+                    if t.number not in seen:
+                        seen.add(t.number)
+                        value = f"{t.value:.4g}" if t.value is not None else "-"
+                        console.print(
+                            f"trial {t.number:4d} {t.state.name.lower():8s} "
+                            f"{cfg.objective} {value:>8s}"
+                            f"  [{len(seen)}/{total}] {best_text}",
+                            highlight=False,
+                            soft_wrap=True,
+                        )
+            if not alive:
+                return
+            # not a sleep: the workers' phase ends when they do. Nor the thread's join(), which
+            # Ctrl-C can leave believing a running thread stopped (Python 3.11)
+            done.wait(timeout=1.0)
+
+
+def _best_text(best: FrozenTrial | None, objective: str) -> str:
+    """The best value so far and its parameters, for the progress display."""
+    if best is None:
+        return f"best {objective} -"
+    params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+    return f"best {objective} {best.value:.4g} (#{best.number}{': ' + params if params else ''})"
+
+
+def print_summary(
+    cfg: SweepConfig, study: optuna.Study, summary: SweepSummary, console: Console
+) -> None:
+    states = summary.states
+    console.print(
+        f"\n[bold]{cfg.study.name}[/]: {states[COMPLETE]} complete, {states[PRUNED]} pruned, "
+        f"{states[FAILED]} failed of {cfg.study.n_trials}; wall {summary.wall_seconds:.1f} s, "
+        f"training {summary.compute_seconds:.1f} s and MLflow logging "
+        f"{summary.tracking_seconds:.1f} s in {summary.worker_seconds:.1f} s of "
+        f"{summary.n_jobs} worker(s)"
+    )
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    reasons = Counter(
+        t.user_attrs.get(FAIL_REASON, "no reason recorded")
+        for t in failed
+        if not t.user_attrs.get(INTERRUPTED_ATTR)
+        and t.user_attrs.get(FAIL_REASON) not in summary.errors  # said once, below
+    )
+    for reason, count in reasons.most_common(3):
+        console.print(f"[red]{count} trial(s) failed: {reason}[/]", highlight=False)
+    if len(reasons) > 3:
+        others = sum(reasons.values()) - sum(c for _, c in reasons.most_common(3))
+        console.print(f"[red]{others} more failed trial(s): see `make report`[/]")
+    for error in summary.errors:
+        console.print(f"[red]error: {error}[/]", highlight=False)
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if summary.interrupted:
+        console.print("[yellow]interrupted: re-run the same command to resume the study[/]")
+    elif not complete:
+        console.print("[red]no trial completed: nothing to report[/]")
+    else:  # each on a line of its own, never wrapped: a link to click
+        for line in summary.hints:
+            console.print(line, highlight=False, soft_wrap=True)
+    if not complete:
+        return
+    reverse = cfg.direction == "maximize"
+    top = sorted(complete, key=value_of, reverse=reverse)[:5]
+    table = Table(title=f"best trials by {cfg.objective} ({cfg.direction})")
+    table.add_column("trial", justify="right")
+    table.add_column(cfg.objective, justify="right")
+    for key in cfg.search:
+        table.add_column(key, justify="right")
+    table.add_column("baseline")
+    for t in top:
+        values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES))
+        table.add_row(
+            str(t.number),
+            f"{t.value:.4g}",
+            *[_fmt(values.get(k)) for k in cfg.search],
+            t.user_attrs.get(BASELINE, ""),
+        )
+    console.print(table)
+    if summary.selection:
+        console.print(_selection_table(cfg, summary))
+    if summary.test_metrics:
+        console.print(_test_table(cfg, summary))
+    for line in summary.answer:
+        console.print(line, highlight=False)
+
+
+def _selection_table(cfg: SweepConfig, summary: SweepSummary) -> Table:
+    """The re-run candidates on validation only: what the choice was made on."""
+    rule = "one-standard-error rule" if cfg.study.select == "one_se" else "best mean"
+    table = Table(
+        title=f"the choice: {cfg.objective} over {cfg.study.repeats} other seeds ({rule})"
+    )
+    for column in ("trial", "baseline", "in the search", "mean ± se", "weight norm", "chosen"):
+        table.add_column(column, justify="right")
+    for row in sorted(summary.selection, key=lambda row: row["rank"]):
+        diverged = f" ({row['diverged']} diverged)" if row["diverged"] else ""
+        table.add_row(
+            str(row["trial"]),
+            row["baseline"],
+            f"{row['search_value']:.4g}",
+            f"{row['mean']:.4g} ± {row['se']:.2g}{diverged}",
+            f"{row['weight_norm']:.3g}",
+            "✓" if row["chosen"] else "",
+        )
+    return table
+
+
+def _test_table(cfg: SweepConfig, summary: SweepSummary) -> Table:
+    """The chosen configuration, the baselines and the peer: validation and test metrics
+    side by side (both validation metrics for a classifier, so that a user sees when they
+    disagree), means ± standard deviations over the seeds with re-runs."""
+    spread = f", mean ± sd over {cfg.study.repeats} seeds" if cfg.study.repeats else ""
+    table = Table(title=f"test split (each network evaluated once, after selection{spread})")
+    keys = ["final_val_loss", "test_loss"]
+    if any("test_accuracy" in m for m in summary.test_metrics.values()):
+        keys = ["final_val_loss", "final_val_accuracy", "test_loss", "test_accuracy"]
+    for column in ("configuration", "trial", *keys):
+        table.add_column(column, justify="right")
+
+    def cell(m: dict[str, Any], key: str) -> str:
+        value = m.get(key, math.nan)
+        if f"{key}_std" not in m:
+            return f"{value:.4g}"
+        return f"{value:.4g} ± {m[f'{key}_std']:.2g}"
+
+    for name, m in summary.test_metrics.items():
+        row = [name, str(m["trial"]), *(cell(m, k) for k in keys)]
+        if m.get("test_loss_diverged"):
+            row[0] += f" ({m['test_loss_diverged']} diverged)"
+        table.add_row(*row)
+    for name, m in summary.peers.items():  # a reference, not a trial of the study
+        table.add_row(LABELS[name], "-", *(cell(m, k) for k in keys), style="dim")
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "" if value is None else str(value)
+
+
+def describe(cfg: SweepConfig, dataset: Dataset, storage: str | None, tracking: str | None) -> str:
+    """What a sweep of ``cfg`` would do, resolved, for ``python -m pipeline check``."""
+    from pipeline.config import mask_credentials
+    from pipeline.search._study import baselines, storage_url
+    from pipeline.tracking import tracking_uri
+
+    s = cfg.study
+    sizes = ", ".join(f"{n} {split}" for split, n in dataset.sizes().items())
+    lines = [
+        f"{cfg.source}: valid",
+        f"study     {s.name}: {s.n_trials} trials, {s.n_jobs} worker(s), objective "
+        f"{cfg.objective} ({cfg.direction}), seed {s.seed}"
+        + (f", {s.folds} folds" if s.folds else "")
+        + (
+            f", re-runs over {s.repeats} seeds of the top {s.top_k} ({s.select})"
+            if s.repeats
+            else ""
+        ),
+        f"data      {cfg.data.name} ({dataset.task}, {dataset.n_features} features): {sizes}",
+    ]
+    for key, p in cfg.search.items():
+        if p.type == "categorical":
+            space = f"one of {list(p.choices)}"
+        else:
+            space = f"{p.type} {p.low}..{p.high}" + (" (log)" if p.log else "")
+            space += f" step {p.step}" if p.step not in (None, 1) else ""
+        lines.append(f"search    {key}: {space}")
+    lines += [f"fixed     {k} = {v!r}" for k, v in cfg.fixed.items()]
+    for name, overrides in baselines(cfg).items():
+        settings = ", ".join(f"{k} = {v!r}" for k, v in overrides.items()) or "as fixed"
+        lines.append(f"baseline  {name}: {settings}")
+    lines.append(f"sampler   {cfg.sampler.name} {cfg.sampler.options or ''}".rstrip())
+    lines.append(f"pruner    {cfg.pruner.name} {cfg.pruner.options or ''}".rstrip())
+    lines.append(f"storage   {mask_credentials(storage_url(cfg, storage))}")
+    uri = tracking_uri(tracking or cfg.tracking.uri) if cfg.tracking.enabled else "off"
+    lines.append(f"tracking  {mask_credentials(uri)}")
+    lines.append("nothing was written")
+    return "\n".join(lines)

@@ -1,0 +1,241 @@
+"""``sweep --cluster tcp://HOST:8786``: the trials as tasks on the workers of a Dask cluster.
+
+The sweep command reserves every trial itself (so the budget stays exact without a shared lock)
+and submits each as a task; the task, on whichever machine Dask picks, trains the trial, logs
+it to the MLflow server and tells the study through the shared storage, as a local worker
+does. Nothing a task needs comes from the sweep's filesystem: the sweep file travels with the
+task, the data set is loaded once by the sweep and shipped to every worker (a CSV file need not
+be reachable from the workers, and every machine trains on the same arrays, whatever its
+scikit-learn version), the model goes to MLflow as an artifact.
+
+- A worker that dies mid-trial: Dask runs its task again elsewhere (up to the scheduler's
+  ``allowed-failures``); the retry runs the same trial, with the same parameters, and ends the
+  dead attempt's MLflow run first (the sweep ends it after the workers' phase when the dead
+  attempt had not drawn its parameters yet).
+- Ctrl-C: a Dask ``Event`` of the study is set; running tasks notice it where a local worker
+  checks its stop file (every ``report_every`` epochs) and end their trial as interrupted.
+- The sweep command dies (kill -9, its machine lost): it held the study's lease, a Dask
+  ``Semaphore`` its client refreshes every 2 s; the scheduler frees it within 20 s of the last
+  refresh. Running tasks find it free at their next check and end their trial as interrupted,
+  as after Ctrl-C, so nothing is left RUNNING and the next run retries them. The lease is also
+  what refuses a second sweep of the same study on the same cluster from any machine.
+- The end (the re-runs of the best configurations and the peer's fits) runs on the cluster too,
+  through joblib's Dask backend (:func:`end_on`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import optuna
+from threadpoolctl import threadpool_limits
+
+from pipeline.config import ConfigError, SweepConfig, first_line, mask_credentials, scheme_of
+from pipeline.core import Dataset
+from pipeline.results import WorkerReport
+from pipeline.search._study import StudyBusyError, fail_trial, reserve_trial
+from pipeline.search._worker import WorkerContext, run_one, trial_logger
+
+CONNECT_TIMEOUT = 5.0  # seconds for the scheduler to answer
+SHARED_STORAGE = ("grpc", "postgresql", "mysql")
+SHARED_TRACKING = ("http", "https", "postgresql", "mysql")
+# How long the scheduler keeps a dead sweep's lease: the client refreshes it every fifth of
+# this, the scheduler checks every 10 s (Dask's default), so it is freed 10-20 s after the death.
+LEASE_TIMEOUT = "10s"
+# A task asks the scheduler whether to stop at most this often (a local worker looks at its
+# stop file every report; here each look is two round trips to the scheduler).
+STOP_CHECK_SECONDS = 1.0
+
+
+def check_shared(cfg: SweepConfig, storage: str, tracking: str | None) -> None:
+    """Every machine must reach the study and the tracking store: no local file will do."""
+    if scheme_of(storage) not in SHARED_STORAGE:
+        raise ConfigError(
+            cfg.source,
+            [
+                f"storage = {mask_credentials(storage)!r}: with --cluster every machine opens the "
+                "study; allowed: grpc://HOST:PORT (make head) or postgresql://..."
+            ],
+        )
+    if tracking is not None and scheme_of(tracking) not in SHARED_TRACKING:
+        raise ConfigError(
+            cfg.source,
+            [
+                f"tracking uri = {mask_credentials(tracking)!r}: with --cluster every machine "
+                "logs to it; allowed: http://HOST:PORT (make head), or --no-tracking"
+            ],
+        )
+
+
+def connect(cfg: SweepConfig, address: str) -> Any:
+    """A client of the scheduler at ``address``, or one clear line within seconds."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise ConfigError(
+            cfg.source,
+            [f"cluster = {address!r}: no Dask scheduler answers ({first_line(err)})"],
+        ) from None
+
+
+def stop_event(client: Any, study: str) -> Any:
+    """The study's stop request, shared by the sweep and its tasks; cleared on creation."""
+    from distributed import Event
+
+    event = Event(f"pipeline-stop-{study}", client=client)
+    event.clear()
+    return event
+
+
+@contextlib.contextmanager
+def hold_study(client: Any, study: str) -> Iterator[str]:
+    """The study's lease on the cluster, held while this sweep runs it; yields its name, which
+    the tasks check. Keyed by the study's name alone, so that the same study reached through
+    two spellings of the storage's address is still one study."""
+    import dask
+    from distributed import Semaphore
+
+    name = f"pipeline-sweep-{study}"
+    with dask.config.set({"distributed.scheduler.locks.lease-timeout": LEASE_TIMEOUT}):
+        lease = Semaphore(1, name, scheduler_rpc=client.scheduler, loop=client.loop)
+        if not lease.acquire(timeout=0.5):
+            raise StudyBusyError(
+                f"study {study!r} is being run by another sweep on this cluster: wait for it "
+                "to end, or stop it (Ctrl-C) and re-run to resume (a sweep that died frees "
+                "the study within 20 s)"
+            )
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(Exception):  # a lost scheduler frees it anyway
+            lease.release()
+
+
+@contextlib.contextmanager
+def end_on(client: Any) -> Iterator[None]:
+    """The end's joblib calls (re-runs, the peer) as tasks on the cluster: joblib's Dask
+    backend, over this client, replaces the local processes they would take otherwise."""
+    from joblib import parallel_config
+
+    with client.as_current(), parallel_config(backend="dask"):
+        yield
+
+
+def run_trials(
+    client: Any,
+    cfg: SweepConfig,
+    ctx: WorkerContext,
+    study: optuna.Study,
+    dataset: Dataset,
+    stop: Any,
+    lease: str | None,
+) -> list[WorkerReport]:
+    """Reserve trials and keep every worker thread of the cluster busy with one, until the
+    budget, the deadline or the stop request; returns one report per trial run. Raises
+    :class:`SchedulerLostError` when the scheduler restarts or stops answering meanwhile."""
+    from concurrent.futures import CancelledError  # Dask's lost futures are these
+
+    from distributed import wait
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    try:
+        shipped = client.scatter(dataset, broadcast=True)  # once to every worker, not per task
+        reports: list[WorkerReport] = []
+        running: dict[Any, int] = {}  # future -> trial number
+        while True:
+            slots = max(1, sum(client.nthreads().values()))
+            while (
+                len(running) < slots
+                and not stop.is_set()
+                and (ctx.deadline is None or time.time() < ctx.deadline)
+            ):
+                trial = reserve_trial(study, ctx.storage, cfg.study.n_trials)
+                if trial is None:
+                    break
+                future = client.submit(
+                    cluster_trial, cfg, ctx, trial._trial_id, shipped, stop.name, lease, pure=False
+                )
+                running[future] = trial.number
+            if not running:
+                return reports
+            with client.as_current():  # wait() asks for the current client
+                done, _ = wait(list(running), return_when="FIRST_COMPLETED")
+            for future in done:
+                number = running.pop(future)
+                try:
+                    reports.append(future.result())
+                except KilledWorker as err:  # its workers kept dying: the trial fails, go on
+                    reason = f"its worker died {first_line(err)}"
+                    fail_trial(study, ctx.storage, number, reason, False)
+    except (CancelledError, CommClosedError) as err:
+        raise SchedulerLostError(
+            f"the Dask scheduler at {client.scheduler.address} restarted or stopped answering "
+            f"({first_line(err)}): the trials it was running are lost, and run again when you "
+            "run the same command once it is back"
+        ) from None
+
+
+class SchedulerLostError(RuntimeError):
+    """The Dask scheduler restarted or went away mid-sweep. ``str()`` is the line to print."""
+
+
+def cluster_trial(
+    cfg: SweepConfig, ctx: WorkerContext, trial_id: int, dataset: Dataset, stop: str, lease: str
+) -> WorkerReport:
+    """One trial on a Dask worker (see the module's docstring)."""
+    from distributed import Event, Semaphore
+
+    from pipeline.quiet import quiet_libraries
+    from pipeline.search._study import load_study
+
+    quiet_libraries()  # a Dask worker's process: the sweep command's settings are not there
+    report = WorkerReport(worker=0)
+    started = time.perf_counter()
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread per task
+            # a sampler of its own per trial, seeded by the trial: a fresh sampler with the
+            # sweep's seed in every task would suggest the same first parameters every time
+            study = load_study(cfg, ctx.storage, worker=trial_id)
+            trial = optuna.Trial(study, trial_id)
+            report.current_trial = trial.number  # failed with the error if one comes now
+            logger = trial_logger(cfg, ctx)
+            # a retry after its worker died mid-training (its parameters are drawn): the dead
+            # attempt's run ends first. Any other run left RUNNING is ended with the sweep's
+            # own look after the workers' phase; a search of the runs in every task would cost
+            # each trial 16-24 ms on the server.
+            if logger is not None and ctx.experiment_id is not None and trial.params:
+                from pipeline.tracking import close_interrupted_runs
+
+                close_interrupted_runs(logger.client, ctx.experiment_id, trial.number)
+            with tempfile.TemporaryDirectory() as models:
+                asked, sweep = Event(stop), Semaphore(1, lease)
+                stop_requested = _at_most_every(  # Ctrl-C, or the sweep is gone
+                    STOP_CHECK_SECONDS, lambda: asked.is_set() or sweep.get_value() == 0
+                )
+                run_one(trial, cfg, dataset, logger, models, report, stop_requested)
+    except Exception as err:  # of the machinery, not of training: said once by the sweep
+        report.error = f"trial task: {type(err).__name__}: {err}"
+    report.busy_seconds = time.perf_counter() - started
+    return report
+
+
+def _at_most_every(seconds: float, check: Callable[[], bool]) -> Callable[[], bool]:
+    """``check``, asked again only once ``seconds`` have passed; its last answer meanwhile."""
+    at, answer = -math.inf, False
+
+    def throttled() -> bool:
+        nonlocal at, answer
+        now = time.monotonic()
+        if now - at >= seconds:
+            at, answer = now, check()
+        return answer
+
+    return throttled
