@@ -205,6 +205,11 @@ def _head(args: argparse.Namespace) -> int:
     """The shared services (Dask scheduler, Optuna storage proxy, MLflow server) until Ctrl-C."""
     from pathlib import Path
 
+    from pipeline.config import missing_extra
+
+    if why := missing_extra("distributed", "cluster") or missing_extra("grpc", "cluster"):
+        print(f"error: head {why}", file=sys.stderr)
+        return 2
     from pipeline.cluster import HeadError, run_head
 
     try:
@@ -216,6 +221,11 @@ def _head(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from pipeline.config import missing_extra
+
+    if why := missing_extra("distributed", "cluster"):
+        print(f"error: worker {why}", file=sys.stderr)
+        return 2
     from pipeline.cluster import run_worker
 
     run_worker(args.scheduler, args.dask_options)

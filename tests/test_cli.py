@@ -103,3 +103,11 @@ def test_check_prints_the_resolved_sweep_and_writes_nothing(tmp_path):
     bad = cli_in_process(tmp_path, "check", str(SMOKE), "--set", "search.keep_prob.low=2")
     assert bad.returncode == 2 and "search.keep_prob: low (2.0) must be < high" in bad.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_optional_part_without_its_extra_says_which_to_install():
+    from pipeline.config import missing_extra
+
+    assert missing_extra("json", "cluster") is None  # installed: nothing to say
+    why = missing_extra("no_such_module_here", "cluster")
+    assert why == "needs the cluster extra, not installed here: pip install 'regsweep[cluster]'"

@@ -35,7 +35,14 @@ from typing import Any
 import optuna
 from threadpoolctl import threadpool_limits
 
-from pipeline.config import ConfigError, SweepConfig, first_line, mask_credentials, scheme_of
+from pipeline.config import (
+    ConfigError,
+    SweepConfig,
+    first_line,
+    mask_credentials,
+    missing_extra,
+    scheme_of,
+)
 from pipeline.core import Dataset
 from pipeline.results import WorkerReport
 from pipeline.search._study import StudyBusyError, fail_trial, reserve_trial
@@ -54,6 +61,8 @@ STOP_CHECK_SECONDS = 1.0
 
 def check_shared(cfg: SweepConfig, storage: str, tracking: str | None) -> None:
     """Every machine must reach the study and the tracking store: no local file will do."""
+    if why := missing_extra("distributed", "cluster"):
+        raise ConfigError(cfg.source, [f"cluster: {why}"])
     if scheme_of(storage) not in SHARED_STORAGE:
         raise ConfigError(
             cfg.source,

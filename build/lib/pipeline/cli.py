@@ -163,6 +163,23 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _studies(args: argparse.Namespace) -> int:
+    """Every study of a store with its progress, as a table."""
+    from pipeline import analysis
+
+    if (problem := _store_problem(args.tracking_uri, must_exist=True)) is not None:
+        print(problem, file=sys.stderr)
+        return 2
+    table = analysis.progress(args.tracking_uri)
+    if table.empty:
+        print("no study in the store yet: run `make sweep` first")
+        return 0
+    table["best"] = table["best"].map(lambda v: f"{v:.4g}")
+    table["last_change"] = table["last_change"].dt.strftime("%Y-%m-%d %H:%M:%S UTC")
+    print(table.to_string(index=False))
+    return 0
+
+
 def _figures(args: argparse.Namespace) -> int:
     """Draw and log the figures of trials of a study (the sweep draws the best and the
     baselines' itself)."""
@@ -188,6 +205,11 @@ def _head(args: argparse.Namespace) -> int:
     """The shared services (Dask scheduler, Optuna storage proxy, MLflow server) until Ctrl-C."""
     from pathlib import Path
 
+    from pipeline.config import missing_extra
+
+    if why := missing_extra("distributed", "cluster") or missing_extra("grpc", "cluster"):
+        print(f"error: head {why}", file=sys.stderr)
+        return 2
     from pipeline.cluster import HeadError, run_head
 
     try:
@@ -199,6 +221,11 @@ def _head(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from pipeline.config import missing_extra
+
+    if why := missing_extra("distributed", "cluster"):
+        print(f"error: worker {why}", file=sys.stderr)
+        return 2
     from pipeline.cluster import run_worker
 
     run_worker(args.scheduler, args.dask_options)
@@ -223,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_sweep(commands)
     _add_check(commands)
+    _add_studies(commands)
     _add_ui(commands)
     _add_report(commands)
     _add_figures(commands)
@@ -288,6 +316,18 @@ def _add_check(commands: Any) -> None:
     )
     check.add_argument("--no-tracking", action="store_true", help="as for sweep")
     check.set_defaults(run=_check)
+
+
+def _add_studies(commands: Any) -> None:
+    studies = commands.add_parser(
+        "studies",
+        help="every study of a store: its state, trials done of its budget, best value",
+        description="List the studies of an MLflow store (never creating one): state "
+        "(running, finished, interrupted, failed), trials done of the budget, the best value "
+        "of the objective so far and the last change.",
+    )
+    studies.add_argument("--tracking-uri", help="store to read (default: as for sweep)")
+    studies.set_defaults(run=_studies)
 
 
 def _add_ui(commands: Any) -> None:

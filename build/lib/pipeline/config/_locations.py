@@ -146,8 +146,23 @@ def _journal_problem(path: Path) -> str | None:
     return None
 
 
+# what each optional part needs, and the extra that installs it
+EXTRAS = {"grpc": ("grpc", "cluster"), "postgresql": ("psycopg", "postgres")}
+
+
+def missing_extra(module: str, extra: str) -> str | None:
+    """Why an optional part cannot run here (its extra is not installed), or None."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        return None
+    return f"needs the {extra} extra, not installed here: pip install 'regsweep[{extra}]'"
+
+
 def storage_problem(storage: str) -> str | None:
     scheme = scheme_of(storage)
+    if scheme in EXTRAS and (why := missing_extra(*EXTRAS[scheme])):
+        return why
     if scheme is None:
         return _file_problem(Path(storage)) or _journal_problem(Path(storage))
     if scheme not in STORAGE_SCHEMES:
