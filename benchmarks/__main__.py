@@ -1,6 +1,7 @@
 """``python -m benchmarks [speed|cluster|quality]``: speed (the default) runs the machinery's
 ratios, the MLflow UI's and the cluster's; cluster only the cluster's; quality the answer on
-every shipped sweep with 3 sweep seeds (about 11 minutes on 2 cores)."""
+every shipped sweep with 3 sweep seeds (about 11 minutes on 2 cores); pruners the Wilcoxon
+pruner against the shipped one on the cross-validated sweeps."""
 
 from __future__ import annotations
 
@@ -9,12 +10,19 @@ import argparse
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("part", nargs="?", choices=("speed", "cluster", "quality"), default="speed")
+    parser.add_argument(
+        "part", nargs="?", choices=("speed", "cluster", "quality", "pruners"), default="speed"
+    )
     part = parser.parse_args().part
     if part == "quality":
         from benchmarks import quality
 
         quality.main()
+        return
+    if part == "pruners":
+        from benchmarks import pruners
+
+        pruners.main()
         return
     if part == "speed":
         from benchmarks import speed, ui

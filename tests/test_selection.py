@@ -151,3 +151,27 @@ def test_a_baseline_is_never_pruned(moons):
     enqueue_baselines(study, cfg)
     assert run_trial(study.ask(), cfg, moons).state == COMPLETE
     assert run_trial(study.ask(), cfg, moons).state == PRUNED
+
+
+def test_the_wilcoxon_pruner_sees_each_fold_s_own_value_and_needs_folds(moons):
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match="the wilcoxon pruner compares a trial's folds"):
+        load_sweep(SMOKE, [parse_override("pruner.name=wilcoxon")])
+    cfg = load_sweep(
+        SMOKE,
+        [
+            parse_override(o)
+            for o in ("data.name=moons", "data.n_samples=120", "data.noise=0.3", "study.folds=3")
+            + ("fixed.max_epochs=20",)
+        ]
+        + [(["pruner"], {"name": "wilcoxon"})],
+    )
+    pruner = cfg.make_pruner()
+    assert isinstance(pruner, optuna.pruners.WilcoxonPruner)
+    study = optuna.create_study(sampler=cfg.sampler_for(0), pruner=pruner)
+    trial = study.ask()
+    result = run_trial(trial, cfg, moons)
+    frozen = study.trials[0]
+    reported = [frozen.intermediate_values[step] for step in sorted(frozen.intermediate_values)]
+    assert reported == [m["final_val_loss"] for m in result.folds]  # each fold's, not the mean

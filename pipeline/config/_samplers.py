@@ -3,12 +3,13 @@ configuration so that the configuration can try them while it validates a file."
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal, get_args
 
 import optuna
 
 SamplerName = Literal["tpe", "random", "cmaes", "qmc", "grid"]
-PrunerName = Literal["median", "hyperband", "none"]
+PrunerName = Literal["median", "hyperband", "wilcoxon", "none"]
 SAMPLERS: tuple[str, ...] = get_args(SamplerName)
 PRUNERS: tuple[str, ...] = get_args(PrunerName)
 
@@ -44,6 +45,15 @@ def make_pruner(
         return optuna.pruners.HyperbandPruner(
             **{"min_resource": 1 if per_fold else 10, "max_resource": max_resource, **options}
         )
+    if name == "wilcoxon":  # made for per-fold scores: each fold's own, paired with the best's
+        if not per_fold:
+            raise ValueError(
+                "the wilcoxon pruner compares a trial's folds with the best trial's: it needs "
+                "study.folds (without folds: median, hyperband or none)"
+            )
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.6
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.pruners.WilcoxonPruner(**options)
     if name == "none":
         if options:
             raise ValueError("the 'none' pruner takes no options")

@@ -129,6 +129,7 @@ def run_trial(
     # round trip to the storage every report)
     never = isinstance(trial.study.pruner, optuna.pruners.NopPruner)
     prunable = not trial.user_attrs.get(BASELINE) and not never
+    per_fold = isinstance(trial.study.pruner, optuna.pruners.WilcoxonPruner)
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
         if epoch % every:  # each report and each stop check is a system call or a file write
@@ -152,7 +153,8 @@ def run_trial(
                 if cfg.study.folds:
                     result.folds.append(final_metrics(model, split, math.nan))
                     done = float(np.mean([m[f"final_{metric}"] for m in result.folds]))
-                    report(done, fold + 1)
+                    # Wilcoxon's test pairs each fold's own value with the best trial's
+                    report(result.folds[-1][f"final_{metric}"] if per_fold else done, fold + 1)
                     if prunable and trial.should_prune():
                         raise optuna.TrialPruned(
                             f"pruned after fold {fold + 1} of {len(splits)}: "
