@@ -14,6 +14,9 @@ def main() -> None:
         "part", nargs="?", choices=("speed", "cluster", "quality", "pruners"), default="speed"
     )
     part = parser.parse_args().part
+    from pipeline.quiet import quiet_libraries
+
+    quiet_libraries()  # as the commands do: the benchmarks print their own figures
     if part == "quality":
         from benchmarks import quality
 

@@ -257,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_head(commands)
     _add_worker(commands)
     _add_proxy(commands)
+    for command in commands.choices.values():  # every subcommand takes them
+        loudness = command.add_mutually_exclusive_group()
+        loudness.add_argument(
+            "-v", "--verbose", action="store_true", help="the libraries' own logs too"
+        )
+        loudness.add_argument(
+            "-q", "--quiet", action="store_true", help="errors only (the exit status says it)"
+        )
     return parser
 
 
@@ -444,8 +452,15 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import contextlib
+    import os
+
     from pipeline.quiet import quiet_libraries
 
     args = build_parser().parse_args(argv)
-    quiet_libraries()  # the command's own process and the workers it starts
-    return args.run(args)
+    if not args.verbose:  # Optuna's per-trial lines, MLflow's links: the command says its own
+        quiet_libraries()  # in this process and the workers it starts
+    if not args.quiet:
+        return int(args.run(args))
+    with open(os.devnull, "w") as nowhere, contextlib.redirect_stdout(nowhere):
+        return int(args.run(args))  # errors go to stderr, which stays

@@ -111,3 +111,36 @@ def test_an_optional_part_without_its_extra_says_which_to_install():
     assert missing_extra("json", "cluster") is None  # installed: nothing to say
     why = missing_extra("no_such_module_here", "cluster")
     assert why == "needs the cluster extra, not installed here: pip install 'regsweep[cluster]'"
+
+
+def test_every_subcommand_takes_verbose_and_quiet(tmp_path):
+    from e2e import SMOKE, cli_in_process
+
+    parser = cli.build_parser()
+    for name, command in parser._subparsers._group_actions[0].choices.items():
+        flags = {o for a in command._actions for o in a.option_strings}
+        assert {"-v", "--verbose", "-q", "--quiet"} <= flags, name
+    loud = cli_in_process(tmp_path, "check", str(SMOKE))
+    quiet = cli_in_process(tmp_path, "check", "-q", str(SMOKE))
+    assert loud.returncode == quiet.returncode == 0 and loud.stdout and quiet.stdout == ""
+    bad = cli_in_process(tmp_path, "check", "-q", str(SMOKE), "--set", "study.n_trials=0")
+    assert bad.returncode == 2 and "study.n_trials = 0" in bad.stderr  # errors still said
+
+
+def test_verbose_lets_the_libraries_speak():
+    import subprocess
+    import sys
+
+    from e2e import SMOKE
+
+    def said(*flags: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "check", *flags, str(SMOKE)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stderr
+
+    assert "A new study created" in said("-v")  # Optuna's own log line
+    assert "A new study created" not in said()

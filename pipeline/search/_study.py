@@ -177,7 +177,9 @@ def create_study(cfg: SweepConfig, url: str) -> optuna.Study:
         load_if_exists=True,
     )
     if study.metric_names != [cfg.objective]:
-        study.set_metric_names([cfg.objective])
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([cfg.objective])
     return study
 
 
