@@ -129,8 +129,9 @@ def runs(folder: Path, name: str = "smoke") -> tuple[object, list]:
     return parents[0], children
 
 
-def worker_pids(parent_pid: int) -> list[int]:
-    """The loky worker processes started by a sweep."""
+def child_pids(parent_pid: int, fragment: bytes, unless: bytes = b"\0\0") -> list[int]:
+    """The child processes of ``parent_pid`` whose command line holds ``fragment`` (and not
+    ``unless``)."""
     pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -138,9 +139,14 @@ def worker_pids(parent_pid: int) -> list[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == parent_pid and b"loky" in cmdline and b"resource_tracker" not in cmdline:
+        if ppid == parent_pid and fragment in cmdline and unless not in cmdline:
             pids.append(int(stat.parent.name))
     return pids
+
+
+def worker_pids(parent_pid: int) -> list[int]:
+    """The loky worker processes started by a sweep."""
+    return child_pids(parent_pid, b"loky", unless=b"resource_tracker")
 
 
 def running_trials(folder: Path, name: str = "smoke") -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from e2e import env, long_sweep, wait_for
+from e2e import alive, child_pids, env, long_sweep, wait_for
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -25,15 +25,8 @@ pytestmark = pytest.mark.slow
 
 def _service(head: int, fragment: bytes) -> int:
     """The pid of the head's service whose command line holds ``fragment``."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == head and fragment in cmdline:
-            return int(stat.parent.name)
-    raise AssertionError(f"no service {fragment!r} under the head")
+    (pid,) = child_pids(head, fragment)
+    return pid
 
 
 def _sweep_file(folder: Path) -> Path:
@@ -134,5 +127,36 @@ def test_the_dask_scheduler_restarting_mid_sweep_is_reported_in_one_line(tmp_pat
         experiment = client.get_experiment_by_name("restarts").experiment_id
         parent = client.search_runs([experiment], "tags.`pipeline.role` = 'study'")[0]
         assert parent.info.status == "FAILED"  # ended, with the error in its note
+    finally:
+        cluster.stop()
+
+
+def test_sigterm_stops_a_cluster_sweep_with_143_and_the_head_with_all_its_services(tmp_path):
+    """As a scheduler stops a job: the sweep's trials on the Dask workers end as interrupted,
+    then the head's services stop with it."""
+    from benchmarks.ui import _process_tree
+
+    (tmp_path / "cluster").mkdir()
+    cluster = LoopbackCluster(tmp_path / "cluster")
+    try:
+        proc = _sweep_through(cluster, tmp_path)
+        _when_complete(cluster, proc, 2)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 143, output
+        assert "Traceback" not in output
+        trials = optuna.load_study(
+            study_name="restarts", storage=make_storage(cluster.storage)
+        ).trials
+        assert not [t for t in trials if t.state == TrialState.RUNNING]
+        client = MlflowClient(cluster.tracking)
+        experiment = client.get_experiment_by_name("restarts").experiment_id
+        found = client.search_runs([experiment], max_results=1000)
+        assert [r.info.run_name for r in found if r.info.status == "RUNNING"] == []
+        services = _process_tree(cluster.head.pid)
+        assert len(services) >= 4  # the head and its three services
+        cluster.head.send_signal(signal.SIGTERM)
+        assert cluster.head.wait(timeout=60) == 143
+        wait_for(lambda: not any(alive(pid) for pid in services), 30, "the services to end")
     finally:
         cluster.stop()
