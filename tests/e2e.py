@@ -95,7 +95,11 @@ def sweep(
     )
 
 
-def start_sweep(folder: Path, *args: str, sweep_file: Path = SMOKE) -> subprocess.Popen:
+def start_sweep(
+    folder: Path, *args: str, sweep_file: Path = SMOKE, new_session: bool = False
+) -> subprocess.Popen:
+    """The sweep, its output (both streams) in ``stdout``; with ``new_session``, in a process
+    group of its own, as a scheduler starts a job."""
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", "sweep", str(sweep_file), *args],
         cwd=folder,
@@ -106,6 +110,7 @@ def start_sweep(folder: Path, *args: str, sweep_file: Path = SMOKE) -> subproces
         # a shell that started the tests in the background passes SIGINT on as ignored; the
         # sweep must see Ctrl-C as a terminal would send it
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        start_new_session=new_session,
     )
 
 

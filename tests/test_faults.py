@@ -15,7 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from e2e import SMOKE, env, long_sweep, running_trials, study, sweep, wait_for
+from e2e import env, long_sweep, running_trials, start_sweep, study, sweep, wait_for
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -206,24 +206,11 @@ def _running_runs(folder: Path, name: str) -> list[str]:
     return [r.info.run_name for r in found if r.info.status == "RUNNING"]
 
 
-def _start(folder: Path, sweep_file: Path) -> subprocess.Popen:
-    """The sweep in a process group of its own, as a scheduler starts a job."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "sweep", str(sweep_file)],
-        cwd=folder,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env(),
-        start_new_session=True,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("to_group", [False, True], ids=["the sweep", "its process group"])
 def test_sigterm_ends_a_sweep_like_ctrl_c_with_status_143_and_a_rerun_resumes(tmp_path, to_group):
     long = long_sweep(tmp_path)
-    proc = _start(tmp_path, long)
+    proc = start_sweep(tmp_path, sweep_file=long, new_session=True)
     try:
         wait_for(lambda: running_trials(tmp_path, "long") >= 2, what="two running trials")
         sent = time.monotonic()
@@ -269,15 +256,7 @@ def test_sigterm_during_the_re_runs_after_the_budget_ends_every_run_and_a_rerun_
     tmp_path,
 ):
     slow_end = ["--set", "study.repeats=5", "--set", "fixed.max_epochs=3000"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "sweep", str(SMOKE), *slow_end],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env(),
-        start_new_session=True,
-    )
+    proc = start_sweep(tmp_path, *slow_end, new_session=True)
 
     def budget_done() -> bool:
         with contextlib.suppress(Exception):

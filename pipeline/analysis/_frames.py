@@ -100,12 +100,10 @@ def progress(tracking_uri_: str | None = None) -> pd.DataFrame:
     """Every study of the store, a row each: ``study``, ``state`` (running, finished,
     interrupted, failed: its parent run's), ``trials`` done of the ``budget``, the ``best``
     value of its ``objective`` so far, and its ``last_change`` (UTC)."""
-    client = _client(tracking_uri_)
     rows = []
     for name in studies(tracking_uri_):
         info = study_info(name, tracking_uri_)
         objective, direction = objective_of(info)
-        parent = client.get_run(info["run_id"])
         trials = _runs_in_role(name, tracking_uri_, ROLE_TRIAL)
         done = [r for r in trials if r.data.tags.get(STATE) in (COMPLETE, PRUNED, FAILED)]
         values = [
@@ -114,12 +112,12 @@ def progress(tracking_uri_: str | None = None) -> pd.DataFrame:
             if r.data.tags.get(STATE) == COMPLETE and objective in r.data.metrics
         ]
         pick = max if direction == "maximize" else min
-        times = [r.info.end_time or r.info.start_time for r in [parent, *trials]]
+        times = [info["changed"], *(r.info.end_time or r.info.start_time for r in trials)]
         budget = info["tags"].get(STUDY_BUDGET)
         rows.append(
             {
                 "study": name,
-                "state": PARENT_STATES.get(parent.info.status, parent.info.status.lower()),
+                "state": PARENT_STATES.get(info["status"], info["status"].lower()),
                 "trials": len(done),
                 "budget": int(budget) if budget else pd.NA,
                 "objective": objective,
@@ -249,6 +247,8 @@ def study_info(study_or_experiment: str, tracking_uri: str | None = None) -> dic
         "params": {k: _typed(v) for k, v in run.data.params.items()},
         "tags": dict(run.data.tags),
         "metrics": dict(run.data.metrics),
+        "status": run.info.status,  # RUNNING while the sweep runs
+        "changed": run.info.end_time or run.info.start_time,  # ms since the epoch
     }
 
 

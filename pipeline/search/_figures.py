@@ -44,6 +44,7 @@ def log_end_figures(
     split: Dataset,
     storage: str,
     n_jobs: int,
+    runs: dict[int, str],
 ) -> None:
     """The figures of the best trials, the baselines and the chosen configuration (networks
     trained on ``split``) and Optuna's plots of the study (the parent's ``plots/``), each a job
@@ -53,7 +54,6 @@ def log_end_figures(
 
     from pipeline.analysis import STUDY_FIGURES
 
-    runs = tracker.trial_runs()
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
     numbers = {t.number for t in ranked[:FIGURES_FOR_BEST]}

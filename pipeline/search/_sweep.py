@@ -148,7 +148,7 @@ def _end_runs(tracker: Any) -> None:
         return
     with contextlib.suppress(Exception):
         tracker.close_interrupted_runs()
-        tracker.client.set_terminated(tracker.run_id, status="KILLED")
+        tracker.end_killed()
 
 
 def _connect(cfg: SweepConfig, address: str, url: str, tracking: str | None) -> Any:
@@ -329,12 +329,12 @@ def _track_end(
     """The parent run's summary, the figures (of the networks saved, trained on the first
     split, drawn by the warm workers), then its status."""
     started = time.perf_counter()
-    best_run = tracker.trial_runs().get(summary.best.number) if summary.best else None
-    tracker.finish(
-        study, summary, answer.study_note(summary, tracker.experiment_id, best_run, cfg.objective)
-    )
+    runs = tracker.trial_runs()  # trial number -> run id: one search of the store for the end
+    best_run = runs.get(summary.best.number) if summary.best else None
+    note = answer.study_note(summary, tracker.experiment_id, best_run, cfg.objective)
+    tracker.finish(study, summary, note, runs)
     first = splits_of(dataset, cfg.study.folds, cfg.study.seed)[0]
-    log_end_figures(tracker, study, summary, first, url, cfg.study.n_jobs)
+    log_end_figures(tracker, study, summary, first, url, cfg.study.n_jobs, runs)
     tracker.end(summary, time.perf_counter() - started)
 
 

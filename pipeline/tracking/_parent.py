@@ -253,11 +253,11 @@ class StudyTracker:
     def trial_runs(self) -> dict[int, str]:
         return trial_runs(self.client, self.experiment_id)
 
-    def finish(self, study: Any, summary: SweepSummary, note: str) -> None:
+    def finish(self, study: Any, summary: SweepSummary, note: str, runs: dict[int, str]) -> None:
         """Summary metrics, test metrics, the note (``note``, markdown), the answer, the
-        re-runs, the trials table and the best model. The figures are the sweep's to draw
-        (:mod:`pipeline.search`); :meth:`end` sets the parent run's status after them."""
-        runs = self.trial_runs()
+        re-runs, the trials table and the best model, with ``runs`` the trials' runs (trial
+        number -> run id). The figures are the sweep's to draw (:mod:`pipeline.search`);
+        :meth:`end` sets the parent run's status after them."""
         metrics = self._summary_metrics(summary) | self._test_metrics(summary, runs)
         for name, m in summary.peers.items():  # scikit-learn's MLP, beside the study's
             metrics |= {f"{name}.{k}": v for k, v in m.items()}
@@ -271,6 +271,11 @@ class StudyTracker:
             self.client.set_tag(best_run, BEST, "true")  # the best trial, marked in its run
         log_summary(self.client, self.run_id, metrics, tags=tags)
         self._log_tables(study, summary)
+
+    def end_killed(self) -> None:
+        """The parent run ended KILLED: a sweep stopped before its end (the next run of the
+        same command sets it running again)."""
+        self.client.set_terminated(self.run_id, status="KILLED")
 
     def end(self, summary: SweepSummary, finish_seconds: float) -> None:
         """The time the end's logging and figures took (``finish_time``), then the parent run's
