@@ -44,6 +44,7 @@ TRIAL = "trial"
 STUDY = "study"
 BEST = "best"  # "true" on the best trial's run
 BEST_RUN_ID = "best_run_id"  # on the parent run: the best trial's run
+MODEL_URI = "model_uri"  # on the parent run: the delivered model, models:/<id>
 NOTE = "mlflow.note.content"  # a run's description, rendered as markdown by the MLflow UI
 # On the parent run: what the analysis needs of the sweep file (the whole resolved sweep is its
 # artifact ``sweep_resolved.json``, not params, which would crowd the UI's column picker).

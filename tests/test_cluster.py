@@ -98,7 +98,9 @@ def test_the_smoke_sweep_through_the_cluster_lands_like_a_local_one(cluster, tmp
         assert "history.csv" in files and (state != "complete" or "model.npz" in files)
     parent = next(r for r in found if r.data.tags.get("pipeline.role") == "study")
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"trials.csv", "plots", "best_model"} <= parent_files
+    assert {"trials.csv", "plots"} <= parent_files
+    model_id = parent.data.tags["model_uri"].removeprefix("models:/")  # through the server
+    assert client.get_logged_model(model_id).source_run_id == parent.info.run_id
     _, local_children = local_runs(local)
     assert len(local_children) == 8 and parent.data.tags["best_run_id"]
     # nothing of the sweep landed in the workers' folders but their own scratch

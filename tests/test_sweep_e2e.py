@@ -122,7 +122,10 @@ def test_parent_run_holds_config_summary_plots_table_and_best_model(smoke):
     assert parent.data.metrics["n_complete"] == counts[TrialState.COMPLETE]
     assert parent.data.metrics["n_pruned"] == counts[TrialState.PRUNED]
     files = {a.path for a in c.list_artifacts(parent.info.run_id)}
-    assert {"smoke.toml", "trials.csv", "trials.parquet", "plots", "best_model"} <= files
+    assert {"smoke.toml", "trials.csv", "trials.parquet", "plots"} <= files
+    # the delivered model: an MLflow model whose source run is the parent
+    model_id = parent.data.tags["model_uri"].removeprefix("models:/")
+    assert c.get_logged_model(model_id).source_run_id == parent.info.run_id
     plots = {a.path for a in c.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/optimization_history.png" in plots
     assert "plots/contour_keep_prob_weight_decay.png" in plots

@@ -37,7 +37,7 @@ from pipeline.analysis._frames import (
     studies,
     study_info,
 )
-from pipeline.analysis._models import load_best_model
+from pipeline.analysis._models import best_model_uri, load_best_model
 from pipeline.analysis._plots import STUDY_FIGURES
 from pipeline.analysis._report import chapter_table, write_reports
 
@@ -54,6 +54,7 @@ __all__ = [
     "ensemble_view",
     "importances",
     "leaderboard",
+    "best_model_uri",
     "load_best_model",
     "log_scale_params",
     "marginal_effects",

@@ -12,7 +12,7 @@ from pipeline.core import _data as data
 from pipeline.core._activations import ACTIVATIONS, TASKS
 from pipeline.core._constraints import POSITIVE_INT, Constraint, is_number
 from pipeline.core._curves import curve_start, readable_part
-from pipeline.core._data import Dataset, load
+from pipeline.core._data import Dataset, Scaling, load
 from pipeline.core._folds import fold_splits, mean_of, pooled, smallest_class, splits_of
 from pipeline.core._hyperparams import (
     DEFAULTS,
@@ -39,6 +39,7 @@ __all__ = [
     "TASKS",
     "Constraint",
     "Dataset",
+    "Scaling",
     "DivergenceError",
     "EpochCallback",
     "Hyperparams",

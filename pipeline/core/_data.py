@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,57 @@ import numpy as np
 
 from pipeline.core._activations import TASKS
 from pipeline.core._constraints import NON_NEGATIVE, POSITIVE_INT, Constraint, is_number, one_of
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How the data as given become the network's inputs and targets, kept so that a model
+    delivered to a user takes raw features and gives predictions in the target's own units
+    and labels: features standardised by the training split's statistics, a regression target
+    likewise (or not at all), class labels numbered 0..n_classes-1."""
+
+    features: tuple[str, ...]
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    y_mean: float = 0.0
+    y_std: float = 1.0
+    classes: tuple[Any, ...] = ()  # the labels as given, in the order of the network's classes
+
+    @classmethod
+    def identity(cls, features: tuple[str, ...]) -> Scaling:
+        n = len(features)
+        return cls(features, np.zeros(n), np.ones(n))
+
+    def inputs(self, X: np.ndarray) -> np.ndarray:
+        """Raw features (columns in the order of ``features``) as the network's inputs."""
+        return (np.asarray(X, dtype=float) - self.x_mean) / self.x_std
+
+    def outputs(self, predicted: np.ndarray) -> np.ndarray:
+        """The network's predictions (class numbers, or scaled targets) in the data's terms."""
+        if self.classes:
+            return np.asarray(self.classes)[predicted]
+        return predicted * self.y_std + self.y_mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "x_mean": self.x_mean.tolist(),
+            "x_std": self.x_std.tolist(),
+            "y_mean": self.y_mean,
+            "y_std": self.y_std,
+            "classes": list(self.classes),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scaling:
+        return cls(
+            tuple(d["features"]),
+            np.asarray(d["x_mean"], dtype=float),
+            np.asarray(d["x_std"], dtype=float),
+            float(d["y_mean"]),
+            float(d["y_std"]),
+            tuple(d["classes"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -33,6 +84,7 @@ class Dataset:
     y_val: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
+    scaling: Scaling | None = None  # None: the splits are the data as given
 
     @property
     def n_features(self) -> int:
@@ -72,7 +124,8 @@ def _sine(
     X_train, y_train = draw(n_train, noise)
     X_test, y_test = draw(n_test, 0.0)
     X_val, y_val = draw(n_val, noise)
-    return Dataset("sine", task("sine"), X_train, y_train, X_val, y_val, X_test, y_test)
+    scaling = Scaling.identity(("x",))
+    return Dataset("sine", task("sine"), X_train, y_train, X_val, y_val, X_test, y_test, scaling)
 
 
 def _split(
@@ -83,9 +136,12 @@ def _split(
     seed: int,
     val_size: float,
     test_size: float,
-    scale_target: bool = True,
+    features: tuple[str, ...] | None = None,
+    classes: tuple[Any, ...] | None = None,
 ) -> Dataset:
-    """Stratified (for classification) train/val/test split, scaled on the training split."""
+    """Stratified (for classification) train/val/test split, scaled on the training split;
+    ``features`` names the columns (x0, x1, ... by default), ``classes`` the labels as given
+    of the classes numbered 0..k-1 in ``y`` (the numbers themselves by default)."""
     from sklearn.model_selection import train_test_split
 
     for key, value in (("val_size", val_size), ("test_size", test_size)):
@@ -121,19 +177,43 @@ def _split(
         )
     except ValueError as err:  # e.g. a class with a single member cannot be stratified
         raise ValueError(f"{name}: cannot split into train/val/test: {err}") from None
+    splits = (X_train, y_train, X_val, y_val, X_test, y_test)
+    return _scaled(name, task, splits, features, classes)
 
+
+def _scaled(
+    name: str,
+    task: str,
+    splits: tuple[np.ndarray, ...],
+    features: tuple[str, ...] | None,
+    classes: tuple[Any, ...] | None,
+) -> Dataset:
+    """The splits standardised by the training split's statistics, which are kept."""
+    X_train, y_train, X_val, y_val, X_test, y_test = splits
     mean, std = X_train.mean(axis=0), X_train.std(axis=0)
     std[std == 0] = 1.0  # a constant feature stays constant (zero) rather than becoming NaN
 
     def scale(A: np.ndarray) -> np.ndarray:
         return (A - mean) / std
 
+    names = tuple(str(f) for f in features or (f"x{i}" for i in range(X_train.shape[1])))
+    scaling = Scaling(names, mean, std)
     if task == "regression":
         y_train, y_val, y_test = (v.reshape(-1, 1).astype(float) for v in (y_train, y_val, y_test))
-        if scale_target:
-            y_mean, y_std = y_train.mean(), y_train.std() or 1.0
-            y_train, y_val, y_test = ((v - y_mean) / y_std for v in (y_train, y_val, y_test))
-    return Dataset(name, task, scale(X_train), y_train, scale(X_val), y_val, scale(X_test), y_test)
+        y_mean, y_std = float(y_train.mean()), float(y_train.std()) or 1.0
+        y_train, y_val, y_test = ((v - y_mean) / y_std for v in (y_train, y_val, y_test))
+        scaling = replace(scaling, y_mean=y_mean, y_std=y_std)
+    else:
+        labels = classes or range(int(np.max(y_train)) + 1)
+        scaling = replace(scaling, classes=tuple(_plain(c) for c in labels))
+    return Dataset(
+        name, task, scale(X_train), y_train, scale(X_val), y_val, scale(X_test), y_test, scaling
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds (labels go to JSON and back)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _sklearn(loader_name: str) -> Callable[..., Dataset]:
@@ -142,8 +222,10 @@ def _sklearn(loader_name: str) -> Callable[..., Dataset]:
     def load_bundled(seed: int = 0, val_size: float = 0.2, test_size: float = 0.2) -> Dataset:
         import sklearn.datasets
 
-        X, y = getattr(sklearn.datasets, f"load_{loader_name}")(return_X_y=True)
-        return _split(loader_name, kind, X.astype(float), y, seed, val_size, test_size)
+        bunch = getattr(sklearn.datasets, f"load_{loader_name}")()
+        X, y, features = bunch.data.astype(float), bunch.target, tuple(bunch.feature_names)
+        classes = tuple(bunch.target_names) if kind == "classification" else None
+        return _split(loader_name, kind, X, y, seed, val_size, test_size, features, classes)
 
     load_bundled.__doc__ = f"scikit-learn's bundled `{loader_name}` ({kind})."
     return load_bundled
@@ -226,17 +308,19 @@ def _csv(
         raise ValueError(f"csv: {path}: infinite values in column {column!r}: drop or clip them")
     y = frame[target].to_numpy()
     if task == "classification":
-        classes, y = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
+        labels, y = np.unique(y, return_inverse=True)
+        if len(labels) < 2:
             raise ValueError(
-                f"csv: {path}: target {target!r} has 1 class ({classes[0]!r}): "
+                f"csv: {path}: target {target!r} has 1 class ({labels[0]!r}): "
                 "classification needs at least 2"
             )
     elif not pd.api.types.is_numeric_dtype(frame[target]):
         raise ValueError(f"csv: {path}: target {target!r} is not numeric; regression needs numbers")
     elif not np.isfinite(y.astype(float)).all():
         raise ValueError(f"csv: {path}: infinite values in the target {target!r}")
-    return _split(Path(path).stem, task, X, y, seed, val_size, test_size)
+    features = tuple(str(c) for c in features.columns)
+    classes = tuple(labels) if task == "classification" else None
+    return _split(Path(path).stem, task, X, y, seed, val_size, test_size, features, classes)
 
 
 LOADERS: dict[str, Callable[..., Dataset]] = {

@@ -29,6 +29,7 @@ from pipeline.names import (
     COMPLETE,
     FAIL_REASON,
     FAILED,
+    MODEL_URI,
     NOTE,
     PRUNED,
     REPEATS_SUFFIX,
@@ -253,10 +254,19 @@ class StudyTracker:
     def trial_runs(self) -> dict[int, str]:
         return trial_runs(self.client, self.experiment_id)
 
-    def finish(self, study: Any, summary: SweepSummary, note: str, runs: dict[int, str]) -> None:
+    def finish(
+        self,
+        study: Any,
+        summary: SweepSummary,
+        note: str,
+        runs: dict[int, str],
+        dataset: Dataset,
+        register_as: str | None = None,
+    ) -> None:
         """Summary metrics, test metrics, the note (``note``, markdown), the answer, the
-        re-runs, the trials table and the best model, with ``runs`` the trials' runs (trial
-        number -> run id). The figures are the sweep's to draw (:mod:`pipeline.search`);
+        re-runs, the trials table and the delivered model (an MLflow model taking ``dataset``'s
+        raw features, registered as ``register_as`` when given), with ``runs`` the trials' runs
+        (trial number -> run id). The figures are the sweep's to draw (:mod:`pipeline.search`);
         :meth:`end` sets the parent run's status after them."""
         metrics = self._summary_metrics(summary) | self._test_metrics(summary, runs)
         for name, m in summary.peers.items():  # scikit-learn's MLP, beside the study's
@@ -269,6 +279,13 @@ class StudyTracker:
         if best_run is not None:
             tags[BEST_RUN_ID] = best_run
             self.client.set_tag(best_run, BEST, "true")  # the best trial, marked in its run
+        best = summary.test_metrics.get("best")
+        if best is not None and dataset.scaling is not None:
+            from pipeline.tracking._model import log_network_model
+
+            tags[MODEL_URI] = log_network_model(
+                self.uri, self.run_id, best["model"], dataset.scaling, dataset.X_train, register_as
+            )
         log_summary(self.client, self.run_id, metrics, tags=tags)
         self._log_tables(study, summary)
 
@@ -325,7 +342,7 @@ class StudyTracker:
         return metrics
 
     def _log_tables(self, study: Any, summary: SweepSummary) -> None:
-        """The selection table, the trials table (CSV and parquet) and the chosen model."""
+        """The selection table and the trials table (CSV and parquet)."""
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             if summary.selection:
@@ -335,10 +352,6 @@ class StudyTracker:
             table = study.trials_dataframe()
             table.to_csv(folder / "trials.csv", index=False)
             _as_text(table).to_parquet(folder / "trials.parquet", index=False)
-            best = summary.test_metrics.get("best")
-            if best is not None:
-                (folder / "best_model").mkdir()
-                best["model"].save(folder / "best_model" / "model.npz")
             self.client.log_artifacts(self.run_id, tmp)
 
 

@@ -1,0 +1,123 @@
+"""The delivered network as an MLflow model: logged to a real store, loaded back with
+``mlflow.pyfunc``, fed raw features (as the user has them), answering in the data's own labels
+and units; and served by ``mlflow models serve`` with the local environment."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import mlflow.pyfunc
+import numpy as np
+import pytest
+from e2e import env
+from mlflow import MlflowClient
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+from benchmarks.loopback import free_ports, wait_for
+from pipeline.core import MLP, load
+from pipeline.tracking._model import log_network_model, raw_features
+
+
+def _logged(tmp_path, name: str, **params):
+    """``name``'s network (fitted briefly) logged to a run of a fresh store: the data set,
+    the network, the store's URI and the model's URI."""
+    d = load(name)
+    task = d.task
+    network = MLP(hidden=(16,), task=task, max_epochs=40, seed=0, **params)
+    network.fit(d.X_train, d.y_train)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("models"))
+    model_uri = log_network_model(uri, run.info.run_id, network, d.scaling, d.X_train)
+    return d, network, uri, model_uri, run.info.run_id
+
+
+def _raw(d, X):
+    return raw_features(d.scaling, X)
+
+
+def test_a_classifier_takes_raw_features_and_answers_in_the_data_sets_labels(tmp_path):
+    d, network, uri, model_uri, run_id = _logged(tmp_path, "wine")
+    with _use_tracking_uri(uri):
+        model = mlflow.pyfunc.load_model(model_uri)
+    frame = _raw(d, d.X_test)
+    assert not np.allclose(frame.to_numpy(), d.X_test)  # raw, not the network's inputs
+    predicted = model.predict(frame)
+    labels = np.array(["class_0", "class_1", "class_2"])
+    assert list(predicted) == list(labels[network.predict(d.X_test)])
+    shuffled = frame[frame.columns[::-1]]  # columns are taken by name, not by position
+    assert list(model.predict(shuffled)) == list(predicted)
+    # the run page's "Logged models": the model's source run is the parent
+    model_id = model_uri.removeprefix("models:/")
+    assert MlflowClient(uri).get_logged_model(model_id).source_run_id == run_id
+    assert model.metadata.get_input_schema().input_names() == list(d.scaling.features)
+
+
+def test_a_regressor_answers_in_the_targets_own_units(tmp_path):
+    d, network, uri, model_uri, _ = _logged(tmp_path, "diabetes")
+    with _use_tracking_uri(uri):
+        model = mlflow.pyfunc.load_model(model_uri)
+    predicted = np.ravel(model.predict(_raw(d, d.X_test)))
+    scaled = np.ravel(network.predict(d.X_test))
+    # the same errors, in the target's units: squared error scales by the target's variance
+    y_raw = np.ravel(d.y_test) * d.scaling.y_std + d.scaling.y_mean
+    mse_raw, mse_scaled = (
+        np.mean((predicted - y_raw) ** 2),
+        np.mean((scaled - np.ravel(d.y_test)) ** 2),
+    )
+    assert mse_raw == pytest.approx(mse_scaled * d.scaling.y_std**2, rel=1e-9)
+    assert 25 < y_raw.mean() < 350  # diabetes progression, in its units, not standardised
+
+
+@pytest.mark.slow
+def test_mlflow_serves_the_model_with_the_local_environment(tmp_path):
+    d, network, uri, model_uri, _ = _logged(tmp_path, "breast_cancer")
+    (port,) = free_ports(1)
+    venv_bin = os.path.dirname(sys.executable)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        # as from an activated .venv: MLflow starts the venv's uvicorn by name
+        env=env() | {"MLFLOW_TRACKING_URI": uri, "PATH": f"{venv_bin}:{os.environ['PATH']}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+
+        def answers() -> bool:
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/ping").status == 200
+            except OSError:
+                return False
+
+        wait_for(answers, timeout=120, what="mlflow models serve")
+        frame = _raw(d, d.X_test[:10])
+        body = json.dumps({"dataframe_split": frame.to_dict(orient="split")}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        served = json.loads(urllib.request.urlopen(request).read())["predictions"]
+        labels = np.array(["malignant", "benign"])
+        assert served == list(labels[network.predict(d.X_test[:10])])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
