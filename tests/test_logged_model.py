@@ -52,7 +52,12 @@ def test_a_classifier_takes_raw_features_and_answers_in_the_data_sets_labels(tmp
     assert list(model.predict(shuffled)) == list(predicted)
     # the run page's "Logged models": the model's source run is the parent
     model_id = model_uri.removeprefix("models:/")
-    assert MlflowClient(uri).get_logged_model(model_id).source_run_id == run_id
+    logged = MlflowClient(uri).get_logged_model(model_id)
+    assert logged.source_run_id == run_id and logged.status == "READY"
+    run = MlflowClient(uri).get_run(run_id)
+    assert logged.experiment_id == run.info.experiment_id  # the run's experiment's, not Default
+    assert [m.model_id for m in run.outputs.model_outputs] == [model_id]
+    assert logged.params["hidden"] == "(16,)" and float(logged.params["lr"]) == network.lr
     assert model.metadata.get_input_schema().input_names() == list(d.scaling.features)
 
 

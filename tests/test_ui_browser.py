@@ -159,3 +159,28 @@ def _first_val_loss(folder: Path, run_id: str) -> float:
     (folder / run_id).mkdir(exist_ok=True)
     path = client(folder).download_artifacts(run_id, "history.csv", str(folder / run_id))
     return read_history(Path(path))["val_loss"][0]
+
+
+def test_the_parent_run_shows_its_logged_model_its_datasets_and_its_source(ui, page):
+    folder, base, _ = ui
+    parent, _ = runs(folder)
+    tags = parent.data.tags
+    model_id = tags["model_uri"].removeprefix("models:/")
+    page.goto(f"{base}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}")
+    page.get_by_text("Best on validation:").wait_for()  # the overview, drawn
+    page.shot("parent-overview")
+    about = page.locator("body").inner_text()
+    # the source (the program that ran the sweep, and its git commit), from MLflow's own tags
+    assert Path(tags["mlflow.source.name"]).name in about
+    commit = tags.get("mlflow.source.git.commit")
+    assert commit is None or commit[:7] in about
+    # the data splits as inputs: the first by name, the others counted
+    assert re.search(r"sine-train \(\w+\)\s+Train\s+\+2", about), about
+    # the delivered model, in its own table of the overview, leading to the model's page
+    models = page.get_by_text(re.compile(r"Logged models \(1\)"))
+    models.scroll_into_view_if_needed()
+    page.shot("parent-logged-models")
+    link = page.locator(f"a[href*='{model_id}']").first
+    link.click()
+    page.get_by_text(model_id).first.wait_for()
+    page.shot("logged-model")

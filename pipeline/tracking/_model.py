@@ -55,11 +55,19 @@ def log_network_model(
     """Log ``network`` as the model of run ``run_id`` in the store ``uri`` (registered as
     ``register_as`` when given) and return its URI, ``models:/<model id>``. ``X_example``, the
     network's inputs of a few rows, becomes the input example and the signature's source."""
+    from mlflow import MlflowClient
     from mlflow.models import Model, infer_signature
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     example = raw_features(scaling, X_example[:5])
     signature = infer_signature(example, scaling.outputs(network.predict(X_example[:5])))
+    client = MlflowClient(uri)
+    experiment_id = client.get_run(run_id).info.experiment_id
+    # created here, in the run's experiment (MLflow would use the process's active one)
+    params = {k: repr(v) for k, v in network.get_params().items()}  # full precision
+    model_id = client.create_logged_model(
+        experiment_id, MODEL_NAME, source_run_id=run_id, params=params
+    ).model_id
     with tempfile.TemporaryDirectory() as tmp, _use_tracking_uri(uri):
         # Model.log, not pyfunc.log_model: only it takes a run other than the active one
         network.save(Path(tmp) / "network.npz")
@@ -69,6 +77,7 @@ def log_network_model(
             name=MODEL_NAME,
             flavor=mlflow.pyfunc,
             run_id=run_id,
+            model_id=model_id,
             python_model=NetworkModel(),
             artifacts={NETWORK: f"{tmp}/network.npz", SCALING: f"{tmp}/scaling.json"},
             signature=signature,
