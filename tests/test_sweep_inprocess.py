@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 from e2e import SMOKE
+from mlflow import MlflowClient
 from optuna.trial import TrialState
 from rich.console import Console
 
@@ -482,3 +483,24 @@ def test_studies_lists_every_study_with_its_progress(swept):
     assert row["best"] == best and row["objective"] == cfg.objective
     done = cli_in_process(folder, "studies", "--tracking-uri", uri)
     assert done.returncode == 0 and cfg.study.name in done.stdout and "finished" in done.stdout
+
+
+def test_system_metrics_are_sampled_onto_the_parent_run_when_asked_for(swept, tmp_path):
+    cfg, uri, _, _ = _sweep(
+        tmp_path, "study.n_trials=3", "fixed.max_epochs=200", "tracking.system_metrics=true"
+    )
+    client = MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == cfg.study.name]
+    (parent,) = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`pipeline.role` = 'study'"
+    )
+    system = {k for k in parent.data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
+    history = client.get_metric_history(parent.info.run_id, "system/cpu_utilization_percentage")
+    assert len(history) >= 1 and all(0 <= m.value <= 100 * 64 for m in history)
+    # off by default: the sweep without the key has none
+    _, _, default_uri, _, _ = swept
+    default = MlflowClient(default_uri)
+    (e,) = [e for e in default.search_experiments() if e.name == cfg.study.name]
+    (p,) = default.search_runs([e.experiment_id], filter_string="tags.`pipeline.role` = 'study'")
+    assert not [k for k in p.data.metrics if k.startswith("system/")]

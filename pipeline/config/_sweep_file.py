@@ -170,6 +170,10 @@ class TrackingSection(StrictModel):
     curve_points: Annotated[int, Field(ge=0)] = 100
     """Per-epoch values logged as MLflow metrics, at most this many per curve (0: every
     epoch); `history.csv` keeps them all."""
+    system_metrics: bool = False
+    """Sample this machine's CPU, memory, disk and network every 2 s while the sweep runs,
+    onto the parent run's System metrics tab (MLflow's monitor; the trials share the machine,
+    so they are measured together, not one by one)."""
 
 
 class SweepConfig(StrictModel):

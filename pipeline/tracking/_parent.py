@@ -120,6 +120,15 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _system_monitor(uri: str, run_id: str) -> Any:
+    """MLflow's monitor of this machine, started, logging ``system/*`` metrics to the run."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=2, tracking_uri=uri)
+    monitor.start()
+    return monitor
+
+
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         flat: dict[str, Any] = {}
@@ -139,6 +148,7 @@ class StudyTracker:
     client: MlflowClient
     objective: str = "final_val_loss"
     source: dict[str, str] = field(default_factory=dict)  # MLflow's source tags, every run's
+    monitor: Any = None  # MLflow's system metrics monitor of the parent run, when asked for
 
     @classmethod
     def open(
@@ -168,6 +178,8 @@ class StudyTracker:
         client.set_experiment_tag(experiment_id, *view.saved_view(cfg))
         tracker = cls(uri, experiment_id, run_id, client, cfg.objective, source)
         tracker.close_interrupted_runs()
+        if cfg.tracking.system_metrics:
+            tracker.monitor = _system_monitor(uri, run_id)
         if sweep_file:  # as written, but with any password masked
             client.log_text(
                 run_id, mask_credentials(Path(sweep_file).read_text()), Path(sweep_file).name
@@ -292,12 +304,19 @@ class StudyTracker:
     def end_killed(self) -> None:
         """The parent run ended KILLED: a sweep stopped before its end (the next run of the
         same command sets it running again)."""
+        self._stop_monitor()
         self.client.set_terminated(self.run_id, status="KILLED")
+
+    def _stop_monitor(self) -> None:
+        if self.monitor is not None:
+            self.monitor.finish()  # its last samples, logged
+            self.monitor = None
 
     def end(self, summary: SweepSummary, finish_seconds: float) -> None:
         """The time the end's logging and figures took (``finish_time``), then the parent run's
         status: KILLED when the sweep was interrupted, FAILED when an error stopped it."""
         log_summary(self.client, self.run_id, {"finish_time": finish_seconds})
+        self._stop_monitor()
         status = "FAILED" if summary.errors else "KILLED" if summary.interrupted else "FINISHED"
         self.client.set_terminated(self.run_id, status=status)
 
