@@ -30,6 +30,7 @@ RETRY_OF = "retry_of"  # number of the interrupted trial whose parameters this o
 FAIL_REASON = "fail_reason"
 PRUNE_REASON = "prune_reason"
 MLFLOW_RUN_ID = "mlflow_run_id"  # the trial's MLflow run, for users of Optuna's own tools
+MLFLOW_RUN_URL = "mlflow_run_url"  # its page in the MLflow UI
 
 # MLflow tags.
 ROLE = "pipeline.role"  # "study" on parent runs, "trial" on child runs

@@ -420,7 +420,7 @@ def test_runs_and_trials_follow_mlflow_s_and_optuna_s_own_conventions(swept):
     objective named and each trial pointing to its run."""
     from mlflow import MlflowClient
 
-    from pipeline.names import MLFLOW_RUN_ID
+    from pipeline.names import MLFLOW_RUN_ID, MLFLOW_RUN_URL
 
     cfg, folder, uri, _, _ = swept
     client = MlflowClient(uri)
@@ -431,6 +431,11 @@ def test_runs_and_trials_follow_mlflow_s_and_optuna_s_own_conventions(swept):
     for t in study.trials:
         assert t.user_attrs[MLFLOW_RUN_ID] == runs.loc[t.number, "run_id"]
     experiment = client.get_experiment_by_name(cfg.study.name).experiment_id
+    for t in study.trials:  # and to its page, where `python -m pipeline ui` serves this store
+        run_id = runs.loc[t.number, "run_id"]
+        assert t.user_attrs[MLFLOW_RUN_URL] == (
+            f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id}"
+        )
     every = client.search_runs([experiment], max_results=1000)
     assert every and all(
         {"mlflow.source.name", "mlflow.source.type", "mlflow.user"} <= set(r.data.tags)

@@ -31,6 +31,7 @@ from pipeline.names import (
     INTERRUPTED,
     INTERRUPTED_ATTR,
     MLFLOW_RUN_ID,
+    MLFLOW_RUN_URL,
     PRUNED,
 )
 from pipeline.quiet import quiet_libraries
@@ -156,8 +157,11 @@ def run_one(
     report.current_trial = trial.number
     tic = time.perf_counter()
     run_id = logger.start(trial.number, trial.user_attrs) if logger else None
-    if run_id is not None:  # Optuna's tools (dashboard, trials_dataframe) point to the run
+    if logger and run_id is not None:  # Optuna's tools (dashboard, dataframe) point to the run
+        from pipeline.tracking import run_link  # loaded with the logger already
+
         trial.set_user_attr(MLFLOW_RUN_ID, run_id)
+        trial.set_user_attr(MLFLOW_RUN_URL, run_link(logger.uri, logger.experiment_id, run_id))
     report.tracking_seconds += time.perf_counter() - tic
     result = run_trial(trial, cfg, dataset, stop_requested)
     if result.state == COMPLETE and not math.isfinite(result.value or math.nan):

@@ -24,7 +24,14 @@ from pipeline.tracking._runs import (
 from pipeline.tracking._server import command as server_command
 from pipeline.tracking._server import serve, server_env
 from pipeline.tracking._store import DEFAULT_STORE, find_parent_run, tracking_uri
-from pipeline.tracking._view import VIEW_TAG, runs_link, saved_view, where_to_look
+from pipeline.tracking._view import (
+    VIEW_TAG,
+    run_link,
+    runs_link,
+    saved_view,
+    ui_base,
+    where_to_look,
+)
 
 __all__ = [
     "DEFAULT_STORE",
@@ -42,6 +49,7 @@ __all__ = [
     "prepare_experiment",
     "read_history",
     "readable_length",
+    "run_link",
     "runs_link",
     "saved_view",
     "serve",
@@ -49,6 +57,7 @@ __all__ = [
     "server_env",
     "start_parent_run",
     "tracking_uri",
+    "ui_base",
     "trial_runs",
     "where_to_look",
     "write_history",

@@ -151,6 +151,7 @@ class TrialLogger:
         searched: tuple[str, ...] = (),
         source_tags: dict[str, str] | None = None,
     ) -> None:
+        self.uri = uri
         self.client = MlflowClient(uri)
         self.source_tags = source_tags or {}  # MLflow's mlflow.source.* and mlflow.user
         self.curve_points = curve_points

@@ -86,6 +86,21 @@ def where_to_look(uri: str, experiment_id: str) -> list[str]:
     ]
 
 
+def ui_base(uri: str) -> str:
+    """Where the MLflow UI over the store at ``uri`` answers: a tracking server's own address,
+    else the one ``make ui`` / ``python -m pipeline ui`` serves on by default."""
+    from pipeline.config import mask_credentials
+
+    if uri.startswith(("http://", "https://")):
+        return mask_credentials(uri).rstrip("/")
+    return "http://127.0.0.1:5000"
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """The UI page of one run of the store at ``uri``."""
+    return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
 def runs_link(base: str, experiment_id: str) -> str:
     """The UI page of a study's trials in its saved view, in the UI's model-training mode
     (not the GenAI overview the UI opens experiments on by default)."""
