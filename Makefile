@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: help setup browser postgres sweep chapter ui head worker report test test-fast bench bench-quality lint format docs clean
+.PHONY: help setup browser postgres sweep chapter ui dashboard head worker report test test-fast bench bench-quality lint format docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ chapter: setup ## The chapter's table measured: make chapter [CHAPTER_DATA=breas
 
 ui: setup ## MLflow UI over the local store on 127.0.0.1: make ui [PORT=5000]
 	$(PY) -m pipeline ui --port $(PORT)
+
+dashboard: setup ## optuna-dashboard over the study storage, read-only: make dashboard [PORT=8080]
+	$(PY) -m pipeline dashboard --port $(if $(filter command line,$(origin PORT)),$(PORT),8080)
 
 head: setup ## Shared services on 127.0.0.1 (Dask scheduler, storage proxy, MLflow server)
 	$(PY) -m pipeline head

@@ -1,4 +1,5 @@
-"""The command line: ``python -m pipeline {sweep,ui,report,figures,head,worker} ...``.
+"""The command line: ``python -m pipeline COMMAND ...`` (or ``regsweep``), its options and help;
+what each command does is :mod:`pipeline.commands`.
 
 Benchmarks are not part of the package: ``make bench`` runs ``python -m benchmarks``."""
 
@@ -10,235 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
-def _checked(args: argparse.Namespace) -> Any:
-    """The sweep file with the command line's overrides, validated, and its locations checked;
-    raises ConfigError. Nothing is written."""
-    from pipeline.config import check_locations, load_sweep, parse_override
-    from pipeline.search import storage_url
-    from pipeline.tracking import tracking_uri
-
-    overrides = [parse_override(text) for text in args.set]
-    for flag, key in (
-        ("n_trials", "study.n_trials"),
-        ("n_jobs", "study.n_jobs"),
-        ("seed", "study.seed"),
-        ("timeout", "study.timeout"),
-    ):
-        if getattr(args, flag, None) is not None:
-            overrides.append((key.split("."), getattr(args, flag)))
-    if args.no_tracking:
-        overrides.append((["tracking", "enabled"], False))
-    cfg = load_sweep(args.file, overrides)
-    tracking = args.tracking_uri or cfg.tracking.uri
-    check_locations(
-        storage_url(cfg, args.storage),
-        tracking_uri(tracking) if cfg.tracking.enabled else None,
-        args.file,
-    )
-    return cfg
-
-
-def _check(args: argparse.Namespace) -> int:
-    """Validate a sweep file and say what a sweep of it would do, writing nothing."""
-    from pipeline.config import ConfigError
-    from pipeline.search import describe, load_data
-
-    try:
-        cfg = _checked(args)
-        dataset = load_data(cfg)
-    except ConfigError as err:
-        print(f"error: invalid sweep\n{err}", file=sys.stderr)
-        return 2
-    print(describe(cfg, dataset, args.storage, args.tracking_uri))
-    return 0
-
-
-def _sweep(args: argparse.Namespace) -> int:
-    from pipeline.config import ConfigError
-
-    try:
-        cfg = _checked(args)
-    except ConfigError as err:
-        print(f"error: invalid sweep\n{err}", file=sys.stderr)
-        return 2
-    from pipeline.interrupts import TerminateAsInterrupt
-    from pipeline.search import DiskFullError, run_sweep
-
-    with TerminateAsInterrupt() as stop:  # SIGTERM stops the sweep as Ctrl-C does
-        try:
-            summary = run_sweep(
-                cfg,
-                storage=args.storage,
-                tracking_uri=args.tracking_uri,
-                sweep_file=args.file,
-                cluster=args.cluster,
-            )
-        except ConfigError as err:
-            print(f"error: cannot run the sweep\n{err}", file=sys.stderr)
-            return 2
-        except DiskFullError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:  # before the workers started, or a second Ctrl-C / SIGTERM
-            print("interrupted: re-run the same command to resume the study", file=sys.stderr)
-            return stop.status
-    if summary.interrupted:
-        return stop.status
-    # an error that stopped the workers, or not one trial completed: the sweep did not work
-    return 1 if summary.errors or not summary.states["complete"] else 0
-
-
-def _store_problem(uri: str | None, must_exist: bool = False) -> str | None:
-    """One line saying why the MLflow store cannot be read, or None (within seconds: MLflow
-    itself would retry an unreachable server for minutes). A read command (``must_exist``)
-    never creates a store: a local one that is not there is an error."""
-    from pathlib import Path
-
-    from pipeline.config import mask_credentials, tracking_problem
-    from pipeline.tracking import tracking_uri
-
-    uri = tracking_uri(uri)
-    why = tracking_problem(uri)
-    local = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-    if why is None and must_exist and local is not None and not local.is_file():
-        why = "no MLflow store there yet: run a sweep first (`make sweep`)"
-    return None if why is None else f"error: tracking uri = {mask_credentials(uri)!r}: {why}"
-
-
-def _port_problem(port: int) -> str | None:
-    from pipeline.config import port_problem
-
-    if not 1 <= port <= 65535:
-        return f"error: --port {port}: must be a port number in 1..65535"
-    if port_problem("127.0.0.1", port) is not None:
-        return f"error: --port {port}: already in use on 127.0.0.1; try make ui PORT={port + 1}"
-    return None
-
-
-def _ui(args: argparse.Namespace) -> int:
-    """The MLflow UI server over the store, on localhost only, until Ctrl-C."""
-    from pathlib import Path
-
-    from pipeline.config import mask_credentials
-    from pipeline.tracking import DEFAULT_STORE, serve, server_command, tracking_uri
-
-    uri = tracking_uri(args.tracking_uri)
-    if (problem := _port_problem(args.port) or _store_problem(uri)) is not None:
-        print(problem, file=sys.stderr)
-        return 2
-    root = None
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        root = (DEFAULT_STORE / "artifacts").resolve().as_uri()
-    base = f"http://127.0.0.1:{args.port}"
-    print(f"MLflow UI on {base} over {mask_credentials(uri)}, starting...", flush=True)
-    return serve(server_command(uri, args.port, root), base)
-
-
-def _report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from pipeline import analysis
-
-    if (problem := _store_problem(args.tracking_uri, must_exist=True)) is not None:
-        print(problem, file=sys.stderr)
-        return 2
-    try:
-        studies = args.studies or analysis.studies(args.tracking_uri)
-        if not studies:
-            print("error: no study in the store yet: run `make sweep` first", file=sys.stderr)
-            return 2
-        pages = analysis.write_reports(studies, args.tracking_uri, Path(args.out))
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # e.g. --out is a file, or read-only
-        print(
-            f"error: cannot write the reports under {args.out!r}: {err.strerror}", file=sys.stderr
-        )
-        return 2
-    for page in pages:
-        print(f"wrote {page}")
-    return 0
-
-
-def _studies(args: argparse.Namespace) -> int:
-    """Every study of a store with its progress, as a table."""
-    from pipeline import analysis
-
-    if (problem := _store_problem(args.tracking_uri, must_exist=True)) is not None:
-        print(problem, file=sys.stderr)
-        return 2
-    table = analysis.progress(args.tracking_uri)
-    if table.empty:
-        print("no study in the store yet: run `make sweep` first")
-        return 0
-    table["best"] = table["best"].map(lambda v: f"{v:.4g}")
-    table["last_change"] = table["last_change"].dt.strftime("%Y-%m-%d %H:%M:%S UTC")
-    print(table.to_string(index=False))
-    return 0
-
-
-def _figures(args: argparse.Namespace) -> int:
-    """Draw and log the figures of trials of a study (the sweep draws the best and the
-    baselines' itself)."""
-    from pipeline.search import figures_of
-
-    if (problem := _store_problem(args.tracking_uri, must_exist=True)) is not None:
-        print(problem, file=sys.stderr)
-        return 2
-    try:
-        done = figures_of(args.study, args.trials, args.tracking_uri)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    missing = sorted(set(args.trials) - set(done))
-    print(f"figures logged for trial(s) {done}" if done else "no figures logged")
-    if missing:
-        print(f"error: no complete trial {missing} with a logged model", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _head(args: argparse.Namespace) -> int:
-    """The shared services (Dask scheduler, Optuna storage proxy, MLflow server) until Ctrl-C."""
-    from pathlib import Path
-
-    from pipeline.config import missing_extra
-
-    if why := missing_extra("distributed", "cluster") or missing_extra("grpc", "cluster"):
-        print(f"error: head {why}", file=sys.stderr)
-        return 2
-    from pipeline.cluster import HeadError, run_head
-
-    try:
-        ports = (args.scheduler_port, args.storage_port, args.mlflow_port)
-        return run_head(args.host, *ports, Path(args.dir), args.storage)
-    except HeadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-def _worker(args: argparse.Namespace) -> int:
-    from pipeline.config import missing_extra
-
-    if why := missing_extra("distributed", "cluster"):
-        print(f"error: worker {why}", file=sys.stderr)
-        return 2
-    from pipeline.cluster import run_worker
-
-    run_worker(args.scheduler, args.dask_options)
-    return 0  # not reached: the process has become the worker
-
-
-def _storage_proxy(args: argparse.Namespace) -> int:
-    from pipeline.cluster import serve_storage
-    from pipeline.config import mask_credentials
-
-    print(f"Optuna storage proxy for {mask_credentials(args.storage)}", flush=True)
-    serve_storage(args.storage, args.host, args.port)
-    return 0
+from pipeline import commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,17 +20,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hyperparameter sweeps and experiment tracking for regularised NumPy MLPs.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_sweep(commands)
-    _add_check(commands)
-    _add_studies(commands)
-    _add_ui(commands)
-    _add_report(commands)
-    _add_figures(commands)
-    _add_head(commands)
-    _add_worker(commands)
-    _add_proxy(commands)
-    for command in commands.choices.values():  # every subcommand takes them
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_sweep(subcommands)
+    _add_check(subcommands)
+    _add_studies(subcommands)
+    _add_ui(subcommands)
+    _add_dashboard(subcommands)
+    _add_report(subcommands)
+    _add_figures(subcommands)
+    _add_head(subcommands)
+    _add_worker(subcommands)
+    _add_proxy(subcommands)
+    for command in subcommands.choices.values():  # every subcommand takes them
         loudness = command.add_mutually_exclusive_group()
         loudness.add_argument(
             "-v", "--verbose", action="store_true", help="the libraries' own logs too"
@@ -268,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_sweep(commands: Any) -> None:
-    sweep = commands.add_parser(
+def _add_sweep(subcommands: Any) -> None:
+    sweep = subcommands.add_parser(
         "sweep",
         help="run (or resume) the Optuna study of a sweep file, logging to MLflow",
         description="Run the study defined by a sweep file. Re-running the same file resumes "
@@ -305,11 +79,11 @@ def _add_sweep(commands: Any) -> None:
         "$DASK_SCHEDULER_ADDRESS); the storage and the tracking store must then be servers "
         "every machine reaches, e.g. those of `head`",
     )
-    sweep.set_defaults(run=_sweep)
+    sweep.set_defaults(run=commands.sweep)
 
 
-def _add_check(commands: Any) -> None:
-    check = commands.add_parser(
+def _add_check(subcommands: Any) -> None:
+    check = subcommands.add_parser(
         "check",
         help="validate a sweep file and print what a sweep of it would do, writing nothing",
         description="Validate a sweep file (with --set overrides) and its locations as `sweep` "
@@ -323,11 +97,11 @@ def _add_check(commands: Any) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="as for sweep"
     )
     check.add_argument("--no-tracking", action="store_true", help="as for sweep")
-    check.set_defaults(run=_check)
+    check.set_defaults(run=commands.check)
 
 
-def _add_studies(commands: Any) -> None:
-    studies = commands.add_parser(
+def _add_studies(subcommands: Any) -> None:
+    studies = subcommands.add_parser(
         "studies",
         help="every study of a store: its state, trials done of its budget, best value",
         description="List the studies of an MLflow store (never creating one): state "
@@ -335,11 +109,11 @@ def _add_studies(commands: Any) -> None:
         "of the objective so far and the last change.",
     )
     studies.add_argument("--tracking-uri", help="store to read (default: as for sweep)")
-    studies.set_defaults(run=_studies)
+    studies.set_defaults(run=commands.studies)
 
 
-def _add_ui(commands: Any) -> None:
-    ui = commands.add_parser(
+def _add_ui(subcommands: Any) -> None:
+    ui = subcommands.add_parser(
         "ui",
         help="the MLflow UI over the store, on 127.0.0.1",
         description="Start the MLflow UI (and REST API) over the local "
@@ -347,11 +121,26 @@ def _add_ui(commands: Any) -> None:
     )
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     ui.add_argument("--tracking-uri", help="store to browse (default: as for sweep)")
-    ui.set_defaults(run=_ui)
+    ui.set_defaults(run=commands.ui)
 
 
-def _add_report(commands: Any) -> None:
-    report = commands.add_parser(
+def _add_dashboard(subcommands: Any) -> None:
+    dashboard = subcommands.add_parser(
+        "dashboard",
+        help="optuna-dashboard over the study storage, read-only, on 127.0.0.1",
+        description="Serve optuna-dashboard over the Optuna storage (a journal file, an RDB "
+        "URL or grpc://) opened as a sweep opens it, with every write refused: safe to "
+        "open during a sweep. Bound to 127.0.0.1. Needs the `dashboard` extra.",
+    )
+    dashboard.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    dashboard.add_argument(
+        "--storage", help="Optuna storage (default mlruns/optuna.journal, as for sweep)"
+    )
+    dashboard.set_defaults(run=commands.dashboard)
+
+
+def _add_report(subcommands: Any) -> None:
+    report = subcommands.add_parser(
         "report",
         help="write reports/<study>/ (tables, figures, CSV and parquet) for studies",
         description="Analyse studies from the MLflow store: a report per study under "
@@ -366,11 +155,11 @@ def _add_report(commands: Any) -> None:
     )
     report.add_argument("--tracking-uri", help="store to read (default: as for sweep)")
     report.add_argument("--out", default="reports", help="folder for reports (default reports)")
-    report.set_defaults(run=_report)
+    report.set_defaults(run=commands.report)
 
 
-def _add_figures(commands: Any) -> None:
-    figures = commands.add_parser(
+def _add_figures(subcommands: Any) -> None:
+    figures = subcommands.add_parser(
         "figures",
         help="draw a trial's figures (curves, weights, activations) into its MLflow run",
         description="Draw and log the figures of complete trials from their logged history "
@@ -379,11 +168,11 @@ def _add_figures(commands: Any) -> None:
     figures.add_argument("study", help="study (MLflow experiment) name")
     figures.add_argument("trials", nargs="+", type=int, metavar="TRIAL", help="trial numbers")
     figures.add_argument("--tracking-uri", help="store (default: as for sweep)")
-    figures.set_defaults(run=_figures)
+    figures.set_defaults(run=commands.figures)
 
 
-def _add_head(commands: Any) -> None:
-    head = commands.add_parser(
+def _add_head(subcommands: Any) -> None:
+    head = subcommands.add_parser(
         "head",
         help="start the shared services of sweeps run from several processes or machines: "
         "Dask scheduler, Optuna storage proxy, MLflow server",
@@ -406,11 +195,11 @@ def _add_head(commands: Any) -> None:
         help="the storage the proxy serves: an RDB URL, e.g. postgresql://user@host/db, or a "
         "journal file (default: optuna.journal in --dir)",
     )
-    head.set_defaults(run=_head)
+    head.set_defaults(run=commands.head)
 
 
-def _add_worker(commands: Any) -> None:
-    worker = commands.add_parser(
+def _add_worker(subcommands: Any) -> None:
+    worker = subcommands.add_parser(
         "worker",
         help="join a cluster as a Dask worker tuned for the trials (the line head prints)",
         description="Run `dask worker SCHEDULER --nthreads 1 --no-dashboard` with Dask's "
@@ -425,11 +214,11 @@ def _add_worker(commands: Any) -> None:
         metavar="...",
         help="options for dask worker, e.g. --nworkers 4",
     )
-    worker.set_defaults(run=_worker)
+    worker.set_defaults(run=commands.worker)
 
 
-def _add_proxy(commands: Any) -> None:
-    proxy = commands.add_parser(
+def _add_proxy(subcommands: Any) -> None:
+    proxy = subcommands.add_parser(
         "storage-proxy",
         help="serve an Optuna storage over gRPC (head starts it)",
         description="Optuna's gRPC storage proxy over one storage, until stopped: sweeps reach it "
@@ -442,7 +231,7 @@ def _add_proxy(commands: Any) -> None:
     )
     proxy.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     proxy.add_argument("--port", type=int, default=13000, help="port (default 13000)")
-    proxy.set_defaults(run=_storage_proxy)
+    proxy.set_defaults(run=commands.storage_proxy)
 
 
 def _version() -> str:

@@ -22,6 +22,7 @@ LAYERS = {
     "search": 5,
     "cluster": 6,
     "cli": 7,
+    "commands": 7,
     "__main__": 7,
     "__init__": 7,
 }

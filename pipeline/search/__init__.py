@@ -8,11 +8,13 @@ Data flows one way: ``config -> study/objective -> worker -> results -> tracking
 """
 
 from pipeline.search._console import describe
+from pipeline.search._dashboard import ReadOnlyStorage, read_only_storage, serve_dashboard
 from pipeline.search._evaluation import measure
 from pipeline.search._figures import figures_of
 from pipeline.search._objective import build_model, mc_curve, run_trial
 from pipeline.search._peer import DEFAULT, LABELS, TUNED_ALPHA
 from pipeline.search._study import (
+    DEFAULT_STORAGE,
     create_study,
     load_study,
     make_storage,
@@ -24,6 +26,10 @@ from pipeline.search._sweep import DiskFullError, load_data, run_sweep
 
 __all__ = [
     "describe",
+    "DEFAULT_STORAGE",
+    "ReadOnlyStorage",
+    "read_only_storage",
+    "serve_dashboard",
     "load_data",
     "DiskFullError",
     "DEFAULT",
