@@ -1,7 +1,7 @@
-"""``python -m benchmarks [speed|cluster|quality]``: speed (the default) runs the machinery's
-ratios, the MLflow UI's and the cluster's; cluster only the cluster's; quality the answer on
-every shipped sweep with 3 sweep seeds (about 11 minutes on 2 cores); pruners the Wilcoxon
-pruner against the shipped one on the cross-validated sweeps."""
+"""``python -m benchmarks [speed|cluster|quality|pruners|samplers]``: speed (the default) runs
+the machinery's ratios, the MLflow UI's and the cluster's; cluster only the cluster's; quality
+the answer on every shipped sweep with 3 sweep seeds (about 11 minutes on 2 cores); pruners the
+Wilcoxon pruner, samplers the Gaussian-process sampler, against the shipped ones."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import argparse
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
-        "part", nargs="?", choices=("speed", "cluster", "quality", "pruners"), default="speed"
+        "part",
+        nargs="?",
+        choices=("speed", "cluster", "quality", "pruners", "samplers"),
+        default="speed",
     )
     part = parser.parse_args().part
     from pipeline.quiet import quiet_libraries
@@ -22,10 +25,10 @@ def main() -> None:
 
         quality.main()
         return
-    if part == "pruners":
-        from benchmarks import pruners
+    if part in ("pruners", "samplers"):
+        from benchmarks import alternatives
 
-        pruners.main()
+        alternatives.compare(part.removesuffix("s"))
         return
     if part == "speed":
         from benchmarks import speed, ui

@@ -102,7 +102,8 @@ def test_a_good_file_resolves_names_and_defaults(tmp_path):
         (('name = "sine"', 'name = "sine"\nn_vall = 10'), "has no option(s) ['n_vall']"),
         (
             ("[search]", "[sampler]\nname = 'bayes'\n[search]"),
-            "sampler.name = 'bayes': Input should be 'tpe', 'random', 'cmaes', 'qmc' or 'grid'",
+            "sampler.name = 'bayes': Input should be 'tpe', 'gp', 'random', 'cmaes', 'qmc' or "
+            "'grid'",
         ),
         (("[search]", "[pruner]\nname = 'asha'\n[search]"), "pruner.name = 'asha': Input should"),
         (
@@ -200,11 +201,11 @@ def test_help_documents_every_command():
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, check=True
     )
-    for command in ("sweep", "ui", "report", "figures", "head", "worker"):
+    for command in ("sweep", "check", "studies", "ui", "dashboard", "report", "figures", "head"):
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "qmc", "grid"])
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "random", "cmaes", "qmc", "grid"])
 def test_every_sampler_builds_and_suggests_within_the_space(tmp_path, sampler):
     import optuna
 
@@ -217,6 +218,33 @@ def test_every_sampler_builds_and_suggests_within_the_space(tmp_path, sampler):
     values = suggest(study.ask(), cfg)
     assert values["keep_prob"] in (0.5, 0.75, 1.0)
     assert 0 <= values["patience"] <= 10 and values["optimizer"] in ("sgd", "adam")
+
+
+def test_the_gp_sampler_models_the_objective_after_its_random_start(tmp_path):
+    """Optuna's GPSampler by name: after its random start, its suggestions follow a Gaussian
+    process fitted to the trials (on a smooth objective, they close in on the minimum)."""
+    import optuna
+
+    cfg = load_sweep(write(tmp_path, GOOD + "\n[sampler]\nname = 'gp'\nn_startup_trials = 5\n"))
+    sampler = cfg.sampler_for(0)
+    assert isinstance(sampler, optuna.samplers.GPSampler)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: (t.suggest_float("x", -3, 3) - 1.234) ** 2, n_trials=20)
+    start, modelled = study.trials[:5], study.trials[5:]
+    assert min(t.value for t in modelled) < 1e-3 < min(t.value for t in start)
+
+
+def test_the_gp_sampler_without_pytorch_says_how_to_install_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(  # this machine has PyTorch: hide it, as on a core install
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "torch" else find_spec(name, *a),
+    )
+    with pytest.raises(ConfigError, match=r"the gp sampler needs PyTorch.*regsweep\[gp\]"):
+        load_sweep(write(tmp_path, GOOD + "\n[sampler]\nname = 'gp'\n"))
 
 
 def test_grid_sampler_needs_steps_for_floats(tmp_path):

@@ -3,12 +3,13 @@ configuration so that the configuration can try them while it validates a file."
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from typing import Any, Literal, get_args
 
 import optuna
 
-SamplerName = Literal["tpe", "random", "cmaes", "qmc", "grid"]
+SamplerName = Literal["tpe", "gp", "random", "cmaes", "qmc", "grid"]
 PrunerName = Literal["median", "hyperband", "wilcoxon", "none"]
 SAMPLERS: tuple[str, ...] = get_args(SamplerName)
 PRUNERS: tuple[str, ...] = get_args(PrunerName)
@@ -20,6 +21,13 @@ def make_sampler(
     """A sampler; ``grid`` is the search space of the grid sampler."""
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, **options)
+    if name == "gp":  # a Gaussian process: for budgets of a few dozen trials; needs PyTorch
+        if importlib.util.find_spec("torch") is None:
+            raise ValueError(
+                "the gp sampler needs PyTorch, which is not installed: "
+                "pip install 'regsweep[gp]' (or choose tpe, random, cmaes, qmc or grid)"
+            )
+        return optuna.samplers.GPSampler(seed=seed, **options)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed, **options)
     if name == "cmaes":
