@@ -1,11 +1,13 @@
 """Sweep files: every shipped file is valid; every kind of bad file or override gets one clear
 error naming the file, the key, the value and what is allowed, exit status 2, nothing written."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from e2e import cli_in_process as _cli
 
@@ -232,6 +234,35 @@ def test_the_gp_sampler_models_the_objective_after_its_random_start(tmp_path):
     study.optimize(lambda t: (t.suggest_float("x", -3, 3) - 1.234) ** 2, n_trials=20)
     start, modelled = study.trials[:5], study.trials[5:]
     assert min(t.value for t in modelled) < 1e-3 < min(t.value for t in start)
+
+
+@pytest.mark.parametrize("name", ["gp", "cmaes"])
+def test_samplers_that_model_trials_jointly_ignore_the_baselines_values_off_the_space(name):
+    """A baseline's weight_decay 0 cannot be a param of a log-scale search (it is an override),
+    so a baseline trial lacks that param; seen by GP or CMA-ES, it would take weight_decay out
+    of the space they model, and they would sample it at random ever after."""
+    import optuna
+
+    from pipeline.config import make_sampler
+    from pipeline.names import BASELINE, OVERRIDES
+
+    sampler = make_sampler(name, {"n_startup_trials": 4} if name == "gp" else {}, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.enqueue_trial({"x": 0.5}, user_attrs={BASELINE: "unregularised", OVERRIDES: {"wd": 0}})
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        wd = trial.user_attrs.get(OVERRIDES, {}).get("wd")
+        wd = trial.suggest_float("wd", 1e-5, 1, log=True) if wd is None else wd
+        return (x - 0.3) ** 2 + (np.log10(wd + 1e-9) + 2) ** 2
+
+    study.optimize(objective, n_trials=12)
+    last = study.trials[-1]
+    space = sampler.infer_relative_search_space(study, last)
+    assert set(space) == {"x", "wd"}  # both modelled, the baseline notwithstanding
+    if name == "gp":  # and the GP's own record of what it suggested has both
+        shared = "".join(v for k, v in last.system_attrs.items() if k.startswith("gp:relative"))
+        assert {"x", "wd"} <= set(json.loads(shared))
 
 
 def test_the_gp_sampler_without_pytorch_says_how_to_install_it(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from pipeline.config._locations import (
     storage_problem,
     tracking_problem,
 )
-from pipeline.config._samplers import PRUNERS, SAMPLERS
+from pipeline.config._samplers import PRUNERS, SAMPLERS, make_sampler
 from pipeline.config._space import SearchParam, suggest_space
 from pipeline.config._sweep_file import (
     METRICS,
@@ -50,6 +50,7 @@ __all__ = [
     "MODEL_KEYS",
     "PRUNERS",
     "SAMPLERS",
+    "make_sampler",
     "SEARCHABLE_KEYS",
     "ConfigError",
     "SearchParam",

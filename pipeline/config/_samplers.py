@@ -9,10 +9,53 @@ from typing import Any, Literal, get_args
 
 import optuna
 
+from pipeline.names import BASELINE
+
 SamplerName = Literal["tpe", "gp", "random", "cmaes", "qmc", "grid"]
 PrunerName = Literal["median", "hyperband", "wilcoxon", "none"]
 SAMPLERS: tuple[str, ...] = get_args(SamplerName)
 PRUNERS: tuple[str, ...] = get_args(PrunerName)
+
+
+class _SearchTrials:
+    """A study as a sampler that models the trials jointly sees it: the trials of the search,
+    without the baselines. A baseline's values outside the search space (weight_decay 0 on a
+    log scale) are its overrides, not params; seen, they take those keys out of the search
+    space every trial shares, and GP and CMA-ES would sample them at random ever after."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def _get_trials(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return [
+            t for t in self._study._get_trials(*args, **kwargs) if not t.user_attrs.get(BASELINE)
+        ]
+
+    def get_trials(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return [
+            t for t in self._study.get_trials(*args, **kwargs) if not t.user_attrs.get(BASELINE)
+        ]
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the study's own
+        return getattr(self._study, name)
+
+
+class _SearchOnly:
+    """A relative sampler (GP, CMA-ES) that models the search's trials only."""
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: Any) -> Any:
+        return super().infer_relative_search_space(_SearchTrials(study), trial)  # type: ignore[misc]
+
+    def sample_relative(self, study: optuna.Study, trial: Any, search_space: Any) -> Any:
+        return super().sample_relative(_SearchTrials(study), trial, search_space)  # type: ignore[misc]
+
+
+class _SearchOnlyGP(_SearchOnly, optuna.samplers.GPSampler):
+    pass
+
+
+class _SearchOnlyCmaEs(_SearchOnly, optuna.samplers.CmaEsSampler):
+    pass
 
 
 def make_sampler(
@@ -27,11 +70,11 @@ def make_sampler(
                 "the gp sampler needs PyTorch, which is not installed: "
                 "pip install 'regsweep[gp]' (or choose tpe, random, cmaes, qmc or grid)"
             )
-        return optuna.samplers.GPSampler(seed=seed, **options)
+        return _SearchOnlyGP(seed=seed, **options)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed, **options)
     if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, **options)
+        return _SearchOnlyCmaEs(seed=seed, **options)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, **options)
     if name == "grid":

@@ -13,7 +13,14 @@ from pipeline.core._activations import ACTIVATIONS, TASKS
 from pipeline.core._constraints import POSITIVE_INT, Constraint, is_number
 from pipeline.core._curves import curve_start, readable_part
 from pipeline.core._data import Dataset, Scaling, load
-from pipeline.core._folds import fold_splits, mean_of, pooled, smallest_class, splits_of
+from pipeline.core._folds import (
+    fold_indices,
+    fold_splits,
+    mean_of,
+    pooled,
+    smallest_class,
+    splits_of,
+)
 from pipeline.core._hyperparams import (
     DEFAULTS,
     HYPERPARAMETERS,
@@ -46,6 +53,7 @@ __all__ = [
     "check_param",
     "curve_start",
     "data",
+    "fold_indices",
     "fold_splits",
     "is_number",
     "load",

@@ -26,19 +26,28 @@ def smallest_class(d: Dataset) -> int:
     return int(np.unique(y, return_counts=True)[1].min())
 
 
+def fold_indices(d: Dataset, folds: int | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Rows of the pooled data (training, then validation) fitted on and held out, split by
+    split: ``folds`` folds shuffled by ``seed`` (stratified for classification), or without
+    folds the study's one split. What a scikit-learn search takes as ``cv``."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if not folds:
+        n_train = len(d.y_train)
+        return [(np.arange(n_train), np.arange(n_train, n_train + len(d.y_val)))]
+    X, y = pooled(d)
+    if d.task == "classification":
+        return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(X, y))
+    return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(X))
+
+
 def fold_splits(d: Dataset, folds: int, seed: int) -> list[Dataset]:
     """``folds`` splits of the pooled data, shuffled by ``seed``; the same for every trial of
     a study, so that trials are compared fold by fold."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
     X, y = pooled(d)
-    if d.task == "classification":
-        cut = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(X, y)
-    else:
-        cut = KFold(n_splits=folds, shuffle=True, random_state=seed).split(X)
     return [
         replace(d, X_train=X[fit], y_train=y[fit], X_val=X[held], y_val=y[held])
-        for fit, held in cut
+        for fit, held in fold_indices(d, folds, seed)
     ]
 
 
