@@ -1,55 +1,74 @@
-"""The peer row: scikit-learn's MLP on the study's splits, checked against scikit-learn's own
-metrics on the same fits."""
+"""The peer rows: scikit-learn's MLP as a user would run it (GridSearchCV over alpha on the
+study's folds, refitted on training + validation), checked against the same search done by
+hand with scikit-learn's own metrics."""
+
+import warnings
 
 import numpy as np
 import pytest
-from sklearn.metrics import log_loss, mean_squared_error
+from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-from pipeline.core import load
+from pipeline.core import fold_splits, load, pooled
 from pipeline.search import DEFAULT, TUNED_ALPHA
-from pipeline.search._peer import ALPHAS, peer_results
+from pipeline.search._peer import ALPHAS, TUNED_DEFAULT_SIZE, peer_results
 
 
-def test_the_regression_peer_is_scikit_learns_mlp_measured_as_the_project_measures():
+def _quietly(fit, *args):
+    """A fit with scikit-learn's convergence warnings silenced, as the peer does."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit(*args)
+
+
+def test_the_grid_spans_1e_5_to_10():
+    assert min(ALPHAS) == pytest.approx(1e-5) and max(ALPHAS) == pytest.approx(10)
+    assert 1e-4 in ALPHAS  # scikit-learn's default among them
+
+
+def test_the_defaults_row_is_scikit_learns_mlp_as_it_comes_fitted_on_all_non_test_data():
     d = load("sine", seed=1)
     rows = peer_results(d, (16,), "val_loss", seed=3)
-    direct = MLPRegressor(hidden_layer_sizes=(16,), random_state=3, max_iter=200)
+    X, y = pooled(d)
+    direct = MLPRegressor(random_state=3)  # (100,), alpha 1e-4
     with pytest.warns(Warning):  # scikit-learn's 200 iterations do not converge here
-        direct.fit(d.X_train, d.y_train[:, 0])
-    assert rows[DEFAULT]["alpha"] == direct.alpha
+        direct.fit(X, y[:, 0])
     expected = mean_squared_error(d.y_test[:, 0], direct.predict(d.X_test))
+    assert rows[DEFAULT]["alpha"] == direct.alpha
     assert rows[DEFAULT]["test_loss"] == pytest.approx(expected, rel=1e-12)
-    # the chosen alpha is the one with the lowest validation loss among the grid
-    chosen = rows[TUNED_ALPHA]
-    assert chosen["alpha"] in ALPHAS
-    assert chosen["final_val_loss"] <= rows[DEFAULT]["final_val_loss"]
+    # without folds its validation figure is the study's split: fitted on training only
+    alone = MLPRegressor(random_state=3)
+    with pytest.warns(Warning):
+        alone.fit(d.X_train, d.y_train[:, 0])
+    val = mean_squared_error(d.y_val[:, 0], alone.predict(d.X_val))
+    assert rows[DEFAULT]["final_val_loss"] == pytest.approx(val, rel=1e-9)
+    assert set(rows) == {DEFAULT, TUNED_ALPHA, TUNED_DEFAULT_SIZE}
 
 
-def test_the_classification_peer_chooses_alpha_by_the_studys_metric():
-    d = load("breast_cancer", seed=0)
-    rows = peer_results(d, (8,), "val_accuracy", seed=0)
-    direct = MLPClassifier(hidden_layer_sizes=(8,), random_state=0).fit(d.X_train, d.y_train)
-    probs = direct.predict_proba(d.X_test)
-    assert rows[DEFAULT]["test_loss"] == pytest.approx(log_loss(d.y_test, probs), rel=1e-9)
-    assert rows[DEFAULT]["test_accuracy"] == pytest.approx(direct.score(d.X_test, d.y_test))
-    assert rows[TUNED_ALPHA]["final_val_accuracy"] >= rows[DEFAULT]["final_val_accuracy"]
-    assert np.isfinite(rows[TUNED_ALPHA]["test_accuracy"])
-
-
-def test_with_folds_the_peer_chooses_and_tests_over_the_studys_folds():
-    from pipeline.core import fold_splits
-
+def test_alpha_is_chosen_on_the_studys_folds_by_its_metric_then_refitted():
     d = load("breast_cancer", seed=0)
     rows = peer_results(d, (8,), "val_loss", seed=0, folds=3)
-    val, test = [], []
-    for split in fold_splits(d, 3, seed=0):  # the study's folds, fitted by hand
-        direct = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
-        direct.fit(split.X_train, split.y_train)
-        val.append(log_loss(split.y_val, direct.predict_proba(split.X_val)))
-        test.append(direct.score(d.X_test, d.y_test))
-    assert rows[DEFAULT]["final_val_loss"] == pytest.approx(np.mean(val), rel=1e-9)
-    assert rows[DEFAULT]["test_accuracy"] == pytest.approx(np.mean(test), rel=1e-12)
-    # switched off, the peer is measured on the one validation split, which differs
-    single = peer_results(d, (8,), "val_loss", seed=0)
-    assert single[DEFAULT]["final_val_loss"] != pytest.approx(np.mean(val), rel=1e-6)
+    by_hand = {}
+    for alpha in ALPHAS:  # the study's folds, fitted by hand
+        losses = []
+        for split in fold_splits(d, 3, seed=0):
+            model = MLPClassifier(hidden_layer_sizes=(8,), alpha=alpha, random_state=0)
+            _quietly(model.fit, split.X_train, split.y_train)
+            losses.append(log_loss(split.y_val, model.predict_proba(split.X_val)))
+        by_hand[alpha] = np.mean(losses)
+    chosen = min(by_hand, key=by_hand.get)
+    row = rows[TUNED_ALPHA]
+    assert row["alpha"] == pytest.approx(chosen)
+    assert row["final_val_loss"] == pytest.approx(by_hand[chosen], rel=1e-6)
+    X, y = pooled(d)
+    refit = MLPClassifier(hidden_layer_sizes=(8,), alpha=chosen, random_state=0)
+    _quietly(refit.fit, X, y)
+    assert row["test_accuracy"] == pytest.approx(accuracy_score(d.y_test, refit.predict(d.X_test)))
+    assert row["test_loss"] == pytest.approx(log_loss(d.y_test, refit.predict_proba(d.X_test)))
+
+
+def test_the_default_size_row_is_left_out_when_the_study_uses_that_size():
+    d = load("iris", seed=0)
+    rows = peer_results(d, (100,), "val_accuracy", seed=0)
+    assert set(rows) == {DEFAULT, TUNED_ALPHA}
+    assert 0 <= rows[TUNED_ALPHA]["final_val_accuracy"] <= 1

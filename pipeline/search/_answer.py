@@ -199,7 +199,7 @@ def _peer(cfg: SweepConfig, pick: dict[str, Any], peer: dict[str, Any]) -> str:
     same = math.isclose(pick[key], peer[key], rel_tol=1e-9)
     verdict = "matches" if same else "beats" if better else "loses to"
     return (
-        f"The pick {verdict} scikit-learn's MLP with alpha chosen on validation "
+        f"The pick {verdict} scikit-learn's MLP with alpha chosen by GridSearchCV "
         f"({key} {short(float(pick[key]))} against {short(float(peer[key]))})."
     )
 
