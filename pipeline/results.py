@@ -71,6 +71,9 @@ class SweepSummary:
     reruns: list[Any] = field(default_factory=list)
     selection: list[dict[str, Any]] = field(default_factory=list)
     answer: list[str] = field(default_factory=list)  # the answer in words (pipeline.search._answer)
+    # the model a user takes away: how it was made, its epochs, its test metrics and the
+    # network itself (pipeline.search._delivery)
+    delivered: dict[str, Any] = field(default_factory=dict)
 
     @property
     def parallel_overhead(self) -> float:

@@ -86,12 +86,57 @@ def test_every_trial_is_a_child_run_in_the_state_optuna_holds(swept):
             assert frame.loc[t.number, "final_val_loss"] == pytest.approx(t.value)
 
 
-def test_the_best_model_loads_back_from_the_parent_run(swept):
+def test_the_delivered_model_is_the_chosen_configuration_refitted_and_the_one_loaded(swept):
+    """Trained again on training + validation for the epochs its re-runs ran, tested once;
+    the network load_best_model and mlflow.pyfunc return, whose test loss is the reported."""
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    from pipeline.config import trial_values
+    from pipeline.core import load, pooled
+    from pipeline.names import OVERRIDES
+    from pipeline.search import build_model
+
     cfg, _, uri, summary, _ = swept
+    delivered = summary.delivered
+    assert delivered["how"] == "refit" and delivered["trial"] == summary.best.number
+    reruns = [r for r in summary.reruns if r.trial == summary.best.number]
+    assert delivered["epochs"] == round(np.mean([r.metrics["epochs"] for r in reruns]))
+    # the same recipe by hand: the chosen values, no early stopping, every non-test point
+    d = load("sine", seed=1)
+    t = summary.best
+    values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES))
+    values |= {"patience": None, "max_epochs": delivered["epochs"]}
+    by_hand = build_model(values, "regression").fit(*pooled(d))
     model = load_best_model(cfg.study.name, uri)
-    best = summary.test_metrics["best"]["model"]
-    for W, V in zip(model.weights_, best.weights_, strict=True):
-        assert (W == V).all()
+    for W, V in zip(model.weights_, by_hand.weights_, strict=True):
+        assert np.array_equal(W, V)
+    # its test loss, reported first, is the one the logged model gives on the test split
+    with _use_tracking_uri(uri):
+        served = mlflow.pyfunc.load_model(analysis.best_model_uri(cfg.study.name, uri))
+    predicted = np.ravel(served.predict(pd.DataFrame({"x": d.X_test[:, 0]})))
+    assert float(np.mean((predicted - d.y_test[:, 0]) ** 2)) == pytest.approx(
+        delivered["test_loss"], rel=1e-12
+    )
+    info = analysis.study_info(cfg.study.name, uri)
+    assert info["metrics"]["delivered.test_loss"] == pytest.approx(delivered["test_loss"])
+    assert any(
+        line.startswith("Delivered: refitted on training + validation") for line in summary.answer
+    )
+
+
+def test_deliver_trial_hands_over_the_chosen_trials_own_network(swept_once, tmp_path):
+    cfg, summary = swept_once
+    _, _, trial_summary, _ = _sweep(
+        tmp_path, "study.n_trials=4", "fixed.max_epochs=30", "study.deliver=trial"
+    )
+    own = trial_summary.test_metrics["best"]["model"]
+    assert trial_summary.delivered["model"] is own and trial_summary.delivered["how"] == "trial"
+    assert trial_summary.delivered["test_loss"] == trial_summary.test_metrics["best"]["test_loss"]
+    # refitted, the same trial's configuration gives another network and another test loss
+    assert summary.delivered["trial"] == trial_summary.delivered["trial"]
+    assert summary.delivered["test_loss"] != trial_summary.delivered["test_loss"]
 
 
 def test_a_report_is_written_from_the_store(swept, tmp_path):

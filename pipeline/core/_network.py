@@ -353,6 +353,9 @@ class MLP(Network):
         arrays = {f"{name}{i}": a for name in self.STATE for i, a in enumerate(getattr(self, name))}
         if self.task == "classification":
             arrays["classes"] = self.classes_
+        for name in ("best_epoch_", "stopped_epoch_"):  # how long it trained, when known
+            if getattr(self, name, None) is not None:
+                arrays[name] = np.array(getattr(self, name))
         params = {**self.get_params(), "hidden": list(self.hidden)}
         np.savez(path, params=np.array(json.dumps(params)), **arrays)
 
@@ -370,6 +373,9 @@ class MLP(Network):
                 setattr(model, name, [f[f"{prefix}{i}"] for i in range(count)])
             if "classes" in f:
                 model.classes_ = f["classes"]
+            for name in ("best_epoch_", "stopped_epoch_"):
+                if name in f:
+                    setattr(model, name, int(f[name]))
         model.n_features_in_ = model.weights_[0].shape[0]
         return model
 

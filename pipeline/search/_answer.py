@@ -25,6 +25,7 @@ from pipeline.names import (
     short,
 )
 from pipeline.results import SweepSummary, value_of
+from pipeline.search._delivery import HOW
 from pipeline.search._peer import TUNED_ALPHA
 from pipeline.tracking import runs_link
 
@@ -46,7 +47,20 @@ def sentences(cfg: SweepConfig, study: optuna.Study, summary: SweepSummary) -> l
     lines += _edges(cfg, values)
     if TUNED_ALPHA in summary.peers:
         lines.append(_peer(cfg, tests["best"], summary.peers[TUNED_ALPHA]))
+    if summary.delivered:
+        lines.append(_delivered(summary.delivered))
     return [line for line in lines if line]
+
+
+def _delivered(d: dict[str, Any]) -> str:
+    """What the user takes away, and its own test figures."""
+    tested = ", ".join(
+        f"{k} {short(float(d[k]))}" for k in ("test_loss", "test_accuracy") if k in d
+    )
+    return (
+        f"Delivered: {HOW[d['how']]} (trial {d['trial']}'s configuration, {d['epochs']} "
+        f"epochs), the study's MLflow model: {tested}, evaluated once."
+    )
 
 
 def _chosen(cfg: SweepConfig, best: Any, values: dict[str, Any], summary: SweepSummary) -> str:

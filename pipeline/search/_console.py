@@ -34,6 +34,7 @@ from pipeline.names import (
 )
 from pipeline.results import SweepSummary, value_of
 from pipeline.search import _study as st
+from pipeline.search._delivery import HOW
 from pipeline.search._peer import LABELS
 
 
@@ -199,6 +200,11 @@ def _test_table(cfg: SweepConfig, summary: SweepSummary) -> Table:
             return f"{value:.4g}"
         return f"{value:.4g} ± {m[f'{key}_std']:.2g}"
 
+    if summary.delivered:  # the model a user takes away, first: trained once, tested once
+        d = summary.delivered
+        label = f"delivered ({HOW[d['how']]}, {d['epochs']} epochs)"
+        tests = [cell(d, k) if k.startswith("test_") else "-" for k in keys]
+        table.add_row(label, str(d["trial"]), *tests, style="bold")
     for name, m in summary.test_metrics.items():
         row = [name, str(m["trial"]), *(cell(m, k) for k in keys)]
         if m.get("test_loss_diverged"):
@@ -232,7 +238,8 @@ def describe(cfg: SweepConfig, dataset: Dataset, storage: str | None, tracking: 
             f", re-runs over {s.repeats} seeds of the top {s.top_k} ({s.select})"
             if s.repeats
             else ""
-        ),
+        )
+        + f"; delivers {HOW[s.deliver]}",
         f"data      {cfg.data.name} ({dataset.task}, {dataset.n_features} features): {sizes}",
     ]
     for key, p in cfg.search.items():

@@ -32,6 +32,7 @@ from pipeline.config import SweepConfig, full_values, trial_values
 from pipeline.core import MLP, Dataset, DivergenceError, mean_of, splits_of
 from pipeline.names import BASELINE, OVERRIDES
 from pipeline.results import value_of
+from pipeline.search._delivery import deliver, epochs_of
 from pipeline.search._objective import build_model
 from pipeline.search._study import best_trial, model_path
 
@@ -59,6 +60,7 @@ class Evaluation:
     reruns: list[Rerun] = field(default_factory=list)
     # one row per re-run configuration: trial, baseline, mean, se, weight norm, chosen
     selection: list[dict[str, Any]] = field(default_factory=list)
+    delivered: dict[str, Any] = field(default_factory=dict)  # see pipeline.search._delivery
 
 
 def evaluate_on_test(
@@ -95,7 +97,11 @@ def evaluate_on_test(
                 file=sys.stderr,
             )
     if "best" in results:
-        results["best"]["model"] = _model(cfg, chosen["best"], d, models_dir)
+        best = chosen["best"]
+        results["best"]["model"] = _model(cfg, best, d, models_dir)
+        epochs = [by_number[best.number][0].get("epochs", math.nan)]  # folds: their mean
+        delivered = deliver(cfg, best, d, results["best"]["model"], epochs)
+        return Evaluation(results, best, delivered=delivered)
     return Evaluation(results, chosen.get("best"))
 
 
@@ -163,7 +169,9 @@ def rerun_and_choose(
             rerun.test = {}
     tests = {name: _over_seeds(cfg, t, reruns) for name, t in named.items()}
     tests["best"]["model"] = _model(cfg, chosen, d, models_dir)
-    return Evaluation(tests, chosen, reruns, selection)
+    epochs = [r.metrics.get("epochs", math.nan) for r in reruns if r.trial == chosen.number]
+    delivered = deliver(cfg, chosen, d, tests["best"]["model"], epochs)
+    return Evaluation(tests, chosen, reruns, selection, delivered)
 
 
 def _selection(
@@ -268,10 +276,10 @@ def measure(
                     split.X_train, split.y_train, split.X_val, split.y_val
                 )
                 val, test = _on_val_and_test(model, split, d)
-                vals.append(val | {"weight_norm": model.weight_norm()})
+                vals.append(val | {"weight_norm": model.weight_norm(), "epochs": epochs_of(model)})
                 tests.append(test)
     except DivergenceError as err:  # said as a count in the summary, not an error of the sweep
-        keys = ["final_val_loss", "weight_norm"] + (
+        keys = ["final_val_loss", "weight_norm", "epochs"] + (
             ["final_val_accuracy"] if d.task == "classification" else []
         )
         test_keys = ["test_loss"] + (["test_accuracy"] if d.task == "classification" else [])

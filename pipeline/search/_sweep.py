@@ -358,6 +358,7 @@ def _evaluate(
         summary.test_metrics = evaluation.tests
         summary.best = evaluation.chosen
         summary.reruns, summary.selection = evaluation.reruns, evaluation.selection
+        summary.delivered = evaluation.delivered
         if "best" in summary.test_metrics:  # the same hidden sizes as the chosen network
             hidden = summary.test_metrics["best"]["model"].hidden
             summary.peers = peer_results(

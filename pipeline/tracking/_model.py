@@ -24,7 +24,7 @@ NETWORK, SCALING = "network", "scaling"  # its artifacts
 
 class NetworkModel(PythonModel):
     """The network with the scaling of its data set: a data frame with the data set's feature
-    columns (or an array in their order) in, class labels or target values out."""
+    columns in (the signature holds MLflow to it), class labels or target values out."""
 
     def load_context(self, context: Any) -> None:
         self.network = MLP.load(context.artifacts[NETWORK])
@@ -33,9 +33,7 @@ class NetworkModel(PythonModel):
 
     # no hints on the inputs: MLflow would read them as a schema of its own (the signature is one)
     def predict(self, context, model_input, params=None):
-        X = model_input
-        if isinstance(X, pd.DataFrame):
-            X = X[list(self.scaling.features)].to_numpy(dtype=float)
+        X = pd.DataFrame(model_input)[list(self.scaling.features)].to_numpy(dtype=float)
         return self.scaling.outputs(self.network.predict(self.scaling.inputs(X)))
 
 

@@ -291,12 +291,24 @@ class StudyTracker:
         if best_run is not None:
             tags[BEST_RUN_ID] = best_run
             self.client.set_tag(best_run, BEST, "true")  # the best trial, marked in its run
-        best = summary.test_metrics.get("best")
-        if best is not None and dataset.scaling is not None:
+        delivered = summary.delivered
+        if delivered:  # the model a user takes away, and its test figures, evaluated once
+            metrics |= {
+                f"delivered.{k}": float(v)
+                for k, v in delivered.items()
+                if k.startswith("test_") or k == "epochs"
+            }
+            tags["delivered.how"] = delivered["how"]
+        if delivered and dataset.scaling is not None:
             from pipeline.tracking._model import log_network_model
 
             tags[MODEL_URI] = log_network_model(
-                self.uri, self.run_id, best["model"], dataset.scaling, dataset.X_train, register_as
+                self.uri,
+                self.run_id,
+                delivered["model"],
+                dataset.scaling,
+                dataset.X_train,
+                register_as,
             )
         log_summary(self.client, self.run_id, metrics, tags=tags)
         self._log_tables(study, summary)

@@ -1,0 +1,75 @@
+"""The model a user takes away, and its test figure.
+
+With ``[study] deliver = "refit"`` (the default) the chosen configuration is trained once more
+on all the data that is not test data (training + validation, pooled), for the number of epochs
+its own networks ran (with early stopping: where they stopped improving, their mean over the
+re-runs or folds; without: ``max_epochs``), from the study's seed; it is then evaluated on the
+test split, once. That network is the one logged as the study's MLflow model, and its test
+figure is reported first; the re-runs' mean and spread stay as the configuration's uncertainty.
+
+With ``deliver = "trial"`` it is the chosen trial's own network (trained on the training split,
+its first fold with cross-validation), for studies whose validation data are a device of the
+study rather than data a user has (the chapter's sine task: 100 training points, 5000
+validation points).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import SweepConfig, trial_values
+from pipeline.core import MLP, Dataset, pooled
+from pipeline.names import OVERRIDES
+
+REFIT, TRIAL = "refit", "trial"
+HOW = {
+    REFIT: "refitted on training + validation",
+    TRIAL: "the chosen trial's own network",
+}
+
+
+def epochs_of(model: MLP) -> int:
+    """The epochs that made ``model`` what it is: its best epoch when early stopping
+    restored it, else every epoch it ran (``max_epochs`` for a network saved without them)."""
+    if model.patience and getattr(model, "best_epoch_", None) is not None:
+        return int(model.best_epoch_)
+    return int(getattr(model, "stopped_epoch_", None) or model.max_epochs)
+
+
+def refit(cfg: SweepConfig, trial: Any, d: Dataset, epochs: int) -> MLP:
+    """The chosen configuration trained on training + validation for ``epochs`` epochs (no
+    early stopping: nothing is held out), from the study's seed."""
+    from threadpoolctl import threadpool_limits
+
+    from pipeline.search._objective import build_model
+
+    values = trial_values(cfg, trial.params, trial.user_attrs.get(OVERRIDES))
+    values |= {"patience": None, "max_epochs": max(int(epochs), 1)}
+    X, y = pooled(d)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return build_model(values, d.task).fit(X, y)
+
+
+def deliver(
+    cfg: SweepConfig, trial: Any, d: Dataset, own: MLP, epochs: list[float]
+) -> dict[str, Any]:
+    """The delivered network (``model``) of the chosen ``trial``, how it was made, its epochs
+    and its ``test_*`` metrics, evaluated once; ``own`` is the trial's own network and
+    ``epochs`` those of the chosen configuration's networks (re-runs or folds)."""
+    if cfg.study.deliver == TRIAL:
+        model, n = own, epochs_of(own)
+    else:
+        finite = [e for e in epochs if math.isfinite(e)]
+        n = round(float(np.mean(finite))) if finite else epochs_of(own)
+        model = refit(cfg, trial, d, n)
+    tested = model.evaluate(d.X_test, d.y_test)
+    return {
+        "trial": trial.number,
+        "how": cfg.study.deliver,
+        "epochs": n,
+        **{f"test_{k}": v for k, v in tested.items()},
+        "model": model,
+    }
