@@ -67,6 +67,7 @@ REPEATS_SUFFIX = ".test_loss_repeats"  # <configuration><this>: its test loss pe
 
 INTERRUPTED_REASON = "interrupted: the sweep running it stopped before the trial ended"
 
+ABLATION = "ablation"  # a re-run's tag: the regulariser it switched off; parent metrics prefix
 NOISE_SE = 2.0  # a paired difference beyond this many standard errors is more than noise
 
 

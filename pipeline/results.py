@@ -74,6 +74,8 @@ class SweepSummary:
     # the model a user takes away: how it was made, its epochs, its test metrics and the
     # network itself (pipeline.search._delivery)
     delivered: dict[str, Any] = field(default_factory=dict)
+    # each regulariser of the chosen configuration switched off (pipeline.search._ablation)
+    ablation: list[Any] = field(default_factory=list)
 
     @property
     def parallel_overhead(self) -> float:

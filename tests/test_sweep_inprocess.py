@@ -395,7 +395,8 @@ def test_reruns_are_runs_of_their_own_and_the_choice_follows_them(swept_cv):
     reruns = client.search_runs(
         [experiment.experiment_id], filter_string=f"tags.`{ROLE}` = '{ROLE_RERUN}'"
     )
-    assert len(reruns) == 2 * len(summary.selection)  # every candidate, both seeds
+    ablated = sum(len(switched.runs) for switched in summary.ablation)
+    assert len(reruns) == 2 * len(summary.selection) + ablated  # every candidate, both seeds
     assert {r.data.tags[RERUN_SEED] for r in reruns} == {"1", "2"}
     assert all(r.data.tags["mlflow.parentRunId"] == summary.parent_run_id for r in reruns)
     # the one-SE rule, recomputed from the runs in the store
@@ -457,7 +458,8 @@ def test_a_sweep_run_again_after_its_budget_replaces_its_reruns(swept_cv):
     reruns = client.search_runs(
         [experiment.experiment_id], filter_string=f"tags.`{ROLE}` = '{ROLE_RERUN}'"
     )
-    assert len(reruns) == 2 * len(summary.selection)
+    ablated = sum(len(switched.runs) for switched in again.ablation)
+    assert len(reruns) == 2 * len(summary.selection) + ablated  # replaced, not added
 
 
 def test_runs_and_trials_follow_mlflow_s_and_optuna_s_own_conventions(swept):
@@ -554,3 +556,40 @@ def test_system_metrics_are_sampled_onto_the_parent_run_when_asked_for(swept, tm
     (e,) = [e for e in default.search_experiments() if e.name == cfg.study.name]
     (p,) = default.search_runs([e.experiment_id], filter_string="tags.`pipeline.role` = 'study'")
     assert not [k for k in p.data.metrics if k.startswith("system/")]
+
+
+def test_the_answer_switches_each_regulariser_of_the_pick_off_and_measures_the_change(swept):
+    """The ablation: every searched regulariser the chosen configuration uses, switched off
+    alone on the re-runs' seeds; its paired change checked against networks trained by hand;
+    the answer's words, the parent run and the report come from it."""
+    from pipeline.config import trial_values
+    from pipeline.core import load
+    from pipeline.names import OVERRIDES, REGULARISERS_OFF
+    from pipeline.search import measure
+
+    cfg, _, uri, summary, output = swept
+    t = summary.best
+    values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES))
+    used = [k for k in cfg.search if k in REGULARISERS_OFF and values[k] != REGULARISERS_OFF[k]]
+    assert used and [s.key for s in summary.ablation] == used
+    switched = summary.ablation[0]
+    d = load("sine", seed=1)
+    on = {r.seed: r for r in summary.reruns if r.trial == t.number}
+    assert switched.seeds == sorted(on) and len(on) == 2
+    for seed, change in zip(switched.seeds, switched.val_changes, strict=True):
+        off_values = values | {switched.key: REGULARISERS_OFF[switched.key], "seed": seed}
+        val, _, _ = measure(cfg, off_values | {"noise_seed": None}, d)
+        expected = val[cfg.objective] / on[seed].metrics[cfg.objective] - 1
+        assert change == pytest.approx(expected, rel=1e-9)
+    assert switched.verdict in {"helps", "hurts", "no effect within noise"}
+    # the words come from it, not from the ranges of the top configurations
+    assert any("switching it off" in line for line in summary.answer)
+    assert not any(" is in use:" in line for line in summary.answer)
+    assert "each regulariser of the pick switched off" in output
+    table = analysis.ablation(analysis.study_info(cfg.study.name, uri)).set_index("regulariser")
+    assert list(table.index) == used
+    assert table.loc[switched.key, "verdict"] == switched.verdict
+    assert table.loc[switched.key, "seeds"] == 2
+    # its runs are tagged like the re-runs, and stay out of the choice's table
+    choice = analysis.reruns(cfg.study.name, uri)
+    assert set(choice["trial"]) == {row["trial"] for row in summary.selection}

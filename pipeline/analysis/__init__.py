@@ -22,6 +22,7 @@ from pipeline.analysis._effects import (
     regulariser_effects,
 )
 from pipeline.analysis._frames import (
+    ablation,
     answer,
     curves,
     description,
@@ -52,6 +53,7 @@ __all__ = [
     "curves",
     "description",
     "ensemble_view",
+    "ablation",
     "importances",
     "leaderboard",
     "best_model_uri",

@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from pipeline.names import (
+    ABLATION,
     BASELINE,
     BEST,
     CHOSEN,
@@ -298,6 +299,7 @@ def reruns(study_or_experiment: str, tracking_uri: str | None = None) -> pd.Data
     metric its mean and standard deviation over the seeds (test metrics only for the
     configurations tested). Empty without re-runs."""
     found = _runs_in_role(study_or_experiment, tracking_uri, ROLE_RERUN)
+    found = [r for r in found if ABLATION not in r.data.tags]  # see ablation()
     rows = [
         {
             "trial": int(r.data.tags[RERUN_OF]),
@@ -319,6 +321,26 @@ def reruns(study_or_experiment: str, tracking_uri: str | None = None) -> pd.Data
     table.columns = [f"{m}_{stat}" if stat == "std" else m for m, stat in table.columns]
     table.insert(0, "seeds", grouped["seed"].count())
     return table.reset_index().sort_values(["chosen", "trial"], ascending=[False, True])
+
+
+def ablation(info: dict[str, Any]) -> pd.DataFrame:
+    """The chosen configuration's regularisers switched off one at a time (from the parent
+    run): ``regulariser``, the relative change of the objective on validation and of the test
+    loss (switched off against on, paired seed by seed: mean and standard error), ``seeds`` and
+    the ``verdict``. Empty when the chosen configuration used no searched regulariser."""
+    prefix = f"{ABLATION}."
+    keys = dict.fromkeys(
+        k.removeprefix(prefix).rsplit(".", 1)[0] for k in info["metrics"] if k.startswith(prefix)
+    )
+    rows = []
+    for key in keys:
+        m = {
+            name: info["metrics"].get(f"{prefix}{key}.{name}", float("nan"))
+            for name in ("val_change", "val_change_se", "test_change", "test_change_se", "seeds")
+        }
+        verdict = info["tags"].get(f"{prefix}{key}.verdict", "")
+        rows.append({"regulariser": key, **m, "verdict": verdict})
+    return pd.DataFrame(rows)
 
 
 def peers(info: dict[str, Any]) -> pd.DataFrame:

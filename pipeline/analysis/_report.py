@@ -131,6 +131,7 @@ def study_report(
         page.text("".join(f"<p class='lead'>{html.escape(line)}</p>" for line in said))
     page.text(_headline(board, versus, params, objective, importances))
     _choice_section(page, study, uri)
+    _ablation_section(page, info, objective)
     _comparison_sections(page, info, board, versus, params, objective)
     _curves_section(page, study, uri, versus)
     _seeds_section(page, study, uri, info)
@@ -156,6 +157,21 @@ def _choice_section(page: _Page, study: str, uri: str | None) -> None:
             "each network tested once: mean and standard deviation over the seeds.</p>"
         )
         page.frame("choice", choice)
+
+
+def _ablation_section(page: _Page, info: dict[str, Any], objective: str) -> None:
+    table = analysis.ablation(info)
+    if len(table):
+        page.heading("Each regulariser of the pick switched off")
+        page.text(
+            "<p>The chosen configuration trained again with one regulariser switched off (its "
+            "'off' value), everything else kept, on the same seeds (and folds): the relative "
+            f"change of {objective} on validation and of the test loss, paired seed by seed, "
+            "mean and standard error. A regulariser whose removal makes validation worse by "
+            "more than two standard errors helps; better, hurts; else no effect within "
+            "noise. The answer's words come from this table.</p>"
+        )
+        page.frame("ablation", table)
 
 
 def _comparison_sections(

@@ -43,7 +43,10 @@ def sentences(cfg: SweepConfig, study: optuna.Study, summary: SweepSummary) -> l
     lines = [_chosen(cfg, best, values, summary)]
     if "unregularised" in tests and best.user_attrs.get(BASELINE) != "unregularised":
         lines.append(_against(cfg, tests["best"], tests["unregularised"]))
-    lines += _regularisers(cfg, _top(cfg, study, summary))
+    if summary.ablation:  # measured: each regulariser of the pick switched off
+        lines += [switched.sentence(cfg.objective) for switched in summary.ablation]
+    else:  # read off the top configurations' values
+        lines += _regularisers(cfg, _top(cfg, study, summary))
     lines += _edges(cfg, values)
     if TUNED_ALPHA in summary.peers:
         lines.append(_peer(cfg, tests["best"], summary.peers[TUNED_ALPHA]))

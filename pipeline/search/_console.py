@@ -157,6 +157,8 @@ def print_summary(
         console.print(_selection_table(cfg, summary))
     if summary.test_metrics:
         console.print(_test_table(cfg, summary))
+    if summary.ablation:
+        console.print(_ablation_table(cfg, summary))
     for line in summary.answer:
         console.print(line, highlight=False)
 
@@ -212,6 +214,30 @@ def _test_table(cfg: SweepConfig, summary: SweepSummary) -> Table:
         table.add_row(*row)
     for name, m in summary.peers.items():  # a reference, not a trial of the study
         table.add_row(LABELS[name], "-", *(cell(m, k) for k in keys), style="dim")
+    return table
+
+
+def _ablation_table(cfg: SweepConfig, summary: SweepSummary) -> Table:
+    """Each regulariser of the pick switched off: the paired changes and the verdict."""
+    table = Table(title="each regulariser of the pick switched off (paired over seeds)")
+    for column in ("regulariser", "chosen", "off", f"{cfg.objective} change", "test_loss change"):
+        table.add_column(column, justify="right")
+    table.add_column("verdict")
+    for switched in summary.ablation:
+        row = switched.row(cfg.objective)
+
+        def change(key: str, row: dict[str, Any] = row) -> str:
+            se = row[f"{key} se"]
+            return f"{row[key]:+.1%}" + (f" ± {se:.1%}" if math.isfinite(se) else "")
+
+        table.add_row(
+            switched.key,
+            _fmt(switched.value),
+            _fmt(switched.off),
+            change(f"{cfg.objective} change"),
+            change("test_loss change"),
+            switched.verdict,
+        )
     return table
 
 

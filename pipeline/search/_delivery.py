@@ -34,8 +34,9 @@ HOW = {
 def epochs_of(model: MLP) -> int:
     """The epochs that made ``model`` what it is: its best epoch when early stopping
     restored it, else every epoch it ran (``max_epochs`` for a network saved without them)."""
-    if model.patience and getattr(model, "best_epoch_", None) is not None:
-        return int(model.best_epoch_)
+    best = getattr(model, "best_epoch_", None)
+    if model.patience and best is not None:
+        return int(best)
     return int(getattr(model, "stopped_epoch_", None) or model.max_epochs)
 
 

@@ -33,6 +33,7 @@ from pipeline.results import SweepSummary, WorkerReport
 from pipeline.search import _answer as answer
 from pipeline.search import _dask as dask_tasks
 from pipeline.search import _study as st
+from pipeline.search._ablation import ablation
 from pipeline.search._console import print_summary
 from pipeline.search._evaluation import evaluate_on_test
 from pipeline.search._figures import log_end_figures
@@ -359,6 +360,7 @@ def _evaluate(
         summary.best = evaluation.chosen
         summary.reruns, summary.selection = evaluation.reruns, evaluation.selection
         summary.delivered = evaluation.delivered
+        summary.ablation = ablation(cfg, evaluation, dataset)
         if "best" in summary.test_metrics:  # the same hidden sizes as the chosen network
             hidden = summary.test_metrics["best"]["model"].hidden
             summary.peers = peer_results(

@@ -22,6 +22,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_I
 from pipeline.config import SweepConfig, mask_credentials
 from pipeline.core import Dataset
 from pipeline.names import (
+    ABLATION,
     BASELINE,
     BEST,
     BEST_RUN_ID,
@@ -217,7 +218,7 @@ class StudyTracker:
         metrics for the chosen configuration and the baselines only."""
         chosen = summary.best.number if summary.best is not None else None
         baselines = {row["trial"]: row["baseline"] for row in summary.selection}
-        if summary.reruns:  # a sweep run again after its budget re-runs them: replace, not add
+        if summary.reruns or summary.ablation:  # a sweep ended again: replace, not add
             earlier = self.client.search_runs(
                 [self.experiment_id],
                 filter_string=f"tags.`{ROLE}` = '{ROLE_RERUN}'",
@@ -225,36 +226,40 @@ class StudyTracker:
             )
             for run in earlier:
                 self.client.delete_run(run.info.run_id)
-        now = now_ms()
         for rerun in summary.reruns:
-            tags = {
-                **self.source,
-                MLFLOW_PARENT_RUN_ID: self.run_id,
-                ROLE: ROLE_RERUN,
-                STUDY: summary.study_name,
-                RERUN_OF: str(rerun.trial),
-                RERUN_SEED: str(rerun.seed),
-                STATE: FAILED if rerun.reason else COMPLETE,
-            }
-            if baselines.get(rerun.trial):
-                tags[BASELINE] = baselines[rerun.trial]
+            tags = {BASELINE: baselines.get(rerun.trial, "")}
             if rerun.trial == chosen:
                 tags[CHOSEN] = "true"
-            if rerun.reason:
-                tags[FAIL_REASON] = rerun.reason
-            run = self.client.create_run(
-                self.experiment_id,
-                run_name=f"trial-{rerun.trial:04d}-seed-{rerun.seed}",
-                tags=tags,
-            )
-            values = rerun.metrics | rerun.test
-            self.client.log_batch(
-                run.info.run_id,
-                metrics=[Metric(k, float(v), now, 0) for k, v in values.items() if np.isfinite(v)],
-                params=params_of(rerun.hyperparameters),
-            )
-            status = RUN_STATUS[FAILED if rerun.reason else COMPLETE]
-            self.client.set_terminated(run.info.run_id, status=status)
+            self._log_rerun(summary, rerun, tags, f"trial-{rerun.trial:04d}-seed-{rerun.seed}")
+        for switched in summary.ablation:  # the chosen configuration, one regulariser off
+            for rerun in switched.runs:
+                name = f"trial-{rerun.trial:04d}-seed-{rerun.seed}-no-{switched.key}"
+                self._log_rerun(summary, rerun, {ABLATION: switched.key}, name)
+
+    def _log_rerun(
+        self, summary: SweepSummary, rerun: Any, tags: dict[str, str], name: str
+    ) -> None:
+        tags = {
+            **self.source,
+            MLFLOW_PARENT_RUN_ID: self.run_id,
+            ROLE: ROLE_RERUN,
+            STUDY: summary.study_name,
+            RERUN_OF: str(rerun.trial),
+            RERUN_SEED: str(rerun.seed),
+            STATE: FAILED if rerun.reason else COMPLETE,
+            **{k: v for k, v in tags.items() if v},
+        }
+        if rerun.reason:
+            tags[FAIL_REASON] = rerun.reason
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        values = rerun.metrics | rerun.test
+        self.client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, float(v), now_ms(), 0) for k, v in values.items() if np.isfinite(v)],
+            params=params_of(rerun.hyperparameters),
+        )
+        status = RUN_STATUS[FAILED if rerun.reason else COMPLETE]
+        self.client.set_terminated(run.info.run_id, status=status)
 
     def fail_trial_run(self, number: int, reason: str) -> None:
         """End the child run of a trial that an error stopped, FAILED with the error."""
@@ -299,6 +304,15 @@ class StudyTracker:
                 if k.startswith("test_") or k == "epochs"
             }
             tags["delivered.how"] = delivered["how"]
+        for switched in summary.ablation:  # the answer, measured: a table in metrics and tags
+            row = switched.row(self.objective)
+            prefix = f"{ABLATION}.{switched.key}"
+            metrics[f"{prefix}.val_change"] = row[f"{self.objective} change"]
+            metrics[f"{prefix}.val_change_se"] = row[f"{self.objective} change se"]
+            metrics[f"{prefix}.test_change"] = row["test_loss change"]
+            metrics[f"{prefix}.test_change_se"] = row["test_loss change se"]
+            metrics[f"{prefix}.seeds"] = row["seeds"]
+            tags[f"{prefix}.verdict"] = switched.verdict
         if delivered and dataset.scaling is not None:
             from pipeline.tracking._model import log_network_model
 
