@@ -76,6 +76,8 @@ class SweepSummary:
     delivered: dict[str, Any] = field(default_factory=dict)
     # each regulariser of the chosen configuration switched off (pipeline.search._ablation)
     ablation: list[Any] = field(default_factory=list)
+    # where the end of the sweep spent its time: re-runs, choice, refit and test; ablation; peer
+    end_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def parallel_overhead(self) -> float:

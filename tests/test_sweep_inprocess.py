@@ -586,6 +586,9 @@ def test_the_answer_switches_each_regulariser_of_the_pick_off_and_measures_the_c
     assert any("switching it off" in line for line in summary.answer)
     assert not any(" is in use:" in line for line in summary.answer)
     assert "each regulariser of the pick switched off" in output
+    # and the end says where its time went
+    assert set(summary.end_seconds) == {"choice and test", "ablation", "peer"}
+    assert "; the end: choice and test " in output
     table = analysis.ablation(analysis.study_info(cfg.study.name, uri)).set_index("regulariser")
     assert list(table.index) == used
     assert table.loc[switched.key, "verdict"] == switched.verdict

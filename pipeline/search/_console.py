@@ -111,6 +111,11 @@ def print_summary(
         f"training {summary.compute_seconds:.1f} s and MLflow logging "
         f"{summary.tracking_seconds:.1f} s in {summary.worker_seconds:.1f} s of "
         f"{summary.n_jobs} worker(s)"
+        + (
+            "; the end: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.end_seconds.items())
+            if summary.end_seconds
+            else ""
+        )
     )
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     reasons = Counter(

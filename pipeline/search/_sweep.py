@@ -355,12 +355,17 @@ def _evaluate(
     """The end of a sweep that ran to its end: the choice, the test figures, the peer and the
     answer in words, into ``summary``."""
     if not summary.interrupted and not summary.errors:
+        clock = time.perf_counter()
         evaluation = evaluate_on_test(cfg, study, dataset, models_dir)
         summary.test_metrics = evaluation.tests
         summary.best = evaluation.chosen
         summary.reruns, summary.selection = evaluation.reruns, evaluation.selection
         summary.delivered = evaluation.delivered
+        summary.end_seconds["choice and test"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         summary.ablation = ablation(cfg, evaluation, dataset)
+        summary.end_seconds["ablation"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         if "best" in summary.test_metrics:  # the same hidden sizes as the chosen network
             hidden = summary.test_metrics["best"]["model"].hidden
             summary.peers = peer_results(
@@ -371,4 +376,5 @@ def _evaluate(
                 cfg.study.n_jobs,
                 cfg.study.folds,
             )
+        summary.end_seconds["peer"] = time.perf_counter() - clock
         summary.answer = answer.sentences(cfg, study, summary)

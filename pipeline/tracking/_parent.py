@@ -357,7 +357,10 @@ class StudyTracker:
             "workers_time": summary.parallel_seconds,  # the workers' phase, wall
             "tracking_time": summary.tracking_seconds,  # MLflow logging inside the workers
             "setup_time": summary.setup_seconds,  # up to the workers' phase
-            "evaluation_time": summary.evaluation_seconds,  # re-runs, test, peer
+            "evaluation_time": summary.evaluation_seconds,  # re-runs, test, ablation, peer
+            **{  # its parts: "choice and test" -> evaluation_time.choice_and_test
+                f"evaluation_time.{k.replace(' ', '_')}": v for k, v in summary.end_seconds.items()
+            },
             "n_jobs": summary.n_jobs,
         }
         if summary.best is not None:
