@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_sweep(subcommands)
     _add_check(subcommands)
+    _add_init(subcommands)
     _add_studies(subcommands)
     _add_ui(subcommands)
     _add_dashboard(subcommands)
@@ -98,6 +99,25 @@ def _add_check(subcommands: Any) -> None:
     )
     check.add_argument("--no-tracking", action="store_true", help="as for sweep")
     check.set_defaults(run=commands.check)
+
+
+def _add_init(subcommands: Any) -> None:
+    init = subcommands.add_parser(
+        "init",
+        help="write a sweep file for your data: a CSV or a bundled data set",
+        description="Write a sweep file with the new-data template (5-fold cross-validation, "
+        "the chapter's regularisers and the learning rate searched, re-runs over 3 seeds, the "
+        "pick refitted on all non-test data) for a CSV file or a bundled data set, checked "
+        "as a sweep file first. Nothing is written on an error (exit status 2).",
+    )
+    init.add_argument("data", help="a CSV file's path, or a bundled set: digits, wine, ...")
+    init.add_argument("--target", help="the CSV's target column")
+    init.add_argument(
+        "--task", choices=("classification", "regression"), help="what the CSV's target is"
+    )
+    init.add_argument("--out", help="the sweep file to write (default sweeps/<data>.toml)")
+    init.add_argument("--force", action="store_true", help="replace --out when it exists")
+    init.set_defaults(run=commands.init)
 
 
 def _add_studies(subcommands: Any) -> None:

@@ -231,6 +231,37 @@ def worker(args: argparse.Namespace) -> int:
     return 0  # not reached: the process has become the worker
 
 
+def init(args: argparse.Namespace) -> int:
+    """Write a sweep file for a CSV or a bundled data set, checked as a sweep file first;
+    nothing is written when the data or the file would be wrong."""
+    import tempfile
+    from pathlib import Path
+
+    from pipeline.config import ConfigError, load_sweep, study_name, sweep_text
+
+    out = Path(args.out or f"sweeps/{study_name(args.data).removesuffix('-regularisation')}.toml")
+    if out.exists() and not args.force:
+        print(
+            f"error: init: {out} exists: --force replaces it, --out names another", file=sys.stderr
+        )
+        return 2
+    try:
+        text = sweep_text(args.data, args.target, args.task, str(out))
+        with tempfile.TemporaryDirectory() as tmp:  # checked as `sweep` would, before writing
+            (Path(tmp) / out.name).write_text(text)
+            load_sweep(Path(tmp) / out.name)
+    except ValueError as err:
+        print(f"error: init: {err}", file=sys.stderr)
+        return 2
+    except ConfigError as err:  # a bug of the template: say it as sweep would
+        print(err, file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}; next: python -m pipeline check {out}, then python -m pipeline sweep {out}")
+    return 0
+
+
 def dashboard(args: argparse.Namespace) -> int:
     """optuna-dashboard over the study storage, read-only, on localhost, until Ctrl-C."""
     from pathlib import Path

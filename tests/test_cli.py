@@ -144,3 +144,50 @@ def test_verbose_lets_the_libraries_speak():
 
     assert "A new study created" in said("-v")  # Optuna's own log line
     assert "A new study created" not in said()
+
+
+def test_init_writes_a_checked_sweep_file_for_a_csv_and_refuses_bad_input(tmp_path):
+    """``init`` for a user's CSV: a sweep file that `check` accepts, with the data section
+    filled in; bad input is one line, exit status 2, and nothing is written."""
+    import pandas as pd
+    from e2e import cli_in_process
+
+    from pipeline.config import load_sweep
+
+    frame = pd.DataFrame({"a": range(60), "b": [v % 7 for v in range(60)]})
+    frame["kind"] = ["x" if v % 2 else "y" for v in range(60)]
+    frame.to_csv(tmp_path / "my data.csv", index=False)
+    done = cli_in_process(
+        tmp_path, "init", "my data.csv", "--target", "kind", "--task", "classification"
+    )
+    assert done.returncode == 0, done.stderr
+    written = tmp_path / "sweeps" / "my-data.toml"
+    cfg = load_sweep(written)
+    assert cfg.data.name == "csv" and cfg.study.metric == "val_accuracy"
+    assert cfg.study.deliver == "refit" and cfg.study.folds == 5
+    assert cli_in_process(tmp_path, "check", str(written)).returncode == 0
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for args, says in (
+        (
+            ("my data.csv", "--target", "nope", "--task", "classification", "--out", "n.toml"),
+            "no target column 'nope'; columns are ['a', 'b', 'kind']",
+        ),
+        (("my data.csv", "--target", "kind", "--out", "n.toml"), "needs --task"),
+        (("nothing", "--out", "n.toml"), "not a CSV file nor a bundled data set (sine, digits"),
+        (("my data.csv", "--target", "kind", "--task", "classification"), "exists: --force"),
+    ):
+        refused = cli_in_process(tmp_path, "init", *args)
+        assert refused.returncode == 2 and says in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_init_for_a_bundled_set_selects_on_its_own_metric(tmp_path):
+    from e2e import cli_in_process
+
+    from pipeline.config import load_sweep
+
+    assert cli_in_process(tmp_path, "init", "diabetes", "--out", "d.toml").returncode == 0
+    cfg = load_sweep(tmp_path / "d.toml")
+    assert cfg.data.name == "diabetes" and cfg.study.metric == "val_loss"
+    assert cfg.study.name == "diabetes-regularisation"

@@ -31,6 +31,7 @@ from pipeline.config._sweep_file import (
     in_sweep_terms,
     trial_values,
 )
+from pipeline.config._template import study_name, sweep_text
 from pipeline.config._values import (
     ARCHITECTURE_KEYS,
     MLP_DEFAULTS,
@@ -61,6 +62,8 @@ __all__ = [
     "grpc_address",
     "in_sweep_terms",
     "load_sweep",
+    "study_name",
+    "sweep_text",
     "mask_credentials",
     "missing_extra",
     "open_journal",

@@ -60,7 +60,7 @@ class Switched:
         change, se = _mean(self.val_changes), _se(self.val_changes)
         quantity = objective.removeprefix("final_").replace("_", " ")
         verb = "raises" if change > 0 else "lowers"
-        spread = f" ± {se:.0%}" if math.isfinite(se) else ""
+        spread = f" ± {se:.1%}" if math.isfinite(se) else ""
         verdict = (
             "one seed, no spread: set [study] repeats for a verdict"
             if self.verdict == ONE_SEED
@@ -68,7 +68,7 @@ class Switched:
         )
         return (
             f"{name} {self.key} {_short(self.value)}: switching it off ({self.key} "
-            f"{_short(self.off)}) {verb} {quantity} by {abs(change):.0%}{spread} "
+            f"{_short(self.off)}) {verb} {quantity} by {abs(change):.1%}{spread} "
             f"({len(self.seeds)} seed(s) paired; {verdict})."
         )
 
