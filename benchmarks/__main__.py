@@ -1,7 +1,8 @@
-"""``python -m benchmarks [speed|cluster|quality|pruners|samplers]``: speed (the default) runs
-the machinery's ratios, the MLflow UI's and the cluster's; cluster only the cluster's; quality
-the answer on every shipped sweep with 3 sweep seeds (about 11 minutes on 2 cores); pruners the
-Wilcoxon pruner, samplers the Gaussian-process sampler, against the shipped ones."""
+"""``python -m benchmarks [speed|cluster|quality|newdata|pruners|samplers]``: speed (the
+default) runs the machinery's ratios, the MLflow UI's and the cluster's; cluster only the
+cluster's; quality the answer on every shipped sweep and on data sets no sweep was written for
+(init's template), 3 sweep seeds each (newdata: those alone); pruners the Wilcoxon pruner,
+samplers the Gaussian-process sampler, against the shipped ones."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def main() -> None:
     parser.add_argument(
         "part",
         nargs="?",
-        choices=("speed", "cluster", "quality", "pruners", "samplers"),
+        choices=("speed", "cluster", "quality", "newdata", "pruners", "samplers"),
         default="speed",
     )
     part = parser.parse_args().part
@@ -24,6 +25,11 @@ def main() -> None:
         from benchmarks import quality
 
         quality.main()
+        return
+    if part == "newdata":  # the second half of quality alone
+        from benchmarks import quality
+
+        quality.main(names=())
         return
     if part in ("pruners", "samplers"):
         from benchmarks import alternatives

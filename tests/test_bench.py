@@ -50,3 +50,20 @@ def test_the_storage_load_runs_synthetic_trials_through_a_journal_proxy(tmp_path
     added = trials[5:]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in added)
     assert all(len(t.intermediate_values) == REPORTS and t.params for t in added)
+
+
+def test_the_quality_benchmark_sweeps_new_data_of_many_kinds_with_inits_template(tmp_path):
+    from benchmarks.datasets import new_data_sweeps
+    from pipeline.config import load_sweep
+    from pipeline.core import load
+
+    sweeps = new_data_sweeps(tmp_path)
+    assert len(sweeps) >= 8
+    tasks = []
+    for path in sweeps.values():
+        cfg = load_sweep(path)
+        options = cfg.data.model_dump(exclude={"name"})
+        d = load(cfg.data.name, **{k: v for k, v in options.items() if v is not None})
+        tasks.append(d.task)
+        assert cfg.study.deliver == "refit" and cfg.study.folds == 5  # the template as written
+    assert {"classification", "regression"} <= set(tasks)
