@@ -596,3 +596,27 @@ def test_the_answer_switches_each_regulariser_of_the_pick_off_and_measures_the_c
     # its runs are tagged like the re-runs, and stay out of the choice's table
     choice = analysis.reruns(cfg.study.name, uri)
     assert set(choice["trial"]) == {row["trial"] for row in summary.selection}
+
+
+def test_the_delivered_model_is_registered_under_the_name_the_sweep_file_gives(tmp_path):
+    from pipeline.names import MODEL_URI
+
+    cfg, uri, summary, _ = _sweep(
+        tmp_path, "study.n_trials=3", "fixed.max_epochs=20", "tracking.register_as=sine-net"
+    )
+    client = MlflowClient(uri)
+    (version,) = client.search_model_versions("name = 'sine-net'")
+    parent = client.get_run(summary.parent_run_id)
+    assert version.source == parent.data.tags[MODEL_URI]  # the delivered model
+    assert version.run_id == summary.parent_run_id
+
+
+def test_a_bad_model_name_to_register_is_one_line_and_nothing_is_written(tmp_path):
+    from e2e import cli_in_process
+
+    done = cli_in_process(
+        tmp_path, "sweep", str(SMOKE), "--set", 'tracking.register_as="my model!"'
+    )
+    assert done.returncode == 2
+    assert "tracking.register_as = 'my model!': a model name must start with" in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -175,10 +175,24 @@ class TrackingSection(StrictModel):
     curve_points: Annotated[int, Field(ge=0)] = 100
     """Per-epoch values logged as MLflow metrics, at most this many per curve (0: every
     epoch); `history.csv` keeps them all."""
+    register_as: str | None = None
+    """Register the delivered model in MLflow's model registry under this name (a new version
+    each time the sweep ends): letters, digits, '_', '.' and '-', starting with a letter or
+    digit, at most 100 characters."""
     system_metrics: bool = False
     """Sample this machine's CPU, memory, disk and network every 2 s while the sweep runs,
     onto the parent run's System metrics tab (MLflow's monitor; the trials share the machine,
     so they are measured together, not one by one)."""
+
+    @field_validator("register_as")
+    @classmethod
+    def _registered_name(cls, name: str | None) -> str | None:
+        if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
+            raise ValueError(
+                "a model name must start with a letter or digit and hold only letters, "
+                "digits, '_', '.' and '-' (at most 100 characters)"
+            )
+        return name
 
 
 class SweepConfig(StrictModel):

@@ -333,7 +333,7 @@ def _track_end(
     runs = tracker.trial_runs()  # trial number -> run id: one search of the store for the end
     best_run = runs.get(summary.best.number) if summary.best else None
     note = answer.study_note(summary, tracker.experiment_id, best_run, cfg.objective)
-    tracker.finish(study, summary, note, runs, dataset)
+    tracker.finish(study, summary, note, runs, dataset, cfg.tracking.register_as)
     first = splits_of(dataset, cfg.study.folds, cfg.study.seed)[0]
     log_end_figures(tracker, study, summary, first, url, cfg.study.n_jobs, runs)
     tracker.end(summary, time.perf_counter() - started)
