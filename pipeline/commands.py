@@ -285,7 +285,10 @@ def dashboard(args: argparse.Namespace) -> int:
         "(read-only: safe during a sweep), Ctrl-C stops it",
         flush=True,
     )
-    serve_dashboard(url, args.port)
+    from pipeline.interrupts import TerminateAsInterrupt
+
+    with TerminateAsInterrupt():  # SIGTERM stops it as Ctrl-C does: a clean stop, status 0
+        serve_dashboard(url, args.port)
     return 0
 
 

@@ -1,6 +1,7 @@
 """``python -m pipeline dashboard``: optuna-dashboard over the study storage, read-only, opened
 beside a running sweep, which it neither disturbs nor writes to."""
 
+import contextlib
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import urllib.request
 
 import optuna
 import pytest
-from e2e import env, free_ports, start_sweep, study, wait_for
+from e2e import env, free_ports, long_sweep, start_sweep, study, wait_for
 
 from pipeline.search import ReadOnlyStorage
 
@@ -72,22 +73,25 @@ def _send(base: str, method: str, path: str, body: dict | None = None) -> int:
 
 @pytest.mark.slow
 def test_the_dashboard_follows_a_running_sweep_without_disturbing_it(tmp_path):
-    n_trials = 12
-    sweep = start_sweep(
-        tmp_path, "--set", f"study.n_trials={n_trials}", "--set", "fixed.max_epochs=1500"
-    )
+    n_trials = 8  # of some seconds each (no early stopping, no pruning): the dashboard,
+    # started once the journal exists, sees most of them come in
+    long = long_sweep(tmp_path, max_epochs=15_000, n_trials=n_trials)
+    sweep = start_sweep(tmp_path, sweep_file=long)
     journal = tmp_path / "mlruns" / "optuna.journal"
     wait_for(journal.exists, timeout=120, what="the sweep's journal")
     (port,) = free_ports(1)
     base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "dashboard.log"  # a file: its request log never blocks it
     dashboard = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "dashboard", "--port", str(port)],
         cwd=tmp_path,
         env=env(),
-        stdout=subprocess.PIPE,
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
-        text=True,
         start_new_session=True,
+        # Ctrl-C as a terminal sends it, even when the tests run in the background (a shell
+        # then starts them with SIGINT ignored, and children inherit that)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
 
@@ -96,7 +100,7 @@ def test_the_dashboard_follows_a_running_sweep_without_disturbing_it(tmp_path):
                 found = _get(base, "/api/studies")["study_summaries"]
             except OSError:
                 return None
-            return next((s for s in found if s["study_name"] == "smoke"), None)
+            return next((s for s in found if s["study_name"] == "long"), None)
 
         summary = wait_for(smoke_study, timeout=120, what="the dashboard to list the study")
         study_id = summary["study_id"]
@@ -118,12 +122,19 @@ def test_the_dashboard_follows_a_running_sweep_without_disturbing_it(tmp_path):
         detail = _get(base, f"/api/studies/{study_id}")
     finally:
         os.killpg(dashboard.pid, signal.SIGINT)
-        dashboard.wait(timeout=30)
+        try:
+            status = dashboard.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"Ctrl-C did not stop the dashboard:\n{log.read_text()}") from None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(dashboard.pid, signal.SIGKILL)
     output = sweep.stdout.read()
     assert sweep.returncode == 0, output
     assert len(set(seen)) > 1, seen  # it followed the sweep as the trials came in
-    s = study(tmp_path)
+    s = study(tmp_path, "long")
     assert len(s.trials) == n_trials and all(t.state.is_finished() for t in s.trials)
     assert len(detail["trials"]) == n_trials
     assert detail["best_trials"][0]["number"] == s.best_trial.number
-    assert "optuna-dashboard on http://127.0.0.1" in dashboard.stdout.read()
+    assert "optuna-dashboard on http://127.0.0.1" in log.read_text()
+    assert status == 0  # Ctrl-C: the server's clean stop

@@ -56,7 +56,8 @@ def test_a_sweep_through_the_head_services_lands_there_and_ctrl_c_stops_them_all
         found = mlflow_client.search_runs([experiment], max_results=100)
         roles = [r.data.tags.get("pipeline.role") for r in found]
         assert roles.count("study") == 1 and roles.count("trial") == 8
-        complete = [r for r in found if r.data.tags.get("state") == "complete"]
+        trials = [r for r in found if r.data.tags.get("pipeline.role") == "trial"]
+        complete = [r for r in trials if r.data.tags.get("state") == "complete"]
         assert complete
         for run in complete:  # uploaded over HTTP into the head's artifact folder
             files = {a.path for a in mlflow_client.list_artifacts(run.info.run_id)}

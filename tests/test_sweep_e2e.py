@@ -129,11 +129,11 @@ def test_parent_run_holds_config_summary_plots_table_and_best_model(smoke):
     plots = {a.path for a in c.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/optimization_history.png" in plots
     assert "plots/contour_keep_prob_weight_decay.png" in plots
-    # the best model loads back and predicts what its trial measured on validation
+    # the delivered model loads back and gives the test loss the parent run reports for it
     model = load_best_model("smoke", uri_of(folder))
     d = load("sine", seed=1)
-    val_mse = float(np.mean((model.predict(d.X_val) - d.y_val[:, 0]) ** 2))
-    assert val_mse == pytest.approx(s.best_value, rel=1e-9)
+    test_mse = float(np.mean((model.predict(d.X_test) - d.y_test[:, 0]) ** 2))
+    assert test_mse == pytest.approx(parent.data.metrics["delivered.test_loss"], rel=1e-9)
 
 
 def test_test_split_is_reported_apart_for_best_and_baselines(smoke):

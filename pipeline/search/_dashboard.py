@@ -82,7 +82,28 @@ def read_only_storage(url: str) -> ReadOnlyStorage:
 
 
 def serve_dashboard(url: str, port: int, host: str = "127.0.0.1") -> None:
-    """optuna-dashboard over the storage at ``url`` on ``host:port``, until Ctrl-C."""
+    """optuna-dashboard over the storage at ``url`` on ``host:port``, until Ctrl-C or SIGTERM.
+
+    Served from a thread while the main thread waits: Python's WSGI server catches every
+    exception of a request, so a Ctrl-C that lands while a request is answered would be lost
+    if the main thread served."""
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
     import optuna_dashboard
 
-    optuna_dashboard.run_server(read_only_storage(url), host=host, port=port)
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # no line per request
+            pass
+
+    app = optuna_dashboard.wsgi(read_only_storage(url))
+    server = make_server(host, port, app, handler_class=QuietHandler)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        serving.join()
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM, which the command takes as Ctrl-C)
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
