@@ -72,3 +72,17 @@ def test_the_default_size_row_is_left_out_when_the_study_uses_that_size():
     rows = peer_results(d, (100,), "val_accuracy", seed=0)
     assert set(rows) == {DEFAULT, TUNED_ALPHA}
     assert 0 <= rows[TUNED_ALPHA]["final_val_accuracy"] <= 1
+
+
+def test_for_a_study_that_delivers_its_trials_network_the_peer_trains_on_the_training_split():
+    """deliver = "trial": the study's model saw the training split only, and so does the
+    peer's (alpha still chosen on the validation split)."""
+    d = load("sine", seed=1)
+    rows = peer_results(d, (16,), "val_loss", seed=3, refit=False)
+    row = rows[TUNED_ALPHA]
+    alone = MLPRegressor(hidden_layer_sizes=(16,), alpha=row["alpha"], random_state=3)
+    _quietly(alone.fit, d.X_train, d.y_train[:, 0])
+    expected = mean_squared_error(d.y_test[:, 0], alone.predict(d.X_test))
+    assert row["test_loss"] == pytest.approx(expected, rel=1e-12)
+    refitted = peer_results(d, (16,), "val_loss", seed=3)[TUNED_ALPHA]
+    assert refitted["alpha"] == row["alpha"] and refitted["test_loss"] != row["test_loss"]

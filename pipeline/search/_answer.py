@@ -48,8 +48,8 @@ def sentences(cfg: SweepConfig, study: optuna.Study, summary: SweepSummary) -> l
     else:  # read off the top configurations' values
         lines += _regularisers(cfg, _top(cfg, study, summary))
     lines += _edges(cfg, values)
-    if TUNED_ALPHA in summary.peers:
-        lines.append(_peer(cfg, tests["best"], summary.peers[TUNED_ALPHA]))
+    if TUNED_ALPHA in summary.peers:  # the model delivered, trained on what the peer is
+        lines.append(_peer(cfg, summary.delivered or tests["best"], summary.peers[TUNED_ALPHA]))
     if summary.delivered:
         lines.append(_delivered(summary.delivered))
     return [line for line in lines if line]
@@ -216,7 +216,7 @@ def _peer(cfg: SweepConfig, pick: dict[str, Any], peer: dict[str, Any]) -> str:
     same = math.isclose(pick[key], peer[key], rel_tol=1e-9)
     verdict = "matches" if same else "beats" if better else "loses to"
     return (
-        f"The pick {verdict} scikit-learn's MLP with alpha chosen by GridSearchCV "
+        f"The delivered model {verdict} scikit-learn's MLP with alpha chosen by GridSearchCV "
         f"({key} {short(float(pick[key]))} against {short(float(peer[key]))})."
     )
 

@@ -4,7 +4,8 @@ the study's own validation data and tested once.
 
 Every row is a ``GridSearchCV`` over ``alpha`` (scikit-learn's L2 strength) whose ``cv`` is the
 study's folds (without folds: its one training / validation split), scored by the study's
-metric, then refitted on training + validation, as ``GridSearchCV`` does by default:
+metric, then refitted on training + validation, as ``GridSearchCV`` does by default (or,
+for a study that delivers its trial's own network, fitted on the training split alone):
 
 - ``peer-sklearn-defaults``: scikit-learn's MLP as it comes, one hidden layer of 100 units and
   ``alpha`` 1e-4 (a grid of one);
@@ -54,8 +55,11 @@ def _search(
     seed: int,
     n_jobs: int,
     folds: int | None,
+    refit: bool,
 ) -> dict[str, float]:
-    """One row: the grid search over ``alphas``, refitted on training + validation, tested."""
+    """One row: the grid search over ``alphas``, refitted on training + validation (``refit``)
+    or fitted on the training split alone, tested."""
+    from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV
     from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -81,7 +85,13 @@ def _search(
     for name in _scoring(d.task):
         mean = float(search.cv_results_[f"mean_test_{name}"][best])
         row[f"final_val_{name}"] = -mean if name == "loss" else mean
-    tested = _metrics(search.best_estimator_, d.X_test, d.y_test, d.task)
+    model = search.best_estimator_
+    if not refit:  # as the study delivers: the training split only
+        y_train = d.y_train[:, 0] if y.ndim == 1 and d.y_train.ndim == 2 else d.y_train
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = clone(model).fit(d.X_train, y_train)
+    tested = _metrics(model, d.X_test, d.y_test, d.task)
     return row | {f"test_{k}": v for k, v in tested.items()}
 
 
@@ -105,10 +115,13 @@ def peer_results(
     seed: int = 0,
     n_jobs: int = 1,
     folds: int | None = None,
+    refit: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Row name -> ``alpha``, ``final_val_loss`` (and ``final_val_accuracy``), ``test_loss``
     (and ``test_accuracy``) for each row of the module's docstring, ``alpha`` chosen by
-    ``metric`` (the study's) on the study's folds (or its one split)."""
+    ``metric`` (the study's) on the study's folds (or its one split). ``refit``: fitted again
+    on training + validation, as the study delivers with ``deliver = "refit"``; else on the
+    training split, as with ``deliver = "trial"``."""
     # GridSearchCV runs its fits with joblib: local processes, or the cluster's within
     # _dask.end_on
     rows = {
@@ -119,6 +132,6 @@ def peer_results(
     if tuple(hidden) == DEFAULT_HIDDEN:
         del rows[TUNED_DEFAULT_SIZE]
     return {
-        name: _search(d, sizes, alphas, metric, seed, n_jobs, folds)
+        name: _search(d, sizes, alphas, metric, seed, n_jobs, folds, refit)
         for name, (sizes, alphas) in rows.items()
     }

@@ -375,6 +375,7 @@ def _evaluate(
                 cfg.study.seed,
                 cfg.study.n_jobs,
                 cfg.study.folds,
+                refit=cfg.study.deliver == "refit",  # trained on what the study's model is
             )
         summary.end_seconds["peer"] = time.perf_counter() - clock
         summary.answer = answer.sentences(cfg, study, summary)
