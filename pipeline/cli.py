@@ -32,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_head(subcommands)
     _add_worker(subcommands)
     _add_proxy(subcommands)
+    for name in JOINERS:
+        subcommands.choices[name].add_argument(
+            "--credentials",
+            metavar="FILE",
+            help="a secure cluster's bundle, written by `head --secure` (also "
+            "$REGSWEEP_CREDENTIALS): its scheduler, storage and tracking server are the "
+            "defaults, reached over TLS with its certificate and login",
+        )
     for command in subcommands.choices.values():  # every subcommand takes them
         loudness = command.add_mutually_exclusive_group()
         loudness.add_argument(
@@ -41,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
             "-q", "--quiet", action="store_true", help="errors only (the exit status says it)"
         )
     return parser
+
+
+JOINERS = ("sweep", "check", "studies", "dashboard", "report", "figures", "worker")
 
 
 def _add_sweep(subcommands: Any) -> None:
@@ -75,7 +86,7 @@ def _add_sweep(subcommands: Any) -> None:
     sweep.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     sweep.add_argument(
         "--cluster",
-        metavar="tcp://HOST:PORT",
+        metavar="tcp://HOST:PORT|tls://HOST:PORT",
         help="run the trials on the workers of this Dask scheduler (also [study] cluster and "
         "$DASK_SCHEDULER_ADDRESS); the storage and the tracking store must then be servers "
         "every machine reaches, e.g. those of `head`",
@@ -199,9 +210,27 @@ def _add_head(subcommands: Any) -> None:
         description="Start, as child processes, the Dask scheduler, Optuna's gRPC storage "
         "proxy over one storage and an MLflow tracking server with artifact proxying; print the "
         "lines to run elsewhere; stop them all on Ctrl-C. Every service binds to 127.0.0.1 "
-        "unless --host says otherwise (with a warning). Exit status 2 when a port is in use.",
+        "unless --host says otherwise. Beyond loopback the services are secure (TLS with client "
+        "certificates for Dask and the storage proxy, HTTPS and a login for MLflow) and "
+        "credentials.json in --dir is the bundle that joins them; --insecure turns that off, "
+        "--secure turns it on for loopback. Exit status 2 when a port is in use.",
     )
     head.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    security = head.add_mutually_exclusive_group()
+    security.add_argument(
+        "--secure", action="store_true", help="TLS and logins on loopback too (for a trial run)"
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        help="beyond loopback, no TLS and no login: anyone who reaches the machine can run code "
+        "on the workers and read or change every study and run",
+    )
+    head.add_argument(
+        "--tls-dir",
+        help="the secrets' folder: a certificate authority there (ca.pem, ca-key.pem) is used, "
+        "else one is created (default: tls in --dir)",
+    )
     head.add_argument("--scheduler-port", type=int, default=8786, help="Dask (default 8786)")
     head.add_argument(
         "--storage-port", type=int, default=13000, help="storage proxy (default 13000)"
@@ -227,7 +256,11 @@ def _add_worker(subcommands: Any) -> None:
         "under Dask's defaults they take the GIL from the trials often enough to slow their "
         "training by about 15%. Options after the address go to `dask worker` unchanged.",
     )
-    worker.add_argument("scheduler", help="the scheduler's address, e.g. tcp://HOST:8786")
+    worker.add_argument(
+        "scheduler",
+        nargs="?",
+        help="the scheduler's address, e.g. tcp://HOST:8786 (default: the --credentials bundle's)",
+    )
     worker.add_argument(
         "dask_options",
         nargs=argparse.REMAINDER,
@@ -251,6 +284,11 @@ def _add_proxy(subcommands: Any) -> None:
     )
     proxy.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     proxy.add_argument("--port", type=int, default=13000, help="port (default 13000)")
+    proxy.add_argument(
+        "--tls-dir",
+        help="a secure head's secrets: serve over TLS, only to clients with the cluster's "
+        "certificate",
+    )
     proxy.set_defaults(run=commands.storage_proxy)
 
 
@@ -267,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.quiet import quiet_libraries
 
     args = build_parser().parse_args(argv)
+    if (why := commands.join(args)) is not None:
+        print(why, file=sys.stderr)
+        return 2
     if not args.verbose:  # Optuna's per-trial lines, MLflow's links: the command says its own
         quiet_libraries()  # in this process and the workers it starts
     if not args.quiet:

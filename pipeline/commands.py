@@ -8,6 +8,34 @@ import sys
 from typing import Any
 
 
+def join(args: argparse.Namespace) -> str | None:
+    """A secure cluster's bundle (``--credentials``, else ``$REGSWEEP_CREDENTIALS``) made this
+    process's, its addresses the defaults of the options left out; one line when it cannot be
+    used, else None."""
+    import os
+
+    from pipeline.config import ENV, CredentialsError, use_credentials
+
+    path = getattr(args, "credentials", None) or (
+        os.environ.get(ENV) if hasattr(args, "credentials") else None
+    )
+    if not path:
+        return None
+    try:
+        credentials = use_credentials(path)
+    except CredentialsError as err:
+        return f"error: {err}"
+    for option, default in (
+        ("cluster", credentials.scheduler),
+        ("scheduler", credentials.scheduler),
+        ("storage", credentials.storage),
+        ("tracking_uri", credentials.tracking),
+    ):
+        if hasattr(args, option) and getattr(args, option) is None:
+            setattr(args, option, default)
+    return None
+
+
 def _checked(args: argparse.Namespace) -> Any:
     """The sweep file with the command line's overrides, validated, and its locations checked;
     raises ConfigError. Nothing is written."""
@@ -209,11 +237,13 @@ def head(args: argparse.Namespace) -> int:
     if why := missing_extra("distributed", "cluster") or missing_extra("grpc", "cluster"):
         print(f"error: head {why}", file=sys.stderr)
         return 2
-    from pipeline.cluster import HeadError, run_head
+    from pipeline.cluster import HeadError, is_secure, run_head
 
     try:
         ports = (args.scheduler_port, args.storage_port, args.mlflow_port)
-        return run_head(args.host, *ports, Path(args.dir), args.storage)
+        secure = is_secure(args.host, args.secure, args.insecure)
+        tls_dir = Path(args.tls_dir) if args.tls_dir else None
+        return run_head(args.host, *ports, Path(args.dir), args.storage, secure, tls_dir)
     except HeadError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -224,6 +254,14 @@ def worker(args: argparse.Namespace) -> int:
 
     if why := missing_extra("distributed", "cluster"):
         print(f"error: worker {why}", file=sys.stderr)
+        return 2
+    if args.scheduler is None:
+        print("error: worker: the scheduler's address, or --credentials FILE", file=sys.stderr)
+        return 2
+    from pipeline.search import scheduler_problem
+
+    if why := scheduler_problem(args.scheduler):  # refused in seconds, not retried forever
+        print(f"error: worker: {why}", file=sys.stderr)
         return 2
     from pipeline.cluster import run_worker
 
@@ -293,9 +331,11 @@ def dashboard(args: argparse.Namespace) -> int:
 
 
 def storage_proxy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from pipeline.cluster import serve_storage
     from pipeline.config import mask_credentials
 
     print(f"Optuna storage proxy for {mask_credentials(args.storage)}", flush=True)
-    serve_storage(args.storage, args.host, args.port)
+    serve_storage(args.storage, args.host, args.port, Path(args.tls_dir) if args.tls_dir else None)
     return 0

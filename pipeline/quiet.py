@@ -15,6 +15,8 @@ def quiet_libraries() -> None:
     # fetching the whole run back: an extra request per trial, and noise.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # gRPC's core logs a refused TLS handshake itself; the command says it in one line
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures to files, in processes with no screen
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # "Creating tables"
     import optuna  # its own call: Optuna sets its logger's level when it first configures it

@@ -13,7 +13,7 @@ import pytest
 from e2e import alive, free_ports, head_ready, start_head, sweep, wait_for
 from mlflow import MlflowClient
 
-from pipeline.cluster import binding_warning
+from pipeline.cluster import HeadError, binding_warning, is_secure
 from pipeline.config import grpc_address
 from pipeline.search import make_storage
 
@@ -108,7 +108,17 @@ def test_a_storage_proxy_address_is_host_and_port():
         grpc_address("grpc://head.lab")
 
 
-def test_only_the_loopback_address_binds_without_a_warning():
+def test_beyond_loopback_the_head_is_secure_unless_insecure_is_said_with_what_it_exposes():
+    assert not is_secure("127.0.0.1", secure=False, insecure=False)
+    assert is_secure("127.0.0.1", secure=True, insecure=False)
+    assert is_secure("0.0.0.0", secure=False, insecure=False)
+    assert is_secure("10.1.2.3", secure=False, insecure=False)
+    assert not is_secure("0.0.0.0", secure=False, insecure=True)
+    with pytest.raises(HeadError, match="choose one"):
+        is_secure("0.0.0.0", secure=True, insecure=True)
     assert binding_warning("127.0.0.1") is None
-    warning = binding_warning("0.0.0.0")
-    assert warning is not None and "authenticates" in warning and "TLS" in warning
+    assert binding_warning("0.0.0.0", secure=True) is None
+    warning = binding_warning("0.0.0.0", secure=False)
+    assert warning is not None
+    for exposed in ("run code on every worker", "every study", "every run", "TLS"):
+        assert exposed in warning

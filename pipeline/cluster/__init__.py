@@ -7,6 +7,7 @@ command that joins a cluster. The trials themselves run as Dask tasks from
 from pipeline.cluster._head import (
     HeadError,
     binding_warning,
+    is_secure,
     run_head,
     run_worker,
     serve_storage,
@@ -16,6 +17,7 @@ from pipeline.cluster._head import (
 __all__ = [
     "HeadError",
     "binding_warning",
+    "is_secure",
     "run_head",
     "run_worker",
     "serve_storage",

@@ -8,28 +8,37 @@ tree, started as child processes of this one and stopped together (Ctrl-C):
 - an MLflow tracking server with artifact proxying, so that histories, models and figures
   travel over HTTP and no machine needs the head's filesystem.
 
-Every service binds to 127.0.0.1 unless ``--host`` says otherwise; another address is an
-explicit choice and gets a warning (none of the three authenticates its clients by default).
+Every service binds to 127.0.0.1 unless ``--host`` says otherwise. Beyond loopback the head
+is secure unless ``--insecure`` says otherwise (``--secure`` on loopback): the scheduler and the
+storage proxy speak TLS and accept only clients with a certificate of the cluster's authority,
+the MLflow server speaks HTTPS and asks for a login; the bundle that joins the cluster is
+written for workers and sweeps (:mod:`pipeline.cluster._tls`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from secrets import token_urlsafe
 
-from pipeline.config import port_problem
+from pipeline.cluster._tls import Secrets, prepare
+from pipeline.config import active_credentials, port_problem
 from pipeline.interrupts import TerminateAsInterrupt
 from pipeline.tracking import server_env
 
 LOOPBACK = "127.0.0.1"
+LOOPBACK_NAMES = (LOOPBACK, "localhost", "::1")
 READY_TIMEOUT = 120.0  # seconds for a service to answer after it starts
 
 
@@ -47,34 +56,41 @@ class Service:
 
 
 def services(
-    host: str, scheduler_port: int, storage_port: int, mlflow_port: int, folder: Path, storage: str
+    host: str,
+    scheduler_port: int,
+    storage_port: int,
+    mlflow_port: int,
+    folder: Path,
+    storage: str,
+    secure: Secrets | None = None,
 ) -> list[Service]:
     """The three services, their state under ``folder`` (the study's ``storage``, by default a
-    journal file there: one proxy process is its only client)."""
+    journal file there: one proxy process is its only client); behind TLS, and MLflow's behind
+    a login, with ``secure``'s secrets (paths only on the command lines)."""
     mlflow = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(mlflow_port)]
     mlflow += ["--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"]
     mlflow += ["--artifacts-destination", str(folder / "artifacts")]
+    scheduler = [sys.executable, "-m", "dask", "scheduler", "--host", host, "--port"]
+    scheduler += [str(scheduler_port), "--no-dashboard"]
+    proxy = [sys.executable, "-m", "pipeline", "storage-proxy", storage, "--host", host]
+    proxy += ["--port", str(storage_port)]
+    if secure is not None:
+        tls = ["--tls-ca-file", str(secure.ca), "--tls-cert", str(secure.cert)]
+        scheduler += ["--protocol", "tls", *tls, "--tls-key", str(secure.key)]
+        proxy += ["--tls-dir", str(secure.folder)]
+        keys = f"--ssl-keyfile {shlex.quote(str(secure.key))} "
+        mlflow += ["--app-name", "basic-auth", "--uvicorn-opts"]
+        mlflow += [keys + f"--ssl-certfile {shlex.quote(str(secure.cert))}"]
+    web = "https" if secure else "http"
     return [
-        Service(
-            "Dask scheduler",
-            "--scheduler-port",
-            scheduler_port,
-            [sys.executable, "-m", "dask", "scheduler", "--host", host, "--port"]
-            + [str(scheduler_port), "--no-dashboard"],
-        ),
-        Service(
-            "Optuna storage proxy",
-            "--storage-port",
-            storage_port,
-            [sys.executable, "-m", "pipeline", "storage-proxy", storage, "--host", host]
-            + ["--port", str(storage_port)],
-        ),
+        Service("Dask scheduler", "--scheduler-port", scheduler_port, scheduler),
+        Service("Optuna storage proxy", "--storage-port", storage_port, proxy),
         Service(
             "MLflow server",
             "--mlflow-port",
             mlflow_port,
             mlflow,
-            health=f"http://{_connectable(host)}:{mlflow_port}/health",
+            health=f"{web}://{_connectable(host)}:{mlflow_port}/health",
         ),
     ]
 
@@ -86,15 +102,22 @@ def default_storage(folder: Path) -> str:
     return str(folder / "optuna.journal")
 
 
-def binding_warning(host: str) -> str | None:
-    """A warning for any address but the loopback one, or None."""
-    if host in (LOOPBACK, "localhost", "::1"):
+def is_secure(host: str, secure: bool, insecure: bool) -> bool:
+    """Secure beyond loopback unless ``insecure``; on loopback when asked (``secure``)."""
+    if secure and insecure:
+        raise HeadError("--secure and --insecure: choose one")
+    return secure or (host not in LOOPBACK_NAMES and not insecure)
+
+
+def binding_warning(host: str, secure: bool = False) -> str | None:
+    """What an insecure head beyond loopback exposes, or None."""
+    if secure or host in LOOPBACK_NAMES:
         return None
     return (
-        f"warning: the services listen on {host}, not only on this machine: none of them "
-        "authenticates its clients by default. On a shared network use Dask's TLS settings, "
-        "MLflow's authentication (mlflow server --app-name basic-auth) and a firewall; see "
-        "the README, 'Running on several machines'."
+        f"warning: --insecure on {host}: anyone who reaches this machine can run code on every "
+        "worker (the Dask scheduler), read, change or delete every study (the storage proxy) "
+        "and every run, model and artifact (the MLflow server); without --insecure the head "
+        "is secure (TLS, client certificates, a login)"
     )
 
 
@@ -132,8 +155,41 @@ def worker_command(scheduler: str, *extra: str) -> list[str]:
 
 
 def run_worker(scheduler: str, extra: list[str]) -> None:
-    """Become the Dask worker (exec: signals and exit status are the worker's own)."""
-    os.execve(sys.executable, worker_command(scheduler, *extra), {**os.environ, **DASK_ENV})
+    """Become the Dask worker: ``dask worker`` run in this process (its signals and exit
+    status are its own), with the active bundle's certificates in Dask's settings, as text:
+    never a file or an argument (its nanny hands the settings to the processes it starts)."""
+    os.environ.update(DASK_ENV)
+    import dask
+    from distributed.cli.dask_worker import main
+
+    dask.config.refresh()  # the settings above, and the environment's
+    if (credentials := active_credentials()) is not None:
+        dask.config.set(credentials.dask_config())
+    main(worker_command(scheduler, *extra)[4:], prog_name="dask worker")
+
+
+def addresses(
+    host: str, scheduler_port: int, storage_port: int, mlflow_port: int, secure: bool
+) -> dict[str, str]:
+    """Where clients reach the three services."""
+    address = _connectable(host)
+    return {
+        "scheduler": f"{'tls' if secure else 'tcp'}://{address}:{scheduler_port}",
+        "storage": f"grpc://{address}:{storage_port}",
+        "tracking": f"{'https' if secure else 'http'}://{address}:{mlflow_port}",
+    }
+
+
+def secure_lines(bundle: Path, tracking: str) -> list[str]:
+    """What to run elsewhere, for a secure head: every line takes the bundle."""
+    return [
+        f"  the credentials to join: {bundle} (private: copy it to each machine, mode 0600)",
+        "  Dask workers (every other machine, in a checkout of this project with its .venv):\n"
+        "    .venv/bin/python -m pipeline worker --credentials credentials.json",
+        "  a sweep whose trials run on those workers:\n"
+        "    python -m pipeline sweep sweeps/default.toml --credentials credentials.json",
+        f"  the MLflow UI: {tracking} (user and password: the bundle's username and password)",
+    ]
 
 
 def lines(host: str, scheduler_port: int, storage_port: int, mlflow_port: int) -> list[str]:
@@ -162,18 +218,30 @@ def run_head(
     mlflow_port: int,
     folder: Path,
     storage: str | None = None,
+    secure: bool = False,
+    tls_dir: Path | None = None,
 ) -> int:
     """Start the services, print what to run elsewhere, and wait. Returns 130 on Ctrl-C, 1 when a
-    service stops by itself (the others are then stopped too), 2 when one cannot start."""
-    wanted = services(
-        host, scheduler_port, storage_port, mlflow_port, folder, storage or default_storage(folder)
-    )
-    check_ports(host, wanted)
+    service stops by itself (the others are then stopped too), 2 when one cannot start.
+    ``secure``: TLS and logins, the secrets in ``tls_dir`` (by default ``tls`` in ``folder``),
+    the bundle ``credentials.json`` in ``folder``."""
+    storage = storage or default_storage(folder)
+    ports = (scheduler_port, storage_port, mlflow_port)
+    check_ports(host, services(host, *ports, folder, storage))
     folder.mkdir(parents=True, exist_ok=True)
-    warning = binding_warning(host)
+    where = addresses(host, *ports, secure)
+    secrets, bundle = None, folder / "credentials.json"
+    if secure:
+        secrets = prepare(tls_dir or folder / "tls", bundle, host, where)
+    wanted = services(host, *ports, folder, storage, secrets)
+    warning = binding_warning(host, secure)
     if warning:
         print(warning, file=sys.stderr, flush=True)
     env = {**server_env(), **DASK_ENV}  # each service reads its own settings
+    if secrets is not None:  # MLflow's login: its settings file, and the key of its forms
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(secrets.mlflow_auth)
+        # (MLflow reads the key from its environment alone: the services' own, never shown)
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = token_urlsafe(32)
     started: list[tuple[Service, subprocess.Popen]] = []
     # SIGTERM (the head stopped alone) stops every service, as Ctrl-C does
     with TerminateAsInterrupt() as stop:
@@ -183,16 +251,19 @@ def run_head(
                 process = subprocess.Popen(service.command, env=env, start_new_session=True)
                 started.append((service, process))
             for service, process in started:
-                if not _ready(host, service, process):
+                if not _ready(host, service, process, secrets):
                     print(
                         f"error: the {service.name} did not start (exit status {process.poll()})",
                         file=sys.stderr,
                     )
                     return 1
                 print(f"{service.name} ready on {host}:{service.port}", flush=True)
-            print("\n".join(lines(host, scheduler_port, storage_port, mlflow_port)), flush=True)
+            if secrets is None:
+                print("\n".join(lines(host, *ports)), flush=True)
+            else:
+                print("\n".join(secure_lines(bundle, where["tracking"])), flush=True)
             print(f"state in {folder}; Ctrl-C stops every service", flush=True)
-            return _supervise(host, started, env)
+            return _supervise(host, started, env, secrets)
         except KeyboardInterrupt:
             return stop.status
         finally:
@@ -203,7 +274,10 @@ MAX_RESTARTS = 5  # a service that stops is started again, this many times at mo
 
 
 def _supervise(
-    host: str, started: list[tuple[Service, subprocess.Popen]], env: dict[str, str]
+    host: str,
+    started: list[tuple[Service, subprocess.Popen]],
+    env: dict[str, str],
+    secrets: Secrets | None,
 ) -> int:
     """Until Ctrl-C: a service that stops is started again on its port (its clients wait for
     it: the storage proxy's up to a minute, MLflow's for minutes); one that keeps stopping
@@ -228,20 +302,23 @@ def _supervise(
             )
             process = subprocess.Popen(service.command, env=env, start_new_session=True)
             started[i] = (service, process)
-            if _ready(host, service, process):
+            if _ready(host, service, process, secrets):
                 print(f"{service.name} ready again on {host}:{service.port}", flush=True)
         time.sleep(0.5)
 
 
-def _ready(host: str, service: Service, process: subprocess.Popen) -> bool:
+def _ready(host: str, service: Service, process: subprocess.Popen, secrets: Secrets | None) -> bool:
     deadline = time.monotonic() + READY_TIMEOUT
+    context = ssl.create_default_context(cafile=str(secrets.ca)) if secrets else None
     while time.monotonic() < deadline and process.poll() is None:
         try:
             if service.health:
-                with urllib.request.urlopen(service.health, timeout=5) as response:
-                    response.read(16)
+                with urllib.request.urlopen(service.health, timeout=5, context=context) as answer:
+                    answer.read(16)
             else:
                 socket.create_connection((_connectable(host), service.port), timeout=5).close()
+            return True
+        except urllib.error.HTTPError:  # it answers (a login asked for: it is up)
             return True
         except OSError:  # not listening yet
             time.sleep(0.2)
@@ -263,19 +340,35 @@ def _stop(processes: list[subprocess.Popen], timeout: float = 20.0) -> None:
             process.wait()
 
 
-def serve_storage(url: str, host: str, port: int) -> None:
+def serve_storage(url: str, host: str, port: int, tls_dir: Path | None = None) -> None:
     """Optuna's gRPC proxy over the storage at ``url`` (a journal file's path or an RDB URL),
-    until stopped."""
-    import warnings
+    until stopped; with ``tls_dir`` (a secure head's secrets) on a TLS port that accepts only
+    clients with a certificate of the cluster's authority."""
+    from concurrent.futures import ThreadPoolExecutor
 
+    import grpc
     import optuna
+    from optuna.storages._grpc.auto_generated import api_pb2_grpc
+    from optuna.storages._grpc.servicer import OptunaStorageProxyService
 
     from pipeline.search import make_storage, repair_storage
 
     repaired = repair_storage(url)
     if repaired:
         print(repaired, flush=True)
-    with warnings.catch_warnings():  # "experimental": the proxy is new in Optuna 4.2
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.get_storage(make_storage(url))
-        optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
+    storage = optuna.storages.get_storage(make_storage(url))
+    # Optuna's run_grpc_proxy_server, with the port's credentials of our choosing
+    server = grpc.server(ThreadPoolExecutor(max_workers=10))
+    api_pb2_grpc.add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
+    if tls_dir is None:
+        server.add_insecure_port(f"{host}:{port}")
+    else:
+        secrets = Secrets(tls_dir)
+        server_credentials = grpc.ssl_server_credentials(
+            [(secrets.key.read_bytes(), secrets.cert.read_bytes())],
+            root_certificates=secrets.ca.read_bytes(),
+            require_client_auth=True,
+        )
+        server.add_secure_port(f"{host}:{port}", server_credentials)
+    server.start()
+    server.wait_for_termination()

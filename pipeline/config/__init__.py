@@ -6,6 +6,15 @@ Every problem is reported as ``FILE: KEY = VALUE: what is allowed``. The keys of
 build ``hidden``), checked against the network's own constraints (:mod:`pipeline.core`).
 """
 
+from pipeline.config._credentials import (
+    ENV,
+    Credentials,
+    CredentialsError,
+    active_credentials,
+    read_credentials,
+    use_credentials,
+    write_credentials,
+)
 from pipeline.config._journal import open_journal, repair
 from pipeline.config._loading import load_sweep, parse_override
 from pipeline.config._locations import (
@@ -43,6 +52,13 @@ from pipeline.config._values import (
 )
 
 __all__ = [
+    "ENV",
+    "Credentials",
+    "CredentialsError",
+    "active_credentials",
+    "read_credentials",
+    "use_credentials",
+    "write_credentials",
     "MIN_FREE_MIB",
     "free_mib",
     "ARCHITECTURE_KEYS",

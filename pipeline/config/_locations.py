@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pipeline.config._credentials import active_credentials
 from pipeline.config._sweep_file import ConfigError
 
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "grpc")
@@ -22,11 +23,18 @@ TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "http", "https", "file", "d
 TIMEOUT = 5.0  # seconds for a server to answer
 
 _CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
+# a secret passed as a query parameter (?password=..., &token=...) or a header's value
+_SECRET_VALUES = re.compile(
+    r"(\b(?:password|passwd|pwd|secret|token|access_token|api_key|apikey|sslpassword|"
+    r"authorization)\s*[=:]\s*(?:basic\s+|bearer\s+)?)[^&\s'\"]+",
+    re.IGNORECASE,
+)
 
 
 def mask_credentials(text: str) -> str:
-    """``scheme://user:secret@host`` -> ``scheme://user:***@host``, anywhere in ``text``."""
-    return _CREDENTIALS.sub(r"\1***@", text)
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host``, and ``password=secret``,
+    ``?token=secret``, ``Authorization: Basic secret`` -> ``...***``, anywhere in ``text``."""
+    return _SECRET_VALUES.sub(r"\1***", _CREDENTIALS.sub(r"\1***@", text))
 
 
 def scheme_of(url: str) -> str | None:
@@ -104,13 +112,41 @@ def _database_problem(url: str) -> str | None:
 
 
 def _server_problem(uri: str) -> str | None:
-    """Why no MLflow server answers at ``uri`` (within a few seconds), or None."""
+    """Why no MLflow server answers at ``uri``, or why it refuses this process (a secure
+    cluster's without its bundle, or with another's), within a few seconds; or None."""
+    import base64
+    import ssl
+
+    credentials = active_credentials()
+    # a read that a server asking for a login refuses (401) and any other answers
+    request = urllib.request.Request(
+        uri.rstrip("/") + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+    )
+    context = None
+    if credentials is not None:
+        login = f"{credentials.username}:{credentials.password}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(login).decode())
+        context = ssl.create_default_context(cadata=credentials.ca)
+    join = "a secure cluster's needs its bundle: --credentials FILE (or $REGSWEEP_CREDENTIALS)"
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=TIMEOUT) as response:
+        with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as response:
             response.read(16)
+    except urllib.error.HTTPError as err:
+        if err.code != 401:  # it answers (an experiment not found, a permission): it is there
+            return None
+        if credentials is None:
+            return f"the MLflow server asks for a login: {join}"
+        return "the MLflow server refuses the bundle's login: is it this cluster's bundle?"
     except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        return f"no MLflow server answers ({mask_credentials(str(reason))})"
+        reason = str(getattr(err, "reason", err))
+        if "CERTIFICATE_VERIFY_FAILED" in reason:
+            return (
+                f"the MLflow server's certificate is not trusted here: {join}"
+                if credentials is None
+                else "the MLflow server's certificate is not the bundle's cluster's"
+            )
+        hint = " (a secure cluster's is https://)" if uri.startswith("http://") else ""
+        return f"no MLflow server answers{hint} ({mask_credentials(reason)})"
     return None
 
 
@@ -190,7 +226,9 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 def _proxy_problem(url: str) -> str | None:
-    """Why no Optuna storage proxy listens at ``grpc://host:port`` (within seconds), or None."""
+    """Why no Optuna storage proxy answers at ``grpc://host:port``, or why it refuses this
+    process (a secure cluster's without its bundle, or with another's), within seconds; or
+    None."""
     import socket
 
     try:
@@ -201,6 +239,28 @@ def _proxy_problem(url: str) -> str | None:
         socket.create_connection((host, port), timeout=TIMEOUT).close()
     except OSError as err:
         return f"no Optuna storage proxy answers at {host}:{port} ({err.strerror or err})"
+    import grpc
+
+    credentials = active_credentials()
+    target = f"{host}:{port}"
+    if credentials is None:
+        channel = grpc.insecure_channel(target)
+    else:
+        channel = grpc.secure_channel(target, credentials.grpc_credentials())
+    try:  # the connection's handshake: TLS and the certificates both ways, or plain HTTP/2
+        grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
+    except grpc.FutureTimeoutError:
+        if credentials is None:
+            return (
+                f"the Optuna storage proxy at {target} does not answer plain gRPC: a secure "
+                "cluster's needs its bundle: --credentials FILE (or $REGSWEEP_CREDENTIALS)"
+            )
+        return (
+            f"the Optuna storage proxy at {target} refuses the bundle's certificate, or does "
+            "not speak TLS: is it this cluster's bundle?"
+        )
+    finally:
+        channel.close()
     return None
 
 

@@ -9,6 +9,7 @@ Data flows one way: ``config -> study/objective -> worker -> results -> tracking
 
 from pipeline.search._console import describe
 from pipeline.search._dashboard import ReadOnlyStorage, read_only_storage, serve_dashboard
+from pipeline.search._dask import scheduler_problem
 from pipeline.search._evaluation import measure
 from pipeline.search._figures import figures_of
 from pipeline.search._objective import build_model, mc_curve, run_trial
@@ -25,6 +26,7 @@ from pipeline.search._study import (
 from pipeline.search._sweep import DiskFullError, load_data, run_sweep
 
 __all__ = [
+    "scheduler_problem",
     "describe",
     "DEFAULT_STORAGE",
     "ReadOnlyStorage",

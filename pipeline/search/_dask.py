@@ -38,6 +38,7 @@ from threadpoolctl import threadpool_limits
 from pipeline.config import (
     ConfigError,
     SweepConfig,
+    active_credentials,
     first_line,
     mask_credentials,
     missing_extra,
@@ -81,12 +82,51 @@ def check_shared(cfg: SweepConfig, storage: str, tracking: str | None) -> None:
         )
 
 
-def connect(cfg: SweepConfig, address: str) -> Any:
-    """A client of the scheduler at ``address``, or one clear line within seconds."""
-    from distributed import Client
+def scheduler_problem(address: str) -> str | None:
+    """Why this process cannot join the Dask scheduler at ``address`` (nothing answers, a secure
+    cluster's without its bundle, another cluster's), within seconds; or None."""
+    import asyncio
+
+    from distributed.comm import connect as dask_connect
+
+    credentials = active_credentials()
+    secure = address.startswith("tls://")
+    join = "needs its bundle: --credentials FILE (or $REGSWEEP_CREDENTIALS)"
+    if secure and credentials is None:
+        return f"the Dask scheduler at {address} is a secure cluster's: it {join}"
+    options = credentials.dask_security().get_connection_args("client") if credentials else {}
+
+    async def probe() -> None:  # a connection and Dask's handshake, over TLS for tls://
+        comm = await dask_connect(address, timeout=CONNECT_TIMEOUT, **(options if secure else {}))
+        await comm.close()
 
     try:
-        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        asyncio.run(probe())
+    except (OSError, TimeoutError, ValueError, TypeError) as err:
+        if secure:
+            return (
+                f"the Dask scheduler at {address} refuses the bundle's certificate, or is not "
+                f"this bundle's cluster ({first_line(err)})"
+            )
+        return (
+            f"no Dask scheduler answers at {address}: a secure cluster's is tls:// and {join} "
+            f"({first_line(err)})"
+        )
+    return None
+
+
+def connect(cfg: SweepConfig, address: str) -> Any:
+    """A client of the scheduler at ``address`` (over TLS, with the active bundle's client
+    certificate, for ``tls://``), or one clear line within seconds."""
+    from distributed import Client
+
+    if why := scheduler_problem(address):
+        raise ConfigError(cfg.source, [f"cluster = {address!r}: {why}"])
+    credentials = active_credentials()
+    secure = address.startswith("tls://") and credentials is not None
+    security = credentials.dask_security() if secure and credentials else None
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False, security=security)
     except (OSError, TimeoutError, ValueError) as err:
         raise ConfigError(
             cfg.source,

@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from pipeline.config import (
     SweepConfig,
+    active_credentials,
     grpc_address,
     in_sweep_terms,
     open_journal,
@@ -125,7 +126,11 @@ class _PatientProxy(GrpcStorageProxy):
             ("grpc.initial_reconnect_backoff_ms", 500),  # back within a second of the proxy
             ("grpc.max_reconnect_backoff_ms", 2000),
         ]
-        self._channel = grpc.insecure_channel(f"{self._host}:{self._port}", options=options)
+        target = f"{self._host}:{self._port}"
+        if (credentials := active_credentials()) is None:
+            self._channel = grpc.insecure_channel(target, options=options)
+        else:  # a secure cluster's proxy: TLS, the cluster's client certificate shown
+            self._channel = grpc.secure_channel(target, credentials.grpc_credentials(), options)
         self._stub = api_pb2_grpc.StorageServiceStub(self._channel)
         self._cache = GrpcClientCache(self._stub)
 
