@@ -45,9 +45,19 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 120, what: str = "co
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+# the caller's store and cluster credentials: never the processes' started here
+CALLERS = (
+    "MLFLOW_TRACKING_URI",
+    "REGSWEEP_CREDENTIALS",
+    "MLFLOW_TRACKING_AUTH",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH",
+)
+
+
 def child_env() -> dict[str, str]:
-    """The environment of the processes started here: no tracking URI of the caller's."""
-    clean = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    """The environment of the processes started here: no tracking URI or bundle of the
+    caller's."""
+    clean = {k: v for k, v in os.environ.items() if k not in CALLERS}
     return {**clean, "PYTHONUNBUFFERED": "1"}
 
 
@@ -80,14 +90,18 @@ def head_ready(folder: Path) -> str:
 
 class LoopbackCluster:
     """The head's services and ``n_workers`` one-thread Dask workers (no nanny: the process
-    that runs the tasks is the one a test may kill), on free loopback ports under ``folder``."""
+    that runs the tasks is the one a test may kill), on free loopback ports under ``folder``;
+    with ``--secure`` among ``head_args``, behind TLS and a login, the workers joining with
+    the bundle (``credentials``)."""
 
     def __init__(self, folder: Path, n_workers: int = 2, *head_args: str) -> None:
         self.folder = folder
         scheduler, storage, mlflow = free_ports(3)
-        self.scheduler = f"tcp://127.0.0.1:{scheduler}"
+        secure = "--secure" in head_args
+        self.scheduler = f"{'tls' if secure else 'tcp'}://127.0.0.1:{scheduler}"
         self.storage = f"grpc://127.0.0.1:{storage}"
-        self.tracking = f"http://127.0.0.1:{mlflow}"
+        self.tracking = f"{'https' if secure else 'http'}://127.0.0.1:{mlflow}"
+        self.credentials = folder / "mlruns" / "head" / "credentials.json" if secure else None
         self.head = start_head(folder, scheduler, storage, mlflow, *head_args)
         self.workers: list[subprocess.Popen] = []
         try:
@@ -103,8 +117,9 @@ class LoopbackCluster:
         once the scheduler counts it."""
         home = self.folder / f"worker-{time.monotonic_ns()}"
         home.mkdir()
+        joining = ["--credentials", str(self.credentials)] if self.credentials else []
         worker = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "worker", self.scheduler]
+            [sys.executable, "-m", "pipeline", "worker", *joining, self.scheduler]
             + ["--no-nanny", "--local-directory", str(home)],
             cwd=home,
             stdout=open(home / "worker.out", "w"),  # noqa: SIM115 - closed with the process
@@ -112,12 +127,21 @@ class LoopbackCluster:
             env=child_env(),
             start_new_session=True,
         )
-        from distributed import Client
-
         alive = sum(w.poll() is None for w in self.workers) + 1
-        with Client(self.scheduler, timeout=30) as client:
+        with self.client() as client:
             wait_for(lambda: len(client.nthreads()) >= alive, 120, "the worker to join")
         return worker
+
+    def client(self) -> Any:
+        """A Dask client of the scheduler (with the bundle's certificate when secure)."""
+        from distributed import Client
+
+        security = None
+        if self.credentials is not None:
+            from pipeline.config import read_credentials
+
+            security = read_credentials(self.credentials).dask_security()
+        return Client(self.scheduler, timeout=30, security=security)
 
     def stop(self) -> None:
         for process in [*self.workers, self.head]:

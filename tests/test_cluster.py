@@ -1,9 +1,13 @@
 """`sweep --cluster`: the trials as tasks on a real Dask cluster on loopback (a scheduler and two
 `dask worker` processes, each started in an empty folder of its own), the study behind the
-head's gRPC storage proxy and the runs on its MLflow server."""
+head's gRPC storage proxy and the runs on its MLflow server; every test on a plain cluster and
+on a secure one (`head --secure`: TLS with client certificates, HTTPS and a login, the workers
+and the sweeps joining with the bundle). What only a secure cluster does (refusals, no secret
+shown anywhere) is tested on the secure one alone."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -25,7 +29,8 @@ from e2e import (
 )
 from mlflow import MlflowClient
 
-from benchmarks.loopback import LoopbackCluster
+from benchmarks.loopback import CALLERS, LoopbackCluster
+from pipeline.config import use_credentials
 from pipeline.search import make_storage
 
 pytestmark = pytest.mark.slow
@@ -34,8 +39,12 @@ pytestmark = pytest.mark.slow
 class Cluster(LoopbackCluster):
     """The loopback cluster, with what the tests ask of it."""
 
+    def join(self) -> list[str]:
+        """What a sweep joins a secure cluster with (nothing for a plain one)."""
+        return ["--credentials", str(self.credentials)] if self.credentials else []
+
     def args(self) -> list[str]:
-        return ["--cluster", self.scheduler, "--storage", self.storage]
+        return ["--cluster", self.scheduler, "--storage", self.storage, *self.join()]
 
     def tracking_args(self) -> list[str]:
         return ["--tracking-uri", self.tracking]
@@ -49,13 +58,21 @@ class Cluster(LoopbackCluster):
         return client.search_runs([experiment], max_results=1000)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("cluster"))
+@pytest.fixture(scope="module", params=["plain", "secure"])
+def cluster(request, tmp_path_factory) -> Iterator[Cluster]:
+    secure = ["--secure"] if request.param == "secure" else []
+    running = Cluster(tmp_path_factory.mktemp(f"cluster-{request.param}"), 2, *secure)
+    saved = {name: os.environ.get(name) for name in CALLERS}
     try:
+        if running.credentials:  # this process reads the study and the runs as a sweep does
+            use_credentials(running.credentials)
         yield running
     finally:
         running.stop()
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
 
 
 def test_the_smoke_sweep_through_the_cluster_lands_like_a_local_one(cluster, tmp_path):
@@ -108,7 +125,8 @@ def test_the_smoke_sweep_through_the_cluster_lands_like_a_local_one(cluster, tmp
         assert not (worker / "mlruns").exists()
 
     report = subprocess.run(
-        [sys.executable, "-m", "pipeline", "report", "smoke", *cluster.tracking_args()],
+        [sys.executable, "-m", "pipeline", "report", "smoke", *cluster.tracking_args()]
+        + cluster.join(),
         cwd=remote,
         capture_output=True,
         text=True,
@@ -121,9 +139,7 @@ def test_the_smoke_sweep_through_the_cluster_lands_like_a_local_one(cluster, tmp
 
 def executed(cluster: Cluster) -> int:
     """Tasks the cluster's workers have run so far."""
-    from distributed import Client
-
-    with Client(cluster.scheduler, timeout=30) as client:
+    with cluster.client() as client:
         counts = client.run(lambda dask_worker: dask_worker.state.executed_count)
     return sum(counts.values())
 
@@ -253,6 +269,7 @@ def test_a_killed_dask_worker_s_trial_runs_again_with_its_parameters(cluster, tm
 def test_a_dead_sweep_s_tasks_end_their_trials_and_a_second_sweep_is_refused(cluster, tmp_path):
     sweep_file = long_sweep(tmp_path)
     args = ["--cluster", cluster.scheduler, "--no-tracking", "--set", "study.name=orphans"]
+    args += cluster.join()
     proc = start_sweep(tmp_path, *args, "--storage", cluster.storage, sweep_file=sweep_file)
 
     def running() -> int:
@@ -293,6 +310,7 @@ def test_an_unreachable_scheduler_fails_within_seconds_in_one_line(cluster, tmp_
     (port,) = free_ports(1)
     started = time.monotonic()
     unreachable = ["--cluster", f"tcp://127.0.0.1:{port}", "--storage", cluster.storage]
+    unreachable += cluster.join()
     done = sweep(tmp_path, *unreachable, "--no-tracking")
     assert done.returncode == 2
     assert time.monotonic() - started < 60
@@ -350,3 +368,166 @@ def test_a_sweep_has_the_cluster_s_workers_make_their_imports_while_it_prepares(
         assert not any(client.run(imported).values())
         warm_workers(cfg, client).join()
         assert list(client.run(imported).values()) == [True, True]
+
+
+# What a secure cluster alone does: on the secure instance of the cluster above.
+secure_only = pytest.mark.parametrize("cluster", ["secure"], indirect=True)
+
+
+def _another_cluster_s_bundle(cluster: Cluster, folder) -> object:
+    """A bundle of the same addresses, from another certificate authority and login."""
+    from pipeline.cluster._tls import prepare
+    from pipeline.config import read_credentials
+
+    where = {"scheduler": cluster.scheduler, "storage": cluster.storage}
+    where["tracking"] = cluster.tracking
+    prepare(folder / "tls", folder / "credentials.json", "127.0.0.1", where)
+    return read_credentials(folder / "credentials.json")
+
+
+@secure_only
+def test_every_anonymous_or_foreign_probe_of_the_three_ports_is_refused(cluster, tmp_path):
+    import grpc
+    import requests
+    from distributed import Client
+    from optuna.storages._grpc.auto_generated import api_pb2, api_pb2_grpc
+
+    from pipeline.config import read_credentials
+
+    ours = read_credentials(cluster.credentials)
+    other = _another_cluster_s_bundle(cluster, tmp_path)
+    port = cluster.scheduler.rsplit(":", 1)[1]
+
+    # the Dask scheduler: plain TCP, and TLS with another authority's certificate
+    for address, security in ((f"tcp://127.0.0.1:{port}", None), (cluster.scheduler, other)):
+        started = time.monotonic()
+        with pytest.raises((OSError, TimeoutError)):
+            Client(address, timeout=5, security=security and security.dask_security())
+        assert time.monotonic() - started < 30
+    with cluster.client() as client:  # the bundle's certificate: in
+        assert len(client.nthreads()) >= 2
+
+    # the storage proxy: plain gRPC, and TLS with another authority's client certificate
+    host, grpc_port = cluster.storage.removeprefix("grpc://").split(":")
+    channels = {
+        "plain": grpc.insecure_channel(f"{host}:{grpc_port}"),
+        "foreign": grpc.secure_channel(f"{host}:{grpc_port}", other.grpc_credentials()),
+        "ours": grpc.secure_channel(f"{host}:{grpc_port}", ours.grpc_credentials()),
+    }
+    answers = {}
+    for name, channel in channels.items():
+        stub = api_pb2_grpc.StorageServiceStub(channel)
+        try:
+            stub.GetAllStudies(api_pb2.GetAllStudiesRequest(), timeout=5)
+            answers[name] = "answered"
+        except grpc.RpcError as err:
+            answers[name] = err.code().name
+        channel.close()
+    assert answers == {"plain": "UNAVAILABLE", "foreign": "UNAVAILABLE", "ours": "answered"}
+
+    # the MLflow server: plain HTTP gets nothing; HTTPS without a login, or with a wrong one,
+    # gets 401 (and the UI's login prompt); the bundle's login gets in
+    search = f"{cluster.tracking}/api/2.0/mlflow/experiments/search?max_results=1"
+    with pytest.raises(requests.ConnectionError):
+        requests.get(search.replace("https://", "http://"), timeout=5)
+    with pytest.raises(requests.exceptions.SSLError):  # another authority does not trust it
+        requests.get(search, timeout=5, verify=str(other.ca_file()))
+    ca = str(ours.ca_file())
+    anonymous = requests.get(search, timeout=5, verify=ca)
+    assert anonymous.status_code == 401 and "Basic" in anonymous.headers["WWW-Authenticate"]
+    wrong = requests.get(search, timeout=5, verify=ca, auth=(ours.username, other.password))
+    assert wrong.status_code == 401
+    page = requests.get(cluster.tracking, timeout=5, verify=ca)
+    assert page.status_code == 401  # the UI asks for a login too
+    assert requests.get(search, timeout=5, verify=ca, auth=(ours.username, ours.password)).ok
+
+
+@secure_only
+def test_a_sweep_or_a_worker_without_the_bundle_or_with_another_is_refused_in_one_line(
+    cluster, tmp_path
+):
+    other = _another_cluster_s_bundle(cluster, tmp_path / "other")
+    plain = ["--cluster", cluster.scheduler, "--storage", cluster.storage]
+    plain += cluster.tracking_args()
+    cases = {
+        "without": (plain, ["storage proxy", "--credentials FILE", "MLflow server"]),
+        "foreign": (
+            ["--credentials", str(other.path)],
+            ["refuses the bundle's certificate", "not the bundle's cluster's"],
+        ),
+    }
+    for name, (args, said) in cases.items():
+        started = time.monotonic()
+        done = sweep(tmp_path, *args, "--set", f"study.name=refused-{name}")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert time.monotonic() - started < 60
+        for words in said:
+            assert words in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    client = MlflowClient(cluster.tracking)
+    assert not [e for e in client.search_experiments() if e.name.startswith("refused")]
+    assert not [
+        s
+        for s in optuna.get_all_study_names(make_storage(cluster.storage))
+        if s.startswith("refused")
+    ]
+
+    # a worker: without the bundle, or with another cluster's, gone in seconds with one line
+    for joining, said in (
+        ([], "is a secure cluster's: it needs its bundle"),
+        (["--credentials", str(other.path)], "refuses the bundle's certificate"),
+    ):
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "worker", *joining, cluster.scheduler],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=120,
+        )
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert time.monotonic() - started < 60
+
+
+@secure_only
+def test_no_secret_shows_in_logs_the_store_or_the_process_list(cluster, tmp_path):
+    from pipeline.config import read_credentials
+
+    ours = read_credentials(cluster.credentials)
+    key_body = "".join(ours.key.strip().splitlines()[1:-1])
+    ca_key = (cluster.folder / "mlruns" / "head" / "tls" / "ca-key.pem").read_text()
+    secrets = {
+        "password": ours.password,
+        "client key": key_body[-40:],  # the key's own bytes (its start is a common header)
+        "authority's key": "".join(ca_key.strip().splitlines()[1:-1])[-40:],
+    }
+    log = tmp_path / "sweep.out"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "sweep", str(SMOKE), *cluster.join()]
+            + ["--set", "study.name=scanned", "-v"],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env(),
+        )
+        processes = []
+        while proc.poll() is None:  # the process list, every half second of the sweep
+            listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True)
+            processes.append(listing.stdout)
+            time.sleep(0.5)
+    output = log.read_text()
+    assert proc.returncode == 0, output
+    texts = {"sweep output (-v)": output, "process list": "\n".join(processes)}
+    for log in cluster.folder.rglob("*.out"):  # the head's and the workers' logs
+        texts[str(log)] = log.read_text()
+    client = MlflowClient(cluster.tracking)
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id], max_results=2000):
+            texts[f"run {run.info.run_id}"] = repr(run.data.params) + repr(run.data.tags)
+    assert any(t.startswith("run ") for t in texts)
+    for what, secret in secrets.items():
+        for where, text in texts.items():
+            assert secret not in text, f"the {what} shows in {where}"

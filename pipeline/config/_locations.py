@@ -26,7 +26,7 @@ _CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNO
 # a secret passed as a query parameter (?password=..., &token=...) or a header's value
 _SECRET_VALUES = re.compile(
     r"(\b(?:password|passwd|pwd|secret|token|access_token|api_key|apikey|sslpassword|"
-    r"authorization)\s*[=:]\s*(?:basic\s+|bearer\s+)?)[^&\s'\"]+",
+    r"authorization)\s*[=:]\s*(?:basic\s+|bearer\s+)?)[^&\s'\",;]+",
     re.IGNORECASE,
 )
 
