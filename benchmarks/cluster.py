@@ -115,13 +115,27 @@ def _dask_round_trip_ms(scheduler: str, repeats: int = 20) -> float:
     return min(times) * 1e3
 
 
-def storage_trials(url: str, study: str, seconds: float, seed: int) -> tuple[int, float]:
+def _joined(bundle: str | None) -> None:
+    """This process joins a secure cluster's storage with ``bundle``, or a plain one."""
+    import os
+
+    from pipeline.config import ENV
+
+    os.environ.pop(ENV, None)
+    if bundle is not None:
+        os.environ[ENV] = bundle
+
+
+def storage_trials(
+    url: str, study: str, seconds: float, seed: int, bundle: str | None = None
+) -> tuple[int, float]:
     """One client's synthetic trials for ``seconds``, as a cluster task talks to the study:
     the study loaded, then per trial ask, the default sweep's space sampled by TPE,
     :data:`REPORTS` reports each followed by the pruner's question, and tell. Returns the
-    trials done and the seconds taken."""
+    trials done and the seconds taken. ``bundle``: a secure proxy's credentials."""
     import numpy as np
 
+    _joined(bundle)
     from pipeline.config import suggest_space
     from pipeline.search import load_study
 
@@ -142,22 +156,26 @@ def storage_trials(url: str, study: str, seconds: float, seed: int) -> tuple[int
 
 
 @contextlib.contextmanager
-def _proxy(rdb: str) -> Iterator[str]:
-    """``python -m pipeline storage-proxy`` over ``rdb`` (or a journal) on a free port: its
-    grpc:// URL."""
+def _proxy(rdb: str, tls: Path | None = None) -> Iterator[str]:
+    """``python -m pipeline storage-proxy`` over ``rdb`` (or a journal) on a free port, behind
+    TLS with ``tls`` (a secure head's secrets): its grpc:// URL."""
     from benchmarks.loopback import child_env, wait_for
-    from pipeline.config import storage_problem
+    from pipeline.config import port_problem, storage_problem
 
     (port,) = free_ports(1)
+    secure = ["--tls-dir", str(tls)] if tls else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "storage-proxy", rdb, "--port", str(port)],
+        [sys.executable, "-m", "pipeline", "storage-proxy", rdb, "--port", str(port), *secure],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=child_env(),
     )
     url = f"grpc://127.0.0.1:{port}"
     try:
-        wait_for(lambda: storage_problem(url) is None, 60, "the storage proxy")
+        if tls is None:
+            wait_for(lambda: storage_problem(url) is None, 60, "the storage proxy")
+        else:  # its handshake wants the bundle, which the caller's clients hold
+            wait_for(lambda: port_problem("127.0.0.1", port) is not None, 60, "the proxy")
         yield url
     finally:
         process.terminate()
@@ -178,29 +196,39 @@ def bench_storage_by_clients(seconds: float = 6.0) -> None:
         f"== study storage under load: trials/s served (ms a trial per client), {REPORTS} "
         "reports with pruning checks a trial, study of 100 trials"
     )
+    from pipeline.cluster._tls import prepare
+
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        # a secure head's secrets: the proxy's TLS and client certificate, PostgreSQL's TLS
+        tls, bundle = Path(tmp) / "tls", str(Path(tmp) / "credentials.json")
+        prepare(tls, Path(bundle), "127.0.0.1", {"scheduler": "", "storage": "", "tracking": ""})
         sqlite = f"sqlite:///{Path(tmp) / 'optuna.db'}"
+        journal = str(Path(tmp) / "o.journal")
         storages = {
-            "proxy over a journal": stack.enter_context(_proxy(str(Path(tmp) / "o.journal"))),
-            "proxy over SQLite": stack.enter_context(_proxy(sqlite)),
+            "proxy over a journal": (stack.enter_context(_proxy(journal)), None),
+            "the same, TLS": (stack.enter_context(_proxy(journal + "2", tls)), bundle),
+            "proxy over SQLite": (stack.enter_context(_proxy(sqlite)), None),
         }
         bin_dir = postgres_installed()
         if bin_dir is None:
             print("   PostgreSQL is not installed (make postgres installs it): proxy only")
         else:
             postgres = stack.enter_context(postgres_server(bin_dir))
-            storages["proxy over PostgreSQL"] = stack.enter_context(_proxy(postgres))
-            storages["PostgreSQL directly"] = postgres
+            storages["proxy over PostgreSQL"] = (stack.enter_context(_proxy(postgres)), None)
+            storages["PostgreSQL directly"] = (postgres, None)
+            secure = stack.enter_context(postgres_server(bin_dir, tls))
+            storages["the same, password+TLS"] = (secure, None)
         print("   " + f"{'clients':22s}" + "".join(f"{n:>18d}" for n in CLIENTS))
         served: dict[str, float] = {}
-        for k, (label, url) in enumerate(storages.items()):
+        for k, (label, (url, joining)) in enumerate(storages.items()):
             cells = []
             for n in CLIENTS:
                 name = f"load-{k}-{n}"
                 cfg = sweep_config(DEFAULT_SWEEP, name)
+                _joined(joining)
                 fill(create_study(cfg, url), cfg, 100, np.random.default_rng(0))
                 measured = Parallel(n_jobs=n, backend="loky")(
-                    delayed(storage_trials)(url, name, seconds, seed) for seed in range(n)
+                    delayed(storage_trials)(url, name, seconds, seed, joining) for seed in range(n)
                 )
                 trials = sum(done for done, _ in measured)
                 elapsed = max(took for _, took in measured)
@@ -208,6 +236,7 @@ def bench_storage_by_clients(seconds: float = 6.0) -> None:
                 cells.append(f"{trials / elapsed:7.1f} ({per_trial:5.0f} ms)")
                 served[label] = max(served.get(label, 0.0), trials / elapsed)
             print("   " + f"{label:22s}" + "".join(f"{c:>18s}" for c in cells))
+        _joined(None)
     best = max(served, key=served.get)
     rate = served[best]
     print(

@@ -171,6 +171,22 @@ def postgres_installed() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+def _secure_postgres(folder: Path, tls: Path) -> str:
+    """The server's certificate and key (the head's) and a new password, in ``folder``,
+    readable by the server's user alone; returns the password."""
+    import secrets
+
+    password = secrets.token_urlsafe(16)
+    (folder / "password").write_text(password + "\n")
+    for name in ("server.pem", "server-key.pem", "password"):
+        if name != "password":
+            shutil.copy(tls / name, folder / name)
+        os.chmod(folder / name, 0o600)
+        if os.geteuid() == 0:
+            shutil.chown(folder / name, POSTGRES_USER)
+    return password
+
+
 def _as_user(*command: str) -> None:
     """Run ``command`` as the unprivileged user; its output to nobody's pipe (the server that
     pg_ctl starts would hold a captured pipe open, and the call would never return)."""
@@ -185,10 +201,12 @@ def _as_user(*command: str) -> None:
 
 
 @contextlib.contextmanager
-def postgres_server(bin_dir: Path) -> Iterator[str]:
+def postgres_server(bin_dir: Path, tls: Path | None = None) -> Iterator[str]:
     """A fresh PostgreSQL server in a temporary folder, run by an unprivileged user on a free
-    loopback port; yields the URL of its database ``studies``. Stopped and removed after."""
-    with postgres(bin_dir) as server:
+    loopback port; yields the URL of its database ``studies``. Stopped and removed after.
+    With ``tls`` (a secure head's secrets folder), it takes only TLS connections with a
+    password (SCRAM), its certificate the head's, and the URL checks it (``verify-full``)."""
+    with postgres(bin_dir, tls) as server:
         yield server.url
 
 
@@ -199,7 +217,7 @@ class Postgres:
 
 
 @contextlib.contextmanager
-def postgres(bin_dir: Path) -> Iterator[Postgres]:
+def postgres(bin_dir: Path, tls: Path | None = None) -> Iterator[Postgres]:
     """:func:`postgres_server`, with a way to restart it."""
     # not under a test's temporary folder, which only root may enter
     folder = Path(tempfile.mkdtemp(prefix="pipeline-postgres-"))
@@ -210,19 +228,32 @@ def postgres(bin_dir: Path) -> Iterator[Postgres]:
         shutil.chown(data, POSTGRES_USER)
     (port,) = free_ports(1)
     try:
-        _as_user(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
+        password = _secure_postgres(folder, tls) if tls else None
+        login = ["--auth-host=scram-sha-256", f"--pwfile={folder / 'password'}"] if tls else []
+        _as_user(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", *login)
         options = f"-p {port} -k {folder} -h 127.0.0.1"
+        if tls:  # TLS only, with the password: every host line of its rules made hostssl
+            rules = data / "pg_hba.conf"
+            rules.write_text(rules.read_text().replace("\nhost ", "\nhostssl "))
+            options += f" -c ssl=on -c ssl_cert_file={folder}/server.pem"
+            options += f" -c ssl_key_file={folder}/server-key.pem"
         log = str(folder / "server.log")
         _as_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w", "start")
         try:
             server = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+            if tls:
+                server[1] = folder  # its socket: the password file is for TCP clients
             _as_user(str(bin_dir / "createdb"), *server, "studies")
             control = [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", log]
 
             def restart() -> None:
                 _as_user(*control, "-m", "fast", "-w", "restart")
 
-            yield Postgres(f"postgresql://postgres@127.0.0.1:{port}/studies", restart)
+            url = f"postgresql://postgres@127.0.0.1:{port}/studies"
+            if tls:
+                url = url.replace("postgres@", f"postgres:{password}@")
+                url += f"?sslmode=verify-full&sslrootcert={tls / 'ca.pem'}"
+            yield Postgres(url, restart)
         finally:
             _as_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
     finally:
