@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from secrets import token_urlsafe
 
-from pipeline.cluster._tls import Secrets, prepare
+from pipeline.cluster._tls import Secrets, machine_names, prepare
 from pipeline.config import active_credentials, port_problem
 from pipeline.interrupts import TerminateAsInterrupt
 from pipeline.tracking import server_env
@@ -70,6 +70,8 @@ def services(
     mlflow = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(mlflow_port)]
     mlflow += ["--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"]
     mlflow += ["--artifacts-destination", str(folder / "artifacts")]
+    if host not in LOOPBACK_NAMES:
+        mlflow += ["--allowed-hosts", ",".join(allowed_hosts(host))]
     scheduler = [sys.executable, "-m", "dask", "scheduler", "--host", host, "--port"]
     scheduler += [str(scheduler_port), "--no-dashboard"]
     proxy = [sys.executable, "-m", "pipeline", "storage-proxy", storage, "--host", host]
@@ -93,6 +95,16 @@ def services(
             health=f"{web}://{_connectable(host)}:{mlflow_port}/health",
         ),
     ]
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The Host headers MLflow's server answers beyond loopback: its defaults (loopback and
+    private addresses) and this machine's names, which the printed lines and the bundle use
+    (else: "Invalid Host header - possible DNS rebinding attack detected")."""
+    from mlflow.server.security_utils import get_default_allowed_hosts
+
+    names = [n if ":" not in n else f"[{n}]" for n in machine_names(host)]
+    return get_default_allowed_hosts() + names + [f"{n}:*" for n in names]
 
 
 def default_storage(folder: Path) -> str:

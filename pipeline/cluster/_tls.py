@@ -58,7 +58,7 @@ def prepare(folder: Path, bundle: Path, host: str, addresses: dict[str, str]) ->
     os.chmod(folder, 0o700)
     found = Secrets(folder, bundle)
     ca_cert, ca_key = _authority(folder)
-    names = _names(host)
+    names = machine_names(host)
     cert, key = _issue(ca_cert, ca_key, "regsweep services", names)
     _write(found.cert, cert)
     _write(found.key, key)
@@ -76,7 +76,7 @@ def prepare(folder: Path, bundle: Path, host: str, addresses: dict[str, str]) ->
     return found
 
 
-def _names(host: str) -> list[str]:
+def machine_names(host: str) -> list[str]:
     """What clients may call this machine: loopback, its names, its addresses, ``host``."""
     hostname = socket.gethostname()
     names = {"localhost", "127.0.0.1", "::1", hostname, socket.getfqdn()}
