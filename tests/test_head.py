@@ -122,3 +122,16 @@ def test_beyond_loopback_the_head_is_secure_unless_insecure_is_said_with_what_it
     assert warning is not None
     for exposed in ("run code on every worker", "every study", "every run", "TLS"):
         assert exposed in warning
+
+
+def test_beyond_loopback_mlflow_answers_to_the_names_the_printed_lines_use():
+    import socket
+
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    from pipeline.cluster._head import _connectable, allowed_hosts
+
+    allowed = allowed_hosts("0.0.0.0")
+    for host in (_connectable("0.0.0.0"), socket.getfqdn(), "127.0.0.1", "10.1.2.3"):
+        assert is_allowed_host_header(allowed, f"{host}:5001"), host
+    assert not is_allowed_host_header(allowed, "evil.example.com:5001")
