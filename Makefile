@@ -9,7 +9,8 @@ SWEEP ?= sweeps/default.toml
 N_JOBS ?=
 PORT ?= 5000
 STUDY ?=
-SCHEDULER ?= tcp://127.0.0.1:8786
+SCHEDULER ?=
+CREDENTIALS ?=
 CHAPTER_DATA ?= sine
 CHAPTER_ROWS := $(sort $(wildcard sweeps/chapter-*.toml))
 PYTEST_ARGS ?=
@@ -50,8 +51,10 @@ dashboard: setup ## optuna-dashboard over the study storage, read-only: make das
 head: setup ## Shared services on 127.0.0.1 (Dask scheduler, storage proxy, MLflow server)
 	$(PY) -m pipeline head
 
-worker: setup ## Join a cluster as a Dask worker: make worker SCHEDULER=tcp://HOST:8786
-	$(PY) -m pipeline worker $(SCHEDULER)
+# A secure cluster's bundle names its scheduler; a plain one's is tcp://127.0.0.1:8786 by default
+worker: setup ## Join a cluster: make worker [SCHEDULER=tcp://HOST:8786] [CREDENTIALS=bundle.json]
+	$(PY) -m pipeline worker $(if $(CREDENTIALS),--credentials $(CREDENTIALS)) \
+	  $(or $(SCHEDULER),$(if $(CREDENTIALS),,tcp://127.0.0.1:8786))
 
 report: setup ## Reports under reports/ for every study, or make report STUDY="a b" (compared)
 	$(PY) -m pipeline report $(STUDY)

@@ -51,6 +51,8 @@ def test_smoke_sweep_runs_the_budget_with_two_workers(smoke):
     assert "2 worker(s)" in result.stdout
     link = "\n  http://127.0.0.1:5000/#/experiments/1/runs?viewStateShareKey=study&"
     assert link in result.stdout  # the study's view, one click, on one line
+    said = " ".join(result.stdout.split())  # the answer, wrapped to the console's width
+    assert "no spread measured: set [study] repeats" in said  # not eaten as markup
 
 
 def test_every_trial_is_a_child_run_with_params_curves_and_artifacts(smoke):

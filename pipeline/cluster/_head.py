@@ -328,13 +328,26 @@ def _ready(host: str, service: Service, process: subprocess.Popen, secrets: Secr
                 with urllib.request.urlopen(service.health, timeout=5, context=context) as answer:
                     answer.read(16)
             else:
-                socket.create_connection((_connectable(host), service.port), timeout=5).close()
+                _connect(_connectable(host), service.port, secrets)
             return True
         except urllib.error.HTTPError:  # it answers (a login asked for: it is up)
             return True
         except OSError:  # not listening yet
             time.sleep(0.2)
     return False
+
+
+def _connect(host: str, port: int, secrets: Secrets | None) -> None:
+    """A connection to ``host:port``; over TLS for a secure head's services, with the head's
+    own certificate (which its authority signed for clients too), so that the service sees a
+    whole handshake, not one it would log as failed."""
+    with socket.create_connection((host, port), timeout=5) as connection:
+        if secrets is None:
+            return
+        context = ssl.create_default_context(cafile=str(secrets.ca))
+        context.check_hostname = False  # the certificate's names are checked by the clients
+        context.load_cert_chain(secrets.cert, secrets.key)
+        context.wrap_socket(connection).close()  # the handshake is in the wrapping
 
 
 def _stop(processes: list[subprocess.Popen], timeout: float = 20.0) -> None:

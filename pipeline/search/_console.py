@@ -164,8 +164,8 @@ def print_summary(
         console.print(_test_table(cfg, summary))
     if summary.ablation:
         console.print(_ablation_table(cfg, summary))
-    for line in summary.answer:
-        console.print(line, highlight=False)
+    for line in summary.answer:  # plain text: its "[study] repeats" is not markup
+        console.print(line, highlight=False, markup=False)
 
 
 def _selection_table(cfg: SweepConfig, summary: SweepSummary) -> Table:
