@@ -275,9 +275,9 @@ def init(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from pipeline.config import ConfigError, load_sweep, study_name, sweep_text
+    from pipeline.config import ConfigError, data_stem, load_sweep, sweep_text
 
-    out = Path(args.out or f"sweeps/{study_name(args.data).removesuffix('-regularisation')}.toml")
+    out = Path(args.out or f"sweeps/{data_stem(args.data)}.toml")
     if out.exists() and not args.force:
         print(
             f"error: init: {out} exists: --force replaces it, --out names another", file=sys.stderr

@@ -40,7 +40,7 @@ from pipeline.config._sweep_file import (
     in_sweep_terms,
     trial_values,
 )
-from pipeline.config._template import study_name, sweep_text
+from pipeline.config._template import data_stem, study_name, sweep_text
 from pipeline.config._values import (
     ARCHITECTURE_KEYS,
     MLP_DEFAULTS,
@@ -78,6 +78,7 @@ __all__ = [
     "grpc_address",
     "in_sweep_terms",
     "load_sweep",
+    "data_stem",
     "study_name",
     "sweep_text",
     "mask_credentials",

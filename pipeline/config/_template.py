@@ -58,11 +58,16 @@ n_warmup_steps = 1  # with folds the step is the fold
 """
 
 
-def study_name(source: str) -> str:
-    """A study name from a data set's name or a file's stem: letters, digits, '_', '.', '-'."""
+def data_stem(source: str) -> str:
+    """A data set's name or a CSV file's stem, as names allow: letters, digits, '_', '.', '-'
+    (the default sweep file is ``sweeps/<stem>.toml``)."""
     stem = Path(source).stem if source.endswith(".csv") else source
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-_.") or "data"
-    return f"{name}-regularisation"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-_.") or "data"
+
+
+def study_name(source: str) -> str:
+    """The study's name for a data set: ``<stem>-regularisation``."""
+    return f"{data_stem(source)}-regularisation"
 
 
 def sweep_text(

@@ -16,13 +16,18 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from joblib import Parallel, delayed
 
 from pipeline.config import SweepConfig, full_values, trial_values
 from pipeline.core import REGULARISER_LABELS, Dataset
-from pipeline.names import NOISE_SE, OVERRIDES, REGULARISERS_OFF
-from pipeline.search._evaluation import Evaluation, Rerun, measure
+from pipeline.names import NOISE_SE, OVERRIDES, REGULARISERS_OFF, short
+from pipeline.search._evaluation import (
+    Evaluation,
+    Rerun,
+    finite_mean,
+    measure,
+    standard_error,
+)
 
 HELPS, HURTS, NOISE, ONE_SEED = "helps", "hurts", "no effect within noise", "one seed"
 
@@ -47,17 +52,17 @@ class Switched:
             "chosen": self.value,
             "off": self.off,
             "seeds": len(self.seeds),
-            f"{objective} change": _mean(self.val_changes),
-            f"{objective} change se": _se(self.val_changes),
-            "test_loss change": _mean(self.test_changes),
-            "test_loss change se": _se(self.test_changes),
+            f"{objective} change": finite_mean(self.val_changes),
+            f"{objective} change se": standard_error(self.val_changes),
+            "test_loss change": finite_mean(self.test_changes),
+            "test_loss change se": standard_error(self.test_changes),
             "verdict": self.verdict,
         }
 
     def sentence(self, objective: str) -> str:
         name = REGULARISER_LABELS.get(self.key, self.key)
         name = name[0].upper() + name[1:]
-        change, se = _mean(self.val_changes), _se(self.val_changes)
+        change, se = finite_mean(self.val_changes), standard_error(self.val_changes)
         quantity = objective.removeprefix("final_").replace("_", " ")
         verb = "raises" if change > 0 else "lowers"
         spread = f" ± {se:.1%}" if math.isfinite(se) else ""
@@ -67,24 +72,10 @@ class Switched:
             else self.verdict
         )
         return (
-            f"{name} {self.key} {_short(self.value)}: switching it off ({self.key} "
-            f"{_short(self.off)}) {verb} {quantity} by {abs(change):.1%}{spread} "
+            f"{name} {self.key} {short(self.value)}: switching it off ({self.key} "
+            f"{short(self.off)}) {verb} {quantity} by {abs(change):.1%}{spread} "
             f"({len(self.seeds)} seed(s) paired; {verdict})."
         )
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else math.nan
-
-
-def _se(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.std(finite, ddof=1) / math.sqrt(len(finite))) if len(finite) > 1 else math.nan
 
 
 def switched_keys(cfg: SweepConfig, values: dict[str, Any]) -> list[str]:
@@ -168,7 +159,7 @@ def _verdict(changes: list[float]) -> str:
     finite = [c for c in changes if math.isfinite(c)]
     if len(finite) < 2:
         return ONE_SEED
-    change, se = _mean(finite), _se(finite)
+    change, se = finite_mean(finite), standard_error(finite)
     if abs(change) <= NOISE_SE * se:
         return NOISE
     return HELPS if change > 0 else HURTS

@@ -195,7 +195,7 @@ def _selection(
                 "seeds": len(values),
                 "diverged": int(len(values) - len(finite)),
                 "mean": float(finite.mean()) if len(finite) else math.nan,
-                "se": _se(finite),
+                "se": standard_error(finite),
                 "weight_norm": float(np.mean(norms)) if norms else math.nan,
             }
         )
@@ -221,8 +221,16 @@ def _selection(
     return rows
 
 
-def _se(values: np.ndarray) -> float:
-    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+def finite_mean(values: Sequence[float]) -> float:
+    """The mean of the finite values (a diverged seed is NaN), NaN when there are none."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def standard_error(values: Sequence[float]) -> float:
+    """The standard error of the finite values' mean, NaN below two."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.std(finite, ddof=1) / math.sqrt(len(finite))) if len(finite) > 1 else math.nan
 
 
 def _over_seeds(cfg: SweepConfig, t: FrozenTrial, reruns: list[Rerun]) -> dict[str, Any]:

@@ -47,6 +47,16 @@ def _scoring(task: str) -> dict[str, str]:
     return {"loss": "neg_log_loss", "accuracy": "accuracy"}
 
 
+def _quiet_fit(estimator: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    """``estimator.fit(X, y)`` without its convergence warning: its 200 iterations, as a user
+    gets them."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y)
+
+
 def _search(
     d: Dataset,
     hidden: tuple[int, ...],
@@ -60,7 +70,6 @@ def _search(
     """One row: the grid search over ``alphas``, refitted on training + validation (``refit``)
     or fitted on the training split alone, tested."""
     from sklearn.base import clone
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
@@ -77,9 +86,7 @@ def _search(
         cv=fold_indices(d, folds, seed),
         n_jobs=min(n_jobs, len(alphas) * (folds or 1)),
     )
-    with warnings.catch_warnings():  # its 200 iterations, as a user gets them
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        search.fit(X, y)
+    _quiet_fit(search, X, y)
     best = search.best_index_
     row = {"alpha": float(search.best_params_["alpha"])}
     for name in _scoring(d.task):
@@ -88,9 +95,7 @@ def _search(
     model = search.best_estimator_
     if not refit:  # as the study delivers: the training split only
         y_train = d.y_train[:, 0] if y.ndim == 1 and d.y_train.ndim == 2 else d.y_train
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = clone(model).fit(d.X_train, y_train)
+        model = _quiet_fit(clone(model), d.X_train, y_train)
     tested = _metrics(model, d.X_test, d.y_test, d.task)
     return row | {f"test_{k}": v for k, v in tested.items()}
 

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -349,33 +350,40 @@ def _end_on(cluster: tuple[Any, str | None] | None) -> contextlib.AbstractContex
     return end_on(cluster[0])
 
 
+@contextlib.contextmanager
+def _timed(summary: SweepSummary, part: str) -> Iterator[None]:
+    """The seconds a part of the end takes, into ``summary.end_seconds[part]``."""
+    clock = time.perf_counter()
+    try:
+        yield
+    finally:
+        summary.end_seconds[part] = time.perf_counter() - clock
+
+
 def _evaluate(
     cfg: SweepConfig, study: optuna.Study, dataset: Dataset, models_dir: Path, summary: SweepSummary
 ) -> None:
     """The end of a sweep that ran to its end: the choice, the test figures, the peer and the
     answer in words, into ``summary``."""
     if not summary.interrupted and not summary.errors:
-        clock = time.perf_counter()
-        evaluation = evaluate_on_test(cfg, study, dataset, models_dir)
-        summary.test_metrics = evaluation.tests
-        summary.best = evaluation.chosen
-        summary.reruns, summary.selection = evaluation.reruns, evaluation.selection
-        summary.delivered = evaluation.delivered
-        summary.end_seconds["choice and test"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        summary.ablation = ablation(cfg, evaluation, dataset)
-        summary.end_seconds["ablation"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        if "best" in summary.test_metrics:  # the same hidden sizes as the chosen network
-            hidden = summary.test_metrics["best"]["model"].hidden
-            summary.peers = peer_results(
-                dataset,
-                hidden,
-                cfg.study.metric,
-                cfg.study.seed,
-                cfg.study.n_jobs,
-                cfg.study.folds,
-                refit=cfg.study.deliver == "refit",  # trained on what the study's model is
-            )
-        summary.end_seconds["peer"] = time.perf_counter() - clock
+        with _timed(summary, "choice and test"):
+            evaluation = evaluate_on_test(cfg, study, dataset, models_dir)
+            summary.test_metrics = evaluation.tests
+            summary.best = evaluation.chosen
+            summary.reruns, summary.selection = evaluation.reruns, evaluation.selection
+            summary.delivered = evaluation.delivered
+        with _timed(summary, "ablation"):
+            summary.ablation = ablation(cfg, evaluation, dataset)
+        with _timed(summary, "peer"):
+            if "best" in summary.test_metrics:  # the same hidden sizes as the chosen network
+                hidden = summary.test_metrics["best"]["model"].hidden
+                summary.peers = peer_results(
+                    dataset,
+                    hidden,
+                    cfg.study.metric,
+                    cfg.study.seed,
+                    cfg.study.n_jobs,
+                    cfg.study.folds,
+                    refit=cfg.study.deliver == "refit",  # trained on what the study's model is
+                )
         summary.answer = answer.sentences(cfg, study, summary)
