@@ -1,6 +1,7 @@
 """One trial on an in-memory Optuna study, tracking off: states, reasons, the objective, and how
 fixed, searched and baseline values combine into the network that is trained."""
 
+import math
 import time
 
 import optuna
@@ -11,7 +12,7 @@ from pipeline.config import load_sweep, model_kwargs, parse_override, trial_valu
 from pipeline.core import load
 from pipeline.names import COMPLETE, FAILED, INTERRUPTED, INTERRUPTED_REASON, PRUNED
 from pipeline.search import build_model, run_trial
-from pipeline.search._study import baselines, enqueue_baselines
+from pipeline.search._study import baselines, enqueue_baselines, suggest
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +155,28 @@ def test_a_report_that_cannot_be_written_fails_the_trial_also_from_the_backgroun
     study._storage.set_trial_intermediate_value = refuse
     result = run_trial(trial, cfg, sine)
     assert result.state == FAILED and result.reason == "RuntimeError: the storage is gone"
+
+
+def test_a_baseline_trains_with_set_values_where_the_study_searches_the_training(tmp_path):
+    """Not the sampler's draw: "no regularisation" at a random learning rate was luck."""
+    from pipeline.search._study import centre
+
+    path = tmp_path / "lr.toml"
+    path.write_text(
+        "[study]\nname = 'lr'\nn_trials = 2\n[data]\nname = 'moons'\n[search]\n"
+        "weight_decay = { type = 'float', low = 1e-5, high = 1e-1, log = true }\n"
+        "lr = { type = 'float', low = 1e-3, high = 1e-1, log = true }\n"
+        "width = { type = 'int', low = 8, high = 64, step = 8 }\n"
+        "depth = { type = 'categorical', choices = [2, 1] }\n"
+    )
+    cfg = load_sweep(path)
+    unregularised = baselines(cfg)["unregularised"]
+    # lr: the network's default 0.01, in the range; width: the middle on its grid
+    assert unregularised == {"weight_decay": 0.0, "lr": 0.01, "width": 40, "depth": 2}
+    study = _study(cfg)
+    enqueue_baselines(study, cfg)
+    first = study.ask()
+    assert suggest(first, cfg) == unregularised
+    lr = cfg.search["lr"]
+    assert centre(lr.model_copy(update={"low": 0.02}), 0.01) == pytest.approx(math.sqrt(0.02 * 0.1))
+    assert centre(cfg.search["width"], None) == 40

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import math
 import os
 import socket
 import tempfile
@@ -24,6 +25,7 @@ from optuna.storages import BaseStorage, GrpcStorageProxy
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from pipeline.config import (
+    MLP_DEFAULTS,
     SweepConfig,
     active_credentials,
     grpc_address,
@@ -273,14 +275,31 @@ def _in_space(p: Any, value: Any) -> bool:
 def baselines(cfg: SweepConfig) -> dict[str, dict[str, Any]]:
     """Baseline configurations, by name: their values override both fixed and searched ones.
     The unregularised network sets every regulariser the sweep fixes or searches to "off"; on
-    ``sine`` the chapter's own two configurations follow."""
+    ``sine`` the chapter's own two configurations follow. A searched key of the training that a
+    baseline does not set (``lr``, ``width``, ...) takes a value of its own (:func:`centre`),
+    not the sampler's: drawn at random, it made "no regularisation" a matter of luck."""
     regularisers = set(cfg.search) | set(cfg.fixed)
     result = {"unregularised": {k: v for k, v in REGULARISERS_OFF.items() if k in regularisers}}
     if cfg.data.name == "sine":
         chapter = in_sweep_terms(cfg, CHAPTER)
         result["chapter"] = chapter
         result[f"chapter-dropout-{CHAPTER_KEEP_PROB}"] = {**chapter, "keep_prob": CHAPTER_KEEP_PROB}
-    return result
+    training = {k: centre(p, MLP_DEFAULTS.get(k)) for k, p in cfg.search.items()}
+    return {name: training | values for name, values in result.items()}
+
+
+def centre(p: Any, default: Any) -> Any:
+    """A searched key's value for a baseline: the network's default where the range holds it
+    (the chapter's learning rate, 0.01), else the middle of the range (geometric on a log
+    scale, on the step's grid), or a categorical's first choice."""
+    if _in_space(p, default):
+        return default
+    if p.type == "categorical":
+        return p.choices[0]
+    middle = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
+    if p.step:
+        middle = p.low + round((middle - p.low) / p.step) * p.step
+    return int(round(middle)) if p.type == "int" else float(middle)
 
 
 def fail_trial(study: optuna.Study, url: str, number: int, reason: str, interrupted: bool) -> None:
