@@ -135,3 +135,38 @@ def test_beyond_loopback_mlflow_answers_to_the_names_the_printed_lines_use():
     for host in (_connectable("0.0.0.0"), socket.getfqdn(), "127.0.0.1", "10.1.2.3"):
         assert is_allowed_host_header(allowed, f"{host}:5001"), host
     assert not is_allowed_host_header(allowed, "evil.example.com:5001")
+
+
+@pytest.mark.slow
+def test_beyond_loopback_the_head_is_secure_and_answers_at_the_machine_s_name(tmp_path):
+    """`--host 0.0.0.0` without --insecure: TLS and a login, reached as other machines reach
+    it, by this machine's name (its certificate's names, MLflow's host check)."""
+    import grpc
+    import requests
+    from distributed import Client
+
+    from pipeline.config import read_credentials
+
+    scheduler, storage, mlflow = free_ports(3)
+    head = start_head(tmp_path, scheduler, storage, mlflow, "--host", "0.0.0.0")
+    try:
+        printed = head_ready(tmp_path)
+        assert "--insecure" not in printed and "--credentials credentials.json" in printed
+        bundle = read_credentials(tmp_path / "mlruns" / "head" / "credentials.json")
+        name = socket.gethostname()
+        assert bundle.scheduler == f"tls://{name}:{scheduler}"
+        assert bundle.storage == f"grpc://{name}:{storage}"
+        assert bundle.tracking == f"https://{name}:{mlflow}"
+        with Client(bundle.scheduler, timeout=30, security=bundle.dask_security()) as client:
+            assert client.scheduler_info()["address"].startswith("tls://")
+        channel = grpc.secure_channel(f"{name}:{storage}", bundle.grpc_credentials())
+        grpc.channel_ready_future(channel).result(timeout=30)  # the name is the certificate's
+        channel.close()
+        search = f"{bundle.tracking}/api/2.0/mlflow/experiments/search?max_results=1"
+        login = (bundle.username, bundle.password)
+        answer = requests.get(search, timeout=10, verify=str(bundle.ca_file()), auth=login)
+        assert answer.ok, answer.text  # not "Invalid Host header"
+        assert requests.get(search, timeout=10, verify=str(bundle.ca_file())).status_code == 401
+    finally:
+        head.send_signal(signal.SIGINT)
+        head.wait(timeout=60)
