@@ -204,17 +204,16 @@ def secure_lines(bundle: Path, tracking: str) -> list[str]:
     ]
 
 
-def lines(host: str, scheduler_port: int, storage_port: int, mlflow_port: int) -> list[str]:
-    """What to run elsewhere: a worker machine's line, and the sweep's."""
-    address = _connectable(host)
+def lines(where: dict[str, str]) -> list[str]:
+    """What to run elsewhere, for a plain head at ``where`` (:func:`addresses`): a worker
+    machine's line, and the sweep's."""
     return [
         f"  Dask workers (every other machine, in a checkout of this project with its .venv):\n"
-        f"    .venv/bin/python -m pipeline worker tcp://{address}:{scheduler_port}",
+        f"    .venv/bin/python -m pipeline worker {where['scheduler']}",
         f"  a sweep whose trials run on those workers:\n"
-        f"    python -m pipeline sweep sweeps/default.toml --cluster tcp://{address}:"
-        f"{scheduler_port} --storage grpc://{address}:{storage_port} "
-        f"--tracking-uri http://{address}:{mlflow_port}",
-        f"  the MLflow UI: http://{address}:{mlflow_port}",
+        f"    python -m pipeline sweep sweeps/default.toml --cluster {where['scheduler']} "
+        f"--storage {where['storage']} --tracking-uri {where['tracking']}",
+        f"  the MLflow UI: {where['tracking']}",
     ]
 
 
@@ -271,7 +270,7 @@ def run_head(
                     return 1
                 print(f"{service.name} ready on {host}:{service.port}", flush=True)
             if secrets is None:
-                print("\n".join(lines(host, *ports)), flush=True)
+                print("\n".join(lines(where)), flush=True)
             else:
                 print("\n".join(secure_lines(bundle, where["tracking"])), flush=True)
             print(f"state in {folder}; Ctrl-C stops every service", flush=True)

@@ -29,7 +29,6 @@ YEARS = 10  # the authority's life; the certificates it signs are issued again a
 @dataclass(frozen=True)
 class Secrets:
     folder: Path
-    bundle: Path | None = None  # what a worker or a sweep joins with (the head's side only)
 
     @property
     def ca(self) -> Path:
@@ -56,7 +55,7 @@ def prepare(folder: Path, bundle: Path, host: str, addresses: dict[str, str]) ->
 
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
-    found = Secrets(folder, bundle)
+    found = Secrets(folder)
     ca_cert, ca_key = _authority(folder)
     names = machine_names(host)
     cert, key = _issue(ca_cert, ca_key, "regsweep services", names)
@@ -102,15 +101,8 @@ def _authority(folder: Path) -> tuple[Any, Any]:
     name = x509.Name(
         [x509.NameAttribute(NameOID.COMMON_NAME, f"regsweep cluster {socket.gethostname()}")]
     )
-    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365 * YEARS))
+        _builder(name, name, key)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -133,6 +125,23 @@ def _authority(folder: Path) -> tuple[Any, Any]:
     return cert, key
 
 
+def _builder(subject: Any, issuer: Any, key: Any) -> Any:
+    """A certificate of ``key``'s public half, for ``subject`` by ``issuer``, valid from five
+    minutes ago (clocks differ) for :data:`YEARS`; its extensions to add."""
+    from cryptography import x509
+
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365 * YEARS))
+    )
+
+
 def _issue(ca_cert: Any, ca_key: Any, common_name: str, names: list[str]) -> tuple[str, str]:
     """A certificate the authority signs, with ``names`` as its subject's alternative names
     (a server's), and its key, both as PEM."""
@@ -142,15 +151,9 @@ def _issue(ca_cert: Any, ca_key: Any, common_name: str, names: list[str]) -> tup
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365 * YEARS))
+        _builder(subject, ca_cert.subject, key)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             # Dask's workers both serve and connect with the one client certificate

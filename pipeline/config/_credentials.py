@@ -120,6 +120,17 @@ def read_credentials(path: str | Path) -> Credentials:
     return Credentials(path, **{k: values[k] for k in _SECRET_FIELDS})
 
 
+def grpc_channel(target: str, options: list[tuple[str, Any]] | None = None) -> Any:
+    """A gRPC channel to ``target`` (a storage proxy): over TLS, showing the active bundle's
+    client certificate, for a secure cluster; plain otherwise."""
+    import grpc
+
+    credentials = active_credentials()
+    if credentials is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, credentials.grpc_credentials(), options)
+
+
 def use_credentials(path: str | Path) -> Credentials:
     """Read the bundle and make it this process's (and its children's): the path in the
     environment, MLflow's client pointed at the plugin and the authority."""

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipeline.config._credentials import active_credentials
+from pipeline.config._credentials import active_credentials, grpc_channel
 from pipeline.config._sweep_file import ConfigError
 
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "grpc")
@@ -243,10 +243,7 @@ def _proxy_problem(url: str) -> str | None:
 
     credentials = active_credentials()
     target = f"{host}:{port}"
-    if credentials is None:
-        channel = grpc.insecure_channel(target)
-    else:
-        channel = grpc.secure_channel(target, credentials.grpc_credentials())
+    channel = grpc_channel(target)
     try:  # the connection's handshake: TLS and the certificates both ways, or plain HTTP/2
         grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
     except grpc.FutureTimeoutError:

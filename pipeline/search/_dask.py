@@ -94,10 +94,11 @@ def scheduler_problem(address: str) -> str | None:
     join = "needs its bundle: --credentials FILE (or $REGSWEEP_CREDENTIALS)"
     if secure and credentials is None:
         return f"the Dask scheduler at {address} is a secure cluster's: it {join}"
-    options = credentials.dask_security().get_connection_args("client") if credentials else {}
+    security = _security(address)
+    options = security.get_connection_args("client") if security else {}
 
     async def probe() -> None:  # a connection and Dask's handshake, over TLS for tls://
-        comm = await dask_connect(address, timeout=CONNECT_TIMEOUT, **(options if secure else {}))
+        comm = await dask_connect(address, timeout=CONNECT_TIMEOUT, **options)
         await comm.close()
 
     try:
@@ -115,6 +116,14 @@ def scheduler_problem(address: str) -> str | None:
     return None
 
 
+def _security(address: str) -> Any:
+    """Dask's TLS settings for ``address``: the active bundle's, for ``tls://``; else None."""
+    credentials = active_credentials()
+    if address.startswith("tls://") and credentials is not None:
+        return credentials.dask_security()
+    return None
+
+
 def connect(cfg: SweepConfig, address: str) -> Any:
     """A client of the scheduler at ``address`` (over TLS, with the active bundle's client
     certificate, for ``tls://``), or one clear line within seconds."""
@@ -122,11 +131,10 @@ def connect(cfg: SweepConfig, address: str) -> Any:
 
     if why := scheduler_problem(address):
         raise ConfigError(cfg.source, [f"cluster = {address!r}: {why}"])
-    credentials = active_credentials()
-    secure = address.startswith("tls://") and credentials is not None
-    security = credentials.dask_security() if secure and credentials else None
     try:
-        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False, security=security)
+        return Client(
+            address, timeout=CONNECT_TIMEOUT, set_as_default=False, security=_security(address)
+        )
     except (OSError, TimeoutError, ValueError) as err:
         raise ConfigError(
             cfg.source,

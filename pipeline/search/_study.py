@@ -27,8 +27,8 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from pipeline.config import (
     MLP_DEFAULTS,
     SweepConfig,
-    active_credentials,
     grpc_address,
+    grpc_channel,
     in_sweep_terms,
     open_journal,
     repair,
@@ -117,7 +117,6 @@ class _PatientProxy(GrpcStorageProxy):
     def _setup(self) -> None:
         import json
 
-        import grpc
         from optuna.storages._grpc.auto_generated import api_pb2_grpc
         from optuna.storages._grpc.client import GrpcClientCache
 
@@ -128,11 +127,7 @@ class _PatientProxy(GrpcStorageProxy):
             ("grpc.initial_reconnect_backoff_ms", 500),  # back within a second of the proxy
             ("grpc.max_reconnect_backoff_ms", 2000),
         ]
-        target = f"{self._host}:{self._port}"
-        if (credentials := active_credentials()) is None:
-            self._channel = grpc.insecure_channel(target, options=options)
-        else:  # a secure cluster's proxy: TLS, the cluster's client certificate shown
-            self._channel = grpc.secure_channel(target, credentials.grpc_credentials(), options)
+        self._channel = grpc_channel(f"{self._host}:{self._port}", options)
         self._stub = api_pb2_grpc.StorageServiceStub(self._channel)
         self._cache = GrpcClientCache(self._stub)
 
