@@ -43,6 +43,7 @@ CHOSEN = "chosen"  # "true" on the re-runs of the chosen configuration
 STATE = "state"
 TRIAL = "trial"
 STUDY = "study"
+PARETO = "pareto"  # "true" on the runs of the trials on a study's Pareto front
 BEST = "best"  # "true" on the best trial's run
 BEST_RUN_ID = "best_run_id"  # on the parent run: the best trial's run
 MODEL_URI = "model_uri"  # on the parent run: the delivered model, models:/<id>
@@ -51,6 +52,9 @@ NOTE = "mlflow.note.content"  # a run's description, rendered as markdown by the
 # artifact ``sweep_resolved.json``, not params, which would crowd the UI's column picker).
 STUDY_METRIC = "study.metric"  # val_loss or val_accuracy; the objective is final_<metric>
 STUDY_DIRECTION = "study.direction"
+# a study's objectives as its trials' metrics, and their directions, comma-separated
+STUDY_OBJECTIVES = "study.objectives"
+STUDY_DIRECTIONS = "study.directions"
 STUDY_SEARCHED = "study.searched"  # the searched hyperparameters, comma-separated
 STUDY_LOG_SCALE = "study.log_scale"  # those searched on a log scale, comma-separated
 STUDY_DESCRIPTION = "study.description"

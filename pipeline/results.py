@@ -16,9 +16,10 @@ from pipeline.names import COMPLETE
 
 def value_of(trial: FrozenTrial) -> float:
     """A complete trial's objective value (Optuna types every trial's as optional): the key to
-    rank complete trials by."""
-    assert trial.value is not None, f"trial {trial.number} has no value: it is not complete"
-    return trial.value
+    rank complete trials by; in a study of several objectives, the first's (the metric the
+    networks are chosen on)."""
+    assert trial.values, f"trial {trial.number} has no value: it is not complete"
+    return trial.values[0]
 
 
 @dataclass
@@ -26,6 +27,8 @@ class TrialResult:
     hyperparameters: dict[str, Any]  # every hyperparameter of the network, sweep-file names
     state: str = COMPLETE
     value: float | None = None  # the objective (final validation metric), when complete
+    values: list[float] = field(default_factory=list)  # every objective's, when complete
+    constraints: list[float] = field(default_factory=list)  # <= 0 where kept
     reason: str | None = None  # why it failed or was pruned
     history: dict[str, list[float]] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)

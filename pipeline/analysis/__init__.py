@@ -29,6 +29,7 @@ from pipeline.analysis._frames import (
     ensemble_view,
     log_scale_params,
     objective_of,
+    objectives_of,
     peers,
     progress,
     repeats,
@@ -39,6 +40,7 @@ from pipeline.analysis._frames import (
     study_info,
 )
 from pipeline.analysis._models import best_model_uri, load_best_model
+from pipeline.analysis._pareto import hypervolume, pareto
 from pipeline.analysis._plots import STUDY_FIGURES
 from pipeline.analysis._report import chapter_table, write_reports
 
@@ -61,6 +63,9 @@ __all__ = [
     "log_scale_params",
     "marginal_effects",
     "objective_of",
+    "objectives_of",
+    "pareto",
+    "hypervolume",
     "peers",
     "progress",
     "plots",

@@ -27,6 +27,7 @@ from pipeline.names import (
     FAIL_REASON,
     FAILED,
     MC_METRIC,
+    PARETO,
     PEER_PREFIX,
     PRUNE_REASON,
     PRUNED,
@@ -41,8 +42,10 @@ from pipeline.names import (
     STUDY_BUDGET,
     STUDY_DESCRIPTION,
     STUDY_DIRECTION,
+    STUDY_DIRECTIONS,
     STUDY_LOG_SCALE,
     STUDY_METRIC,
+    STUDY_OBJECTIVES,
     STUDY_SEARCHED,
     TRIAL,
 )
@@ -147,6 +150,7 @@ def runs(study_or_experiment: str, tracking_uri: str | None = None) -> pd.DataFr
             "status": r.info.status,
             "baseline": r.data.tags.get(BASELINE),
             "chosen": r.data.tags.get(BEST) == "true",  # the configuration the sweep chose
+            "pareto": r.data.tags.get(PARETO) == "true",  # on the front of several objectives
             "reason": r.data.tags.get(FAIL_REASON) or r.data.tags.get(PRUNE_REASON),
             "duration": ((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000,
         }
@@ -175,6 +179,11 @@ def runs(study_or_experiment: str, tracking_uri: str | None = None) -> pd.DataFr
             )
     frame["baseline"] = frame["baseline"].astype("string")
     frame["state"] = frame["state"].astype("category")
+    # what analysis.pareto(frame) reads: the study's objectives (columns) and directions
+    try:
+        frame.attrs["objectives"] = objectives_of(study_info(study_or_experiment, tracking_uri))
+    except ValueError:  # no parent run (yet)
+        frame.attrs["objectives"] = {}
     return frame
 
 
@@ -261,6 +270,16 @@ def objective_of(info: dict[str, Any]) -> tuple[str, str]:
     """(column of the objective in :func:`runs`, direction) for a study."""
     metric = _study_fact(info, STUDY_METRIC, "val_loss")
     return f"final_{metric}", _study_fact(info, STUDY_DIRECTION, "minimize")
+
+
+def objectives_of(info: dict[str, Any]) -> dict[str, str]:
+    """Every objective of a study, as its column in :func:`runs`, with its direction: one for
+    a study of one objective."""
+    names = [n for n in info["tags"].get(STUDY_OBJECTIVES, "").split(",") if n]
+    directions = [d for d in info["tags"].get(STUDY_DIRECTIONS, "").split(",") if d]
+    if not names or len(names) != len(directions):  # older stores: one objective
+        return dict([objective_of(info)])
+    return dict(zip(names, directions, strict=True))
 
 
 def description(info: dict[str, Any]) -> str:

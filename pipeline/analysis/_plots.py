@@ -101,6 +101,7 @@ STUDY_FIGURES = (
     "slice",
     "param_importances",
     "contour_keep_prob_weight_decay",
+    "pareto_front",
 )
 
 
@@ -171,6 +172,9 @@ def _study_plotters(
         if set(params) <= set(t.params)
     ]
     named: dict[str, Any] = {"target_name": objective}
+    several = len(study.directions) > 1
+    if several:  # Optuna's plots show one objective: the first, the one chosen on
+        named["target"] = lambda t: t.values[0]
     plotters = {
         "optimization_history": lambda: ov.plot_optimization_history(study, **named),
         "intermediate_values": lambda: intermediate_values(study, objective),
@@ -182,11 +186,75 @@ def _study_plotters(
         plotters["param_importances"] = lambda: ov.plot_param_importances(
             study, evaluator=evaluator, params=list(params), **named
         )
+    if several:
+        plotters["pareto_front"] = lambda: pareto_front(study)
     if {"keep_prob", "weight_decay"} <= set(params):
         plotters["contour_keep_prob_weight_decay"] = lambda: ov.plot_contour(
             study, params=["keep_prob", "weight_decay"], **named
         )
     return plotters
+
+
+def pareto_front(study: Any) -> Figure | None:
+    """The Pareto front of an Optuna study of several objectives (see :func:`pareto_figure`)."""
+    from optuna.trial import TrialState
+
+    from pipeline.names import BASELINE
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return pareto_figure(
+        np.array([t.values for t in trials], dtype=float),
+        [d.name.lower() for d in study.directions],
+        study.metric_names or [f"objective {i}" for i in range(len(study.directions))],
+        [t.user_attrs.get(BASELINE) for t in trials],
+    )
+
+
+def pareto_figure(
+    values: np.ndarray,
+    directions: Sequence[str],
+    names: Sequence[str],
+    baselines: Sequence[str | None],
+) -> Figure | None:
+    """The first two objectives, one point per complete trial (a row of ``values``): the
+    Pareto-optimal ones joined as a staircase, the others grey, each baseline named beside
+    its point (``baselines``: a name or None per row)."""
+    from pipeline.config import on_front
+
+    if len(values) < 2:
+        return None
+    values = values[:, :2]
+    front = np.array(on_front(values.tolist(), directions[:2]), dtype=bool)
+    fig = Figure(figsize=(6.0, 4.2), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(values[~front, 0], values[~front, 1], s=14, color="0.6", label="dominated")
+    shown = values[front][np.argsort(values[front][:, 0])]
+    ax.plot(
+        shown[:, 0],
+        shown[:, 1],
+        "o-",
+        color="tab:blue",
+        drawstyle="steps-pre",
+        label="Pareto front",
+    )
+    for baseline, (x, y) in zip(baselines, values, strict=True):
+        if baseline:
+            ax.scatter([x], [y], marker="s", s=40, color="tab:red", zorder=3)
+            ax.annotate(
+                baseline,
+                (x, y),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=8,
+                color="tab:red",
+            )
+    if values[:, 1].min() >= 0 and values[:, 1].max() > 100:  # counts over decades
+        ax.set_yscale("symlog", linthresh=10)
+    ax.set_xlabel(f"{names[0]} ({directions[0]})")
+    ax.set_ylabel(f"{names[1]} ({directions[1]})")
+    ax.set_title(f"Pareto front: {int(front.sum())} of {len(values)} trials")
+    ax.legend(loc="best", fontsize=8)
+    return fig
 
 
 def parallel_coordinates(study, params: Sequence[str], objective: str) -> Figure | None:
@@ -220,8 +288,8 @@ def parallel_coordinates(study, params: Sequence[str], objective: str) -> Figure
         columns.append((x - lo) / ((hi - lo) or 1.0))
         labels.append(f"{name}\n{span}")
     scaled = np.column_stack(columns)
-    values = np.array([t.value for t in trials])
-    maximise = study.direction.name == "MAXIMIZE"
+    values = np.array([t.values[0] for t in trials])
+    maximise = study.directions[0].name == "MAXIMIZE"
     order = np.argsort(values if maximise else -values)  # the best drawn last, on top
     fig = Figure(figsize=(max(6.0, 1.5 * len(params) + 1.5), 3.6), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()

@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from pipeline.analysis import _effects as effects
 from pipeline.analysis import _frames as analysis
 from pipeline.analysis import _plots as plots
+from pipeline.analysis._pareto import pareto
 from pipeline.names import COMPLETE, FAILED, INTERRUPTED, NOISE_SE, PRUNED, REGULARISERS, short
 from pipeline.tracking import tracking_uri
 
@@ -130,6 +131,7 @@ def study_report(
     if said:  # the sweep's own answer in words, with its uncertainty
         page.text("".join(f"<p class='lead'>{html.escape(line)}</p>" for line in said))
     page.text(_headline(board, versus, params, objective, importances))
+    _pareto_section(page, frame, params)
     _choice_section(page, study, uri)
     _ablation_section(page, info, objective)
     _comparison_sections(page, info, board, versus, params, objective)
@@ -144,6 +146,34 @@ def study_report(
     if log_to_mlflow:
         MlflowClient(tracking_uri(uri)).log_artifacts(info["run_id"], str(page.folder), "report")
     return path
+
+
+def _pareto_section(page: _Page, frame: pd.DataFrame, params: list[str]) -> None:
+    """A study of several objectives: its front as a table and a figure."""
+    objectives = frame.attrs.get("objectives", {})
+    if len(objectives) < 2:
+        return
+    front = pareto(frame)
+    said = " and ".join(f"{name} ({way})" for name, way in objectives.items())
+    page.heading("The Pareto front")
+    page.text(
+        f"<p>The study optimised {html.escape(said)} at once. A trial is on the front when no "
+        f"other is at least as good on every objective and better on one: {len(front)} of "
+        f"{int((frame['state'] == COMPLETE).sum())} complete trials (their runs are tagged "
+        "pareto = true). Baselines are marked in red. These are values of one network each "
+        "(the study's seed); the choice below re-runs the front's best over other seeds.</p>"
+    )
+    complete = frame[frame["state"] == COMPLETE]
+    figure = plots.pareto_figure(
+        complete[list(objectives)].to_numpy(dtype=float),
+        list(objectives.values()),
+        list(objectives),
+        [b if isinstance(b, str) else None for b in complete["baseline"].tolist()],
+    )
+    if figure is not None:
+        page.figure("pareto_front", figure)
+    columns = ["trial", *objectives, *[p for p in params if p in front], "baseline"]
+    page.frame("pareto", front[columns])
 
 
 def _choice_section(page: _Page, study: str, uri: str | None) -> None:

@@ -31,6 +31,15 @@ from pipeline.config._locations import (
     storage_problem,
     tracking_problem,
 )
+from pipeline.config._objectives import (
+    OBJECTIVES,
+    Constraint,
+    available,
+    feasible,
+    on_front,
+    pareto_trials,
+    parse_constraint,
+)
 from pipeline.config._samplers import PRUNERS, SAMPLERS, make_sampler
 from pipeline.config._space import SearchParam, suggest_space
 from pipeline.config._sweep_file import (
@@ -53,6 +62,13 @@ from pipeline.config._values import (
 )
 
 __all__ = [
+    "OBJECTIVES",
+    "Constraint",
+    "available",
+    "on_front",
+    "feasible",
+    "pareto_trials",
+    "parse_constraint",
     "ENV",
     "Credentials",
     "CredentialsError",

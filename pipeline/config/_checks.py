@@ -52,12 +52,14 @@ def cross_checks(cfg: SweepConfig) -> list[str]:
     architecture = set(ARCHITECTURE_KEYS) & (set(cfg.fixed) | set(cfg.search))
     if "hidden" in cfg.fixed and architecture:
         problems.append(f"fixed.hidden: give either hidden or {sorted(architecture)}, not both")
-    if cfg.task == "regression" and cfg.study.metric == "val_accuracy":
+    if cfg.task == "regression" and cfg.study.metric == "val_accuracy" and not cfg.multi:
         problems.append(
             "study.metric = 'val_accuracy': accuracy needs a classification data "
             f"set; {cfg.data.name!r} is regression (use 'val_loss')"
         )
     problems += _fold_pruning_checks(cfg)
+    objective_problems = cfg.objective_problems()
+    problems += objective_problems
     if cfg.sampler.name == "grid":
         for key, param in cfg.search.items():
             if isinstance(param, FloatParam) and param.step is None:
@@ -69,7 +71,8 @@ def cross_checks(cfg: SweepConfig) -> list[str]:
         f"data.{key} = {value!r}: must be {allowed}"
         for key, value, allowed in data.option_problems(cfg.data.name, cfg.data.options)
     ]
-    problems += _check_factory_options(cfg)
+    if not objective_problems:  # Optuna itself would refuse them, less clearly
+        problems += _check_factory_options(cfg)
     return problems
 
 
@@ -106,7 +109,7 @@ def _check_factory_options(cfg: SweepConfig) -> list[str]:
         problems.append(f"pruner = {cfg.pruner.name!r} with options {cfg.pruner.options}: {err}")
     if problems:
         return problems
-    study = optuna.create_study(sampler=sampler, pruner=pruner, direction=cfg.direction)
+    study = optuna.create_study(sampler=sampler, pruner=pruner, directions=cfg.directions)
     for _ in range(2):
         trial = study.ask()
         try:
@@ -114,10 +117,12 @@ def _check_factory_options(cfg: SweepConfig) -> list[str]:
         except Exception as err:  # any error here is the options' fault
             return [f"sampler = {cfg.sampler.name!r} with options {cfg.sampler.options}: {err}"]
         try:
-            for step in (1, 2):
+            for step in (1, 2) if not cfg.multi else ():  # reports need one objective
                 trial.report(1.0, step=step * cfg.report_every)
                 trial.should_prune()
         except Exception as err:
             return [f"pruner = {cfg.pruner.name!r} with options {cfg.pruner.options}: {err}"]
-        study.tell(trial, 1.0)
+        for constraint in cfg.constraints:
+            trial.set_constraint(str(constraint), 0.0)
+        study.tell(trial, [1.0] * len(cfg.objectives))
     return problems

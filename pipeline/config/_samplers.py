@@ -11,7 +11,7 @@ import optuna
 
 from pipeline.names import BASELINE
 
-SamplerName = Literal["tpe", "gp", "random", "cmaes", "qmc", "grid"]
+SamplerName = Literal["tpe", "gp", "random", "cmaes", "qmc", "grid", "nsga2", "nsga3"]
 PrunerName = Literal["median", "hyperband", "wilcoxon", "none"]
 SAMPLERS: tuple[str, ...] = get_args(SamplerName)
 PRUNERS: tuple[str, ...] = get_args(PrunerName)
@@ -79,6 +79,10 @@ def make_sampler(
         return optuna.samplers.QMCSampler(seed=seed, **options)
     if name == "grid":
         return optuna.samplers.GridSampler(grid or {}, seed=seed, **options)
+    if name == "nsga2":  # genetic, for several objectives (study.objectives)
+        return optuna.samplers.NSGAIISampler(seed=seed, **options)
+    if name == "nsga3":  # NSGA-II's successor for three objectives or more
+        return optuna.samplers.NSGAIIISampler(seed=seed, **options)
     raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
 
 

@@ -26,6 +26,16 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.config._objectives import (
+    CHOOSING,
+    CONSTRAINED_SAMPLERS,
+    MULTI_SAMPLERS,
+    OBJECTIVES,
+    Constraint,
+    Direction,
+    objective_problems,
+    parse_constraint,
+)
 from pipeline.config._samplers import PrunerName, SamplerName, make_pruner, make_sampler
 from pipeline.config._space import SearchParam, StrictModel
 from pipeline.config._values import (
@@ -36,7 +46,6 @@ from pipeline.config._values import (
 )
 from pipeline.core import data
 
-Direction = Literal["minimize", "maximize"]
 METRICS: dict[str, Direction] = {"val_loss": "minimize", "val_accuracy": "maximize"}
 
 
@@ -64,6 +73,17 @@ class StudySection(StrictModel):
     `final_<metric>`."""
     direction: Direction | None = None
     """`minimize` or `maximize`; default: the metric's own."""
+    objectives: Annotated[list[str], Field(min_length=1, max_length=4)] | None = None
+    """Several metrics optimised at once (a Pareto front), e.g. `["val_accuracy",
+    "nonzero_weights"]`: the first (`val_loss` or `val_accuracy`, it sets `metric`) is what the
+    networks are chosen on; the others are what a user trades for it (`nonzero_weights`,
+    `weight_norm`, `train_time`, `inference_time`, `val_ece`, or the other validation metric)."""
+    directions: list[Direction] | None = None
+    """One direction per objective; default: each metric's own."""
+    constraints: list[str] = Field(default_factory=list)
+    """Limits a configuration must keep to be chosen, e.g. `["nonzero_weights <= 2000"]`
+    (`METRIC <= NUMBER` or `METRIC >= NUMBER`, a metric of `objectives`' list); the samplers
+    tpe, nsga2, nsga3 and gp steer away from configurations that break them."""
     n_trials: Annotated[int, Field(ge=1)]
     """The study's total of trials, across workers and re-runs of the command."""
     timeout: Annotated[float, Field(gt=0)] | None = None
@@ -96,6 +116,23 @@ class StudySection(StrictModel):
     first): `refit`, the chosen configuration trained again on training + validation for
     the epochs its networks ran; `trial`, the chosen trial's own network (for validation data
     that are a device of the study, not data a user has)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metric_from_objectives(cls, data: Any) -> Any:
+        """With ``objectives``, the first sets ``metric`` (given both, they must agree)."""
+        if isinstance(data, dict) and data.get("objectives") and "metric" not in data:
+            first = data["objectives"][0]
+            if first in ("val_loss", "val_accuracy"):
+                data = {**data, "metric": first}
+        return data
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, constraints: list[str]) -> list[str]:
+        for text in constraints:
+            parse_constraint(text)
+        return constraints
 
     @field_validator("name")
     @classmethod
@@ -221,7 +258,35 @@ class SweepConfig(StrictModel):
 
     @property
     def direction(self) -> Direction:
+        """The direction of the metric the networks are chosen on (the first objective)."""
+        if self.study.directions:
+            return self.study.directions[0]
         return self.study.direction or METRICS[self.study.metric]
+
+    @property
+    def objectives(self) -> list[str]:
+        """The metrics optimised (OBJECTIVES' names): ``[metric]`` for a single objective."""
+        return list(self.study.objectives or [self.study.metric])
+
+    @property
+    def multi(self) -> bool:
+        """Whether the study has several objectives (a Pareto front instead of one best)."""
+        return len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[Direction]:
+        if self.study.directions:
+            return list(self.study.directions)
+        return [self.direction, *(OBJECTIVES[o].direction for o in self.objectives[1:])]
+
+    @property
+    def objective_keys(self) -> list[str]:
+        """The trial metrics of the objectives (``final_val_loss``, ``nonzero_weights``)."""
+        return [OBJECTIVES[o].key for o in self.objectives]
+
+    @property
+    def constraints(self) -> list[Constraint]:
+        return [parse_constraint(text) for text in self.study.constraints]
 
     @property
     def objective(self) -> str:
@@ -264,7 +329,45 @@ class SweepConfig(StrictModel):
             self.sampler.name, self.sampler.options, self.sampler_seed + worker, grid
         )
 
+    def objective_problems(self) -> list[str]:
+        """What is wrong with the objectives, constraints, sampler and pruner together."""
+        study = self.study
+        problems = objective_problems(self.objectives, study.directions, self.task)
+        first = study.objectives[0] if study.objectives else study.metric
+        if first in CHOOSING and study.metric != first:
+            problems.append(
+                f"study.metric = {study.metric!r}: the first objective "
+                f"({first!r}) is the metric; give one of them"
+            )
+        if study.objectives and study.direction and study.directions:
+            problems.append("study.direction: give directions (one per objective) alone")
+        for text in study.constraints:
+            metric = parse_constraint(text).metric
+            if OBJECTIVES[metric].classification_only and self.task != "classification":
+                problems.append(
+                    f"study.constraints: {text!r}: {metric!r} needs a classification data set"
+                )
+        if study.constraints and self.sampler.name not in CONSTRAINED_SAMPLERS:
+            problems.append(
+                f"sampler.name = {self.sampler.name!r}: it cannot keep to study.constraints; "
+                f"allowed: {', '.join(CONSTRAINED_SAMPLERS)}"
+            )
+        if self.multi and self.sampler.name not in MULTI_SAMPLERS:
+            problems.append(
+                f"sampler.name = {self.sampler.name!r}: it searches one objective, and "
+                f"study.objectives has {len(self.objectives)}; allowed: "
+                f"{', '.join(MULTI_SAMPLERS)}"
+            )
+        if self.multi and "pruner" in self.model_fields_set and self.pruner.name != "none":
+            problems.append(
+                f"pruner.name = {self.pruner.name!r}: Optuna cannot prune a study of several "
+                "objectives; allowed: none"
+            )
+        return problems
+
     def make_pruner(self) -> optuna.pruners.BasePruner:
+        if self.multi:  # Optuna prunes single-objective studies only
+            return make_pruner("none", {}, self.max_epochs)
         if self.study.folds:  # the pruner sees the mean over the folds done so far
             return make_pruner(self.pruner.name, self.pruner.options, self.study.folds, True)
         return make_pruner(self.pruner.name, self.pruner.options, self.max_epochs)

@@ -323,6 +323,38 @@ def _csv(
     return _split(Path(path).stem, task, X, y, seed, val_size, test_size, features, classes)
 
 
+def _irrelevant(
+    seed: int = 0,
+    n_samples: int = 400,
+    n_features: int = 30,
+    n_informative: int = 4,
+    val_size: float = 0.25,
+    test_size: float = 0.25,
+) -> Dataset:
+    """Two classes that depend on ``n_informative`` of ``n_features`` inputs, the rest noise
+    (scikit-learn's ``make_classification``): where L1 can zero the weights of what does not
+    matter."""
+    from sklearn.datasets import make_classification
+
+    if n_informative > n_features:
+        raise ValueError(
+            f"irrelevant: n_informative = {n_informative} must be at most n_features = {n_features}"
+        )
+    X, y = make_classification(
+        n_samples=n_samples,
+        n_features=n_features,
+        n_informative=n_informative,
+        n_redundant=0,
+        shuffle=False,  # the informative inputs are the first columns
+        random_state=seed,
+    )
+    names = tuple(
+        f"informative{i}" if i < n_informative else f"noise{i - n_informative}"
+        for i in range(n_features)
+    )
+    return _split("irrelevant", task("irrelevant"), X, y, seed, val_size, test_size, names)
+
+
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "sine": _sine,
     "digits": _sklearn("digits"),
@@ -332,6 +364,7 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
     "diabetes": _sklearn("diabetes"),
     "moons": _moons,
     "circles": _circles,
+    "irrelevant": _irrelevant,
     "csv": _csv,
 }
 NAMES = tuple(LOADERS)
@@ -368,6 +401,8 @@ OPTION_CONSTRAINTS: dict[str, Constraint] = {
     "n_samples": Constraint("an integer >= 12", lambda v: POSITIVE_INT.test(v) and v >= 12),
     "noise": NON_NEGATIVE,
     "factor": FRACTION,
+    "n_features": POSITIVE_INT,
+    "n_informative": POSITIVE_INT,
     "val_size": FRACTION,
     "test_size": FRACTION,
     "path": TEXT,

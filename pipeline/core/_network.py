@@ -383,6 +383,10 @@ class MLP(Network):
         """Euclidean norm of all weights (biases excluded)."""
         return math.sqrt(sum(float(np.vdot(W, W)) for W in self.weights_))
 
+    def nonzero_weights(self) -> int:
+        """How many weights are not exactly zero (biases excluded)."""
+        return sum(int(np.count_nonzero(W)) for W in self.weights_)
+
     def sparsity(self) -> float:
         """Share of weights that are exactly zero."""
         zeros = sum(int((W == 0).sum()) for W in self.weights_)

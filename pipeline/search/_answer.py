@@ -12,7 +12,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from pipeline.config import SweepConfig, model_value, trial_values
+from pipeline.config import SweepConfig, model_value, pareto_trials, trial_values
 from pipeline.core import PARAMETER_CONSTRAINTS, REGULARISER_LABELS
 from pipeline.names import (
     BASELINE,
@@ -27,6 +27,7 @@ from pipeline.names import (
 from pipeline.results import SweepSummary, value_of
 from pipeline.search._delivery import HOW
 from pipeline.search._peer import TUNED_ALPHA
+from pipeline.search._tradeoff import objective_names, tradeoff_sentence
 from pipeline.tracking import runs_link
 
 EDGE = 0.05  # a value within this share of its range (log scale where searched so) is at an edge
@@ -41,6 +42,13 @@ def sentences(cfg: SweepConfig, study: optuna.Study, summary: SweepSummary) -> l
     best = summary.best
     values = trial_values(cfg, best.params, best.user_attrs.get(OVERRIDES))
     lines = [_chosen(cfg, best, values, summary)]
+    if cfg.multi:
+        front = pareto_trials(study)
+        lines.append(
+            f"The Pareto front of {objective_names(cfg)} holds {len(front)} of "
+            f"{summary.states.get(COMPLETE, 0)} complete trials (tagged pareto = true)."
+        )
+        lines.append(tradeoff_sentence(cfg, summary))
     if "unregularised" in tests and best.user_attrs.get(BASELINE) != "unregularised":
         lines.append(_against(cfg, tests["best"], tests["unregularised"]))
     if summary.ablation:  # measured: each regulariser of the pick switched off
@@ -75,9 +83,14 @@ def _chosen(cfg: SweepConfig, best: Any, values: dict[str, Any], summary: SweepS
             if cfg.study.select == "one_se"
             else f"the best mean {cfg.objective}"
         )
-        how = (
-            f"{rule} over {cfg.study.repeats} seeds, of the top {cfg.study.top_k} and the baselines"
-        )
+        of = f"the top {cfg.study.top_k}"
+        if cfg.multi:
+            rule = (
+                f"the best mean {cfg.objective_keys[1]} within one standard error of the best "
+                f"mean {cfg.objective}"
+            )
+            of = f"the Pareto front's top {cfg.study.top_k}"
+        how = f"{rule} over {cfg.study.repeats} seeds, of {of} and the baselines"
     if cfg.study.folds:
         how += f", each a mean over {cfg.study.folds} folds"
     baseline = best.user_attrs.get(BASELINE)
@@ -236,7 +249,7 @@ def study_note(
     if best is not None:
         settings = ", ".join(f"{k} = {short(v)}" for k, v in best.params.items())
         link = f"[trial {best.number}](#/experiments/{experiment_id}/runs/{best_run})"
-        value = f"{objective} {short(best.value)}"
+        value = f"{objective} {short(value_of(best))}"
         chosen = summary.test_metrics.get("best", {})
         if summary.selection and objective in chosen:  # the mean the choice was made on
             value = f"{objective} {short(chosen[objective])} (mean over the re-runs' seeds)"

@@ -36,6 +36,7 @@ from pipeline.results import SweepSummary, value_of
 from pipeline.search import _study as st
 from pipeline.search._delivery import HOW
 from pipeline.search._peer import LABELS
+from pipeline.search._tradeoff import front_rows
 
 
 def show_progress(
@@ -63,8 +64,7 @@ def show_progress(
             finished = [t for t in trials if t.state.is_finished() and st.counts_toward_budget(t)]
             counts = st.state_counts(trials)
             complete = [t for t in trials if t.state == TrialState.COMPLETE]
-            pick = max if cfg.direction == "maximize" else min
-            best = pick(complete, key=value_of) if complete else None
+            best = st.best_trial(study) if complete else None
             best_text = _best_text(best, cfg.objective)
             progress.update(
                 task,
@@ -78,7 +78,7 @@ def show_progress(
                 for t in finished:
                     if t.number not in seen:
                         seen.add(t.number)
-                        value = f"{t.value:.4g}" if t.value is not None else "-"
+                        value = "-" if not t.values else "/".join(f"{v:.4g}" for v in t.values)
                         console.print(
                             f"trial {t.number:4d} {t.state.name.lower():8s} "
                             f"{cfg.objective} {value:>8s}"
@@ -98,7 +98,9 @@ def _best_text(best: FrozenTrial | None, objective: str) -> str:
     if best is None:
         return f"best {objective} -"
     params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
-    return f"best {objective} {best.value:.4g} (#{best.number}{': ' + params if params else ''})"
+    return (
+        f"best {objective} {value_of(best):.4g} (#{best.number}{': ' + params if params else ''})"
+    )
 
 
 def print_summary(
@@ -141,23 +143,9 @@ def print_summary(
             console.print(line, highlight=False, soft_wrap=True)
     if not complete:
         return
-    reverse = cfg.direction == "maximize"
-    top = sorted(complete, key=value_of, reverse=reverse)[:5]
-    table = Table(title=f"best trials by {cfg.objective} ({cfg.direction})")
-    table.add_column("trial", justify="right")
-    table.add_column(cfg.objective, justify="right")
-    for key in cfg.search:
-        table.add_column(key, justify="right")
-    table.add_column("baseline")
-    for t in top:
-        values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES))
-        table.add_row(
-            str(t.number),
-            f"{t.value:.4g}",
-            *[_fmt(values.get(k)) for k in cfg.search],
-            t.user_attrs.get(BASELINE, ""),
-        )
-    console.print(table)
+    console.print(
+        _front_table(cfg, study, len(complete)) if cfg.multi else _top_table(cfg, complete)
+    )
     if summary.selection:
         console.print(_selection_table(cfg, summary))
     if summary.test_metrics:
@@ -168,13 +156,37 @@ def print_summary(
         console.print(line, highlight=False, markup=False)
 
 
+def _top_table(cfg: SweepConfig, complete: list[FrozenTrial]) -> Table:
+    """The five best trials of the search by the objective."""
+    top = sorted(complete, key=value_of, reverse=cfg.direction == "maximize")[:5]
+    table = Table(title=f"best trials by {cfg.objective} ({cfg.direction})")
+    table.add_column("trial", justify="right")
+    table.add_column(cfg.objective, justify="right")
+    for key in cfg.search:
+        table.add_column(key, justify="right")
+    table.add_column("baseline")
+    for t in top:
+        values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES))
+        table.add_row(
+            str(t.number),
+            f"{value_of(t):.4g}",
+            *[_fmt(values.get(k)) for k in cfg.search],
+            t.user_attrs.get(BASELINE, ""),
+        )
+    return table
+
+
 def _selection_table(cfg: SweepConfig, summary: SweepSummary) -> Table:
     """The re-run candidates on validation only: what the choice was made on."""
     rule = "one-standard-error rule" if cfg.study.select == "one_se" else "best mean"
+    trade = "weight_norm"
+    if cfg.multi:
+        trade = cfg.objective_keys[1]
+        rule = f"best mean {trade} within one standard error of the best"
     table = Table(
         title=f"the choice: {cfg.objective} over {cfg.study.repeats} other seeds ({rule})"
     )
-    for column in ("trial", "baseline", "in the search", "mean ± se", "weight norm", "chosen"):
+    for column in ("trial", "baseline", "in the search", "mean ± se", trade, "chosen"):
         table.add_column(column, justify="right")
     for row in sorted(summary.selection, key=lambda row: row["rank"]):
         diverged = f" ({row['diverged']} diverged)" if row["diverged"] else ""
@@ -183,9 +195,21 @@ def _selection_table(cfg: SweepConfig, summary: SweepSummary) -> Table:
             row["baseline"],
             f"{row['search_value']:.4g}",
             f"{row['mean']:.4g} ± {row['se']:.2g}{diverged}",
-            f"{row['weight_norm']:.3g}",
+            f"{row[trade]:.3g}",
             "✓" if row["chosen"] else "",
         )
+    return table
+
+
+def _front_table(cfg: SweepConfig, study: optuna.Study, complete: int) -> Table:
+    """A study of several objectives: its Pareto front, by the first objective."""
+    rows = front_rows(cfg, study)
+    table = Table(title=f"the Pareto front: {len(rows)} of {complete} complete trials")
+    keys = [*cfg.objective_keys, *cfg.search]
+    for column in ("trial", *keys, "baseline"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(str(row["trial"]), *(_fmt(row.get(k)) for k in keys), row["baseline"])
     return table
 
 

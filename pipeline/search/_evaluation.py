@@ -28,12 +28,12 @@ import optuna
 from joblib import Parallel, delayed
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.config import SweepConfig, full_values, trial_values
+from pipeline.config import SweepConfig, feasible, full_values, on_front, trial_values
 from pipeline.core import MLP, Dataset, DivergenceError, mean_of, splits_of
 from pipeline.names import BASELINE, OVERRIDES
 from pipeline.results import value_of
 from pipeline.search._delivery import deliver, epochs_of
-from pipeline.search._objective import build_model
+from pipeline.search._objective import build_model, network_metrics
 from pipeline.search._study import best_trial, model_path
 
 TUNED = "tuned"  # the best configuration of the search itself, when a baseline was chosen
@@ -71,8 +71,8 @@ def evaluate_on_test(
     best = best_trial(study)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     searched = [t for t in complete if not t.user_attrs.get(BASELINE)]
-    pick = max if cfg.direction == "maximize" else min
-    tuned = pick(searched, key=value_of) if searched else None
+    sign = -1.0 if cfg.direction == "maximize" else 1.0
+    tuned = min(searched, key=lambda t: (not feasible(t), sign * value_of(t)), default=None)
     chosen = _named(best, tuned, complete)
     trials = {t.number: t for t in chosen.values()}
     # trained again: with folds every fold's network (the one saved is the first's); without,
@@ -93,7 +93,7 @@ def evaluate_on_test(
         if not math.isclose(results[name][cfg.objective], value_of(t), rel_tol=1e-9, abs_tol=1e-12):
             print(
                 f"warning: retraining trial {t.number} gave {cfg.objective} "
-                f"{results[name][cfg.objective]} instead of {t.value}",
+                f"{results[name][cfg.objective]} instead of {value_of(t)}",
                 file=sys.stderr,
             )
     if "best" in results:
@@ -128,14 +128,18 @@ def repeat_seeds(cfg: SweepConfig) -> list[int]:
 
 
 def candidates(cfg: SweepConfig, study: optuna.Study) -> list[FrozenTrial]:
-    """The ``top_k`` configurations of the search (distinct parameters, best first) and each
-    baseline: the configurations trained again."""
+    """The ``top_k`` configurations of the search (distinct parameters, best first; those
+    that keep the constraints) and each baseline: the configurations trained again. With
+    several objectives, the ``top_k`` of the Pareto front best on the first objective: the
+    choice is made within one standard error of the best of them."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     ranked = sorted(
-        (t for t in complete if not t.user_attrs.get(BASELINE)),
+        (t for t in complete if not t.user_attrs.get(BASELINE) and feasible(t)),
         key=value_of,
         reverse=cfg.direction == "maximize",
     )
+    if cfg.multi:  # the front's members best on the first objective: the rule looks there
+        ranked = front_of(cfg, ranked)
     top: dict[str, FrozenTrial] = {}
     for t in ranked:
         top.setdefault(repr(sorted(t.params.items())), t)  # a repeated suggestion counts once
@@ -143,6 +147,12 @@ def candidates(cfg: SweepConfig, study: optuna.Study) -> list[FrozenTrial]:
             break
     baselines = {t.user_attrs[BASELINE]: t for t in complete if t.user_attrs.get(BASELINE)}
     return [*top.values(), *baselines.values()]
+
+
+def front_of(cfg: SweepConfig, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The Pareto-optimal trials among ``trials``, in their order."""
+    mask = on_front([t.values for t in trials], cfg.directions)
+    return [t for t, kept in zip(trials, mask, strict=True) if kept]
 
 
 def rerun_and_choose(
@@ -178,9 +188,14 @@ def _selection(
     cfg: SweepConfig, pool: list[FrozenTrial], reruns: list[Rerun]
 ) -> list[dict[str, Any]]:
     """Each candidate's validation mean and standard error over the seeds, its networks'
-    mean weight norm, its rank and whether it is chosen. A candidate with a diverged seed
-    ranks after every candidate with fewer."""
+    mean weight norm (and each other objective's mean), its rank and whether it is chosen. A
+    candidate with a diverged seed ranks after every candidate with fewer.
+
+    With several objectives the choice is the one-standard-error rule on the second: of the
+    configurations within one standard error of the best mean, the best on the second
+    objective (the sparsest, the fastest, ...)."""
     sign = -1.0 if cfg.direction == "maximize" else 1.0
+    others = cfg.objective_keys[1:]
     rows = []
     for t in pool:
         mine = [r for r in reruns if r.trial == t.number]
@@ -191,13 +206,14 @@ def _selection(
             {
                 "trial": t.number,
                 "baseline": t.user_attrs.get(BASELINE, ""),
-                "search_value": t.value,
+                "search_value": value_of(t),
                 "seeds": len(values),
                 "diverged": int(len(values) - len(finite)),
                 "mean": float(finite.mean()) if len(finite) else math.nan,
                 "se": standard_error(finite),
                 "weight_norm": float(np.mean(norms)) if norms else math.nan,
             }
+            | {key: finite_mean([r.metrics.get(key, math.nan) for r in mine]) for key in others}
         )
     order = sorted(
         range(len(rows)),
@@ -208,15 +224,21 @@ def _selection(
         rows[i]["chosen"] = False
     best = rows[order[0]]
     pick = best
-    if cfg.study.select == "one_se" and math.isfinite(best["se"]):
-        # within one standard error of the best mean: the smallest weights win
+    if (cfg.study.select == "one_se" or cfg.multi) and math.isfinite(best["se"]):
+        # within one standard error of the best mean: the smallest weights win, or with
+        # several objectives the best on the second
         near = [
             row
             for row in rows
             if row["diverged"] == best["diverged"]
             and sign * (row["mean"] - best["mean"]) <= best["se"]
         ]
-        pick = min(near, key=lambda row: (row["weight_norm"], row["rank"]))
+        key, second = "weight_norm", 1.0
+        if cfg.multi:
+            key, second = others[0], -1.0 if cfg.directions[1] == "maximize" else 1.0
+        pick = min(
+            near, key=lambda row: (np.nan_to_num(second * row[key], nan=np.inf), row["rank"])
+        )
     pick["chosen"] = True
     return rows
 
@@ -284,7 +306,7 @@ def measure(
                     split.X_train, split.y_train, split.X_val, split.y_val
                 )
                 val, test = _on_val_and_test(model, split, d)
-                vals.append(val | {"weight_norm": model.weight_norm(), "epochs": epochs_of(model)})
+                vals.append(val | network_metrics(model, split) | {"epochs": epochs_of(model)})
                 tests.append(test)
     except DivergenceError as err:  # said as a count in the summary, not an error of the sweep
         keys = ["final_val_loss", "weight_norm", "epochs"] + (

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from pipeline.config import SweepConfig, mask_credentials
 from pipeline.core import MLP, Dataset, load, splits_of
 from pipeline.names import MC_METRIC
-from pipeline.results import SweepSummary
+from pipeline.results import SweepSummary, value_of
 from pipeline.search._objective import mc_curve
 from pipeline.tracking import (
     SWEEP_RESOLVED,
@@ -55,7 +55,7 @@ def log_end_figures(
     from pipeline.analysis import STUDY_FIGURES
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
+    ranked = sorted(complete, key=value_of, reverse=study.directions[0].name == "MAXIMIZE")
     numbers = {t.number for t in ranked[:FIGURES_FOR_BEST]}
     numbers |= {m["trial"] for m in summary.test_metrics.values()}  # chosen and baselines
     drawn = [runs[n] for n in sorted(numbers) if n in runs]

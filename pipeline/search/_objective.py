@@ -57,14 +57,51 @@ def final_metrics(model: MLP, d: Dataset, train_time: float) -> dict[str, float]
         "gen_gap": val["loss"] - train["loss"],
         "best_epoch": float(model.best_epoch_ or model.stopped_epoch_),
         "stopped_epoch": float(model.stopped_epoch_),
-        "weight_norm": model.weight_norm(),
         "sparsity": model.sparsity(),
         "train_time": train_time,
-    }
+    } | network_metrics(model, d)
     if "accuracy" in val:
         metrics["final_val_accuracy"] = val["accuracy"]
         metrics["final_train_accuracy"] = train["accuracy"]
     return metrics
+
+
+def network_metrics(model: MLP, d: Dataset) -> dict[str, float]:
+    """What a study may trade against its validation metric, measured on the network itself:
+    weight norm, non-zero weights, inference time and (classification) calibration."""
+    metrics = {
+        "weight_norm": model.weight_norm(),
+        "nonzero_weights": float(model.nonzero_weights()),
+        "inference_time": inference_time(model, d.X_val),
+    }
+    if d.task == "classification":
+        metrics["final_val_ece"] = calibration_error(model.predict_proba(d.X_val), d.y_val)
+    return metrics
+
+
+def inference_time(model: MLP, X: np.ndarray, rows: int = 1000) -> float:
+    """Seconds to predict ``rows`` rows (the validation rows repeated), best of 3 passes: the
+    least disturbed by other processes on the machine."""
+    batch = np.resize(X, (rows, X.shape[1]))
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        model.predict(batch)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def calibration_error(proba: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: over ``bins`` equal-width bins of the predicted class's
+    probability, the row-weighted mean of |accuracy - mean probability|."""
+    confidence, predicted = proba.max(axis=1), proba.argmax(axis=1)
+    correct = predicted == np.asarray(y).ravel()
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in np.unique(which):
+        in_bin = which == b
+        error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(error)
 
 
 # stochastic passes averaged for final_val_loss_mc: ten passes in all (one run, read at 1, 3
@@ -138,7 +175,7 @@ def run_trial(
             raise StopRequested
         if cfg.study.folds:  # reported after each fold instead
             return
-        report(row[metric], epoch)
+        reported(row[metric], epoch)
         if prunable and trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}: {metric} {row[metric]:.4g}")
 
@@ -146,6 +183,7 @@ def run_trial(
     model = None
     try:
         with reports_of(trial, background=not prunable) as report:
+            reported = _no_report if cfg.multi else report
             for fold, split in enumerate(splits):
                 model = build_model(values, d.task)
                 result.model = result.model or model
@@ -154,7 +192,7 @@ def run_trial(
                     result.folds.append(final_metrics(model, split, math.nan))
                     done = float(np.mean([m[f"final_{metric}"] for m in result.folds]))
                     # Wilcoxon's test pairs each fold's own value with the best trial's
-                    report(result.folds[-1][f"final_{metric}"] if per_fold else done, fold + 1)
+                    reported(result.folds[-1][f"final_{metric}"] if per_fold else done, fold + 1)
                     if prunable and trial.should_prune():
                         raise optuna.TrialPruned(
                             f"pruned after fold {fold + 1} of {len(splits)}: "
@@ -168,6 +206,10 @@ def run_trial(
         result.state, result.reason = FAILED, f"{type(err).__name__}: {err}"
     _finish(result, model, cfg, d, time.perf_counter() - start)
     return result
+
+
+def _no_report(value: float, step: int) -> None:
+    """A study of several objectives keeps no intermediate values (nor prunes)."""
 
 
 def _finish(
@@ -185,4 +227,10 @@ def _finish(
             result.metrics = mean_of(result.folds) | {"train_time": elapsed}
         else:
             result.metrics = final_metrics(first, d, elapsed)
-        result.value = result.metrics[f"final_{cfg.study.metric}"]
+        result.values = [result.metrics[key] for key in cfg.objective_keys]
+        result.value = result.values[0]
+    if result.state in (COMPLETE, PRUNED) and cfg.constraints:  # unknown: not kept
+        result.constraints = [
+            c.value(result.metrics) if math.isfinite(c.value(result.metrics)) else math.inf
+            for c in cfg.constraints
+        ]

@@ -27,9 +27,11 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from pipeline.config import (
     MLP_DEFAULTS,
     SweepConfig,
+    feasible,
     grpc_address,
     grpc_channel,
     in_sweep_terms,
+    mask_credentials,
     open_journal,
     repair,
     suggest_space,
@@ -50,6 +52,7 @@ from pipeline.names import (
     RUNNING,
     WAITING,
 )
+from pipeline.results import value_of
 
 DEFAULT_STORAGE = Path("mlruns") / "optuna.journal"
 
@@ -151,11 +154,13 @@ def suggest(trial: Trial, cfg: SweepConfig) -> dict[str, Any]:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial, or None before any completed."""
-    try:
-        return study.best_trial
-    except ValueError:
+    """The best complete trial on the (first) objective, one that keeps the constraints when
+    any does, or None before any completed. Of equals, the first (as Optuna's own)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
         return None
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return min(complete, key=lambda t: (not feasible(t), sign * value_of(t)))
 
 
 def load_study(cfg: SweepConfig, url: str, worker: int = 0) -> optuna.Study:
@@ -168,21 +173,45 @@ def load_study(cfg: SweepConfig, url: str, worker: int = 0) -> optuna.Study:
 
 
 def create_study(cfg: SweepConfig, url: str) -> optuna.Study:
-    """Create the study, or load it when it exists (a re-run resumes it). Its objective is
-    named (``final_val_loss``), as Optuna's own tools then show it."""
+    """Create the study, or load it when it exists (a re-run resumes it). Its objectives are
+    named (``final_val_loss``, ``nonzero_weights``), as Optuna's own tools then show them."""
     study = optuna.create_study(
         study_name=cfg.study.name,
         storage=make_storage(url),
         sampler=cfg.sampler_for(0),
         pruner=cfg.make_pruner(),
-        direction=cfg.direction,
+        directions=cfg.directions,
         load_if_exists=True,
     )
-    if study.metric_names != [cfg.objective]:
+    names = cfg.objective_keys
+    if study.metric_names != names:
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([cfg.objective])
+            study.set_metric_names(names)
     return study
+
+
+def objectives_problem(cfg: SweepConfig, url: str) -> str | None:
+    """Why the study in ``url`` cannot be resumed by this sweep: it exists with other
+    objectives (its trials' values would not be this sweep's). Read before anything is
+    written; a journal not yet created holds no study."""
+    if "://" not in url and not Path(url).exists():
+        return None
+    try:
+        study = optuna.load_study(study_name=cfg.study.name, storage=make_storage(url))
+    except KeyError:  # no such study yet
+        return None
+    names = study.metric_names or [f"final_{cfg.study.metric}"] * len(study.directions)
+    directions = [d.name.lower() for d in study.directions]
+    if (names, directions) == (cfg.objective_keys, cfg.directions):
+        return None
+    had = ", ".join(f"{n} ({d})" for n, d in zip(names, directions, strict=False))
+    return (
+        f"study.name = {cfg.study.name!r}: the study exists in {mask_credentials(url)} with "
+        f"objectives {had}; this sweep's are "
+        f"{', '.join(f'{n} ({d})' for n, d in zip(cfg.objective_keys, cfg.directions, strict=True))}"
+        ": give it another study.name"
+    )
 
 
 def counts_toward_budget(t: FrozenTrial) -> bool:

@@ -41,7 +41,7 @@ from pipeline.search._figures import log_end_figures
 from pipeline.search._peer import peer_results
 from pipeline.search._phase import settle, warm_workers, workers_phase
 from pipeline.search._worker import WorkerContext
-from pipeline.tracking import where_to_look
+from pipeline.tracking import PARETO_KEY, runs_link, ui_base, where_to_look
 
 
 def load_data(cfg: SweepConfig) -> Dataset:
@@ -172,6 +172,9 @@ def _open_stores(
 ) -> tuple[optuna.Study, Any]:
     """The study, and the MLflow experiment and parent run (None with tracking off)."""
     tracker = None
+    problem = st.objectives_problem(cfg, url)
+    if problem:  # before the tracker writes the parent run's tags
+        raise ConfigError(cfg.source, [problem])
     if cfg.tracking.enabled:  # before the study: an unreachable store must not leave one
         from pipeline.tracking import StudyTracker
 
@@ -294,9 +297,21 @@ def _summary(
         tracking_seconds=sum(r.tracking_seconds for r in reports),
         worker_seconds=sum(r.busy_seconds for r in reports),
         parent_run_id=tracker.run_id if tracker else None,
-        hints=where_to_look(tracker.uri, tracker.experiment_id) if tracker else [],
+        hints=_hints(cfg, tracker),
         errors=errors,
     )
+
+
+def _hints(cfg: SweepConfig, tracker: Any) -> list[str]:
+    """Where to look: the trials, the report, and a study's Pareto front."""
+    if not tracker:
+        return []
+    hints = where_to_look(tracker.uri, tracker.experiment_id)
+    if cfg.multi:
+        base = ui_base(tracker.uri)
+        hints.append("the Pareto front, in the same UI:")
+        hints.append(f"  {runs_link(base, tracker.experiment_id, PARETO_KEY)}")
+    return hints
 
 
 def _prepare_study(

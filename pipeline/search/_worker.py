@@ -164,8 +164,8 @@ def run_one(
         trial.set_user_attr(MLFLOW_RUN_URL, run_link(logger.uri, logger.experiment_id, run_id))
     report.tracking_seconds += time.perf_counter() - tic
     result = run_trial(trial, cfg, dataset, stop_requested)
-    if result.state == COMPLETE and not math.isfinite(result.value or math.nan):
-        result.state, result.reason = FAILED, f"objective is {result.value}"
+    if result.state == COMPLETE and not all(map(math.isfinite, result.values or [math.nan])):
+        result.state, result.reason = FAILED, f"objective is {result.values}"
     report.trials += 1
     report.compute_seconds += result.metrics.get("train_time", 0.0)
     if result.state == COMPLETE and result.model is not None:
@@ -175,6 +175,8 @@ def run_one(
         trial.set_user_attr(FAIL_REASON, result.reason)
     if result.state == INTERRUPTED:
         trial.set_user_attr(INTERRUPTED_ATTR, True)
+    for constraint, value in zip(cfg.constraints, result.constraints, strict=False):
+        trial.set_constraint(str(constraint), value)  # <= 0 where kept; the sampler reads it
     if logger and run_id is not None:
         tic = time.perf_counter()
         try:
@@ -185,5 +187,5 @@ def run_one(
     state = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED}.get(
         result.state, TrialState.FAIL
     )
-    trial.study.tell(trial, result.value if state == TrialState.COMPLETE else None, state=state)
+    trial.study.tell(trial, result.values if state == TrialState.COMPLETE else None, state=state)
     report.current_trial = None

@@ -25,6 +25,7 @@ from pipeline.tracking._server import command as server_command
 from pipeline.tracking._server import serve, server_env
 from pipeline.tracking._store import DEFAULT_STORE, find_parent_run, tracking_uri
 from pipeline.tracking._view import (
+    PARETO_KEY,
     VIEW_TAG,
     run_link,
     runs_link,
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_STORE",
     "SWEEP_RESOLVED",
     "VIEW_TAG",
+    "PARETO_KEY",
     "StudyTracker",
     "TrialLogger",
     "close_interrupted_runs",

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
-from pipeline.config import SweepConfig, mask_credentials
+from pipeline.config import SweepConfig, mask_credentials, pareto_trials
 from pipeline.core import Dataset
 from pipeline.names import (
     ABLATION,
@@ -32,6 +32,7 @@ from pipeline.names import (
     FAILED,
     MODEL_URI,
     NOTE,
+    PARETO,
     PRUNED,
     REPEATS_SUFFIX,
     RERUN_OF,
@@ -46,8 +47,10 @@ from pipeline.names import (
     STUDY_BUDGET,
     STUDY_DESCRIPTION,
     STUDY_DIRECTION,
+    STUDY_DIRECTIONS,
     STUDY_LOG_SCALE,
     STUDY_METRIC,
+    STUDY_OBJECTIVES,
     STUDY_SEARCHED,
 )
 from pipeline.results import SweepSummary, value_of
@@ -164,6 +167,8 @@ class StudyTracker:
             STUDY: cfg.study.name,
             STUDY_METRIC: cfg.study.metric,
             STUDY_DIRECTION: cfg.direction,
+            STUDY_OBJECTIVES: ",".join(cfg.objective_keys),
+            STUDY_DIRECTIONS: ",".join(cfg.directions),
             STUDY_SEARCHED: ",".join(cfg.search),
             STUDY_LOG_SCALE: ",".join(k for k, p in cfg.search.items() if getattr(p, "log", False)),
             STUDY_DESCRIPTION: cfg.study.description,
@@ -177,6 +182,8 @@ class StudyTracker:
         source = source_tags()
         run_id = start_parent_run(client, experiment_id, cfg.study.name, resolved, tags | source)
         client.set_experiment_tag(experiment_id, *view.saved_view(cfg))
+        if cfg.multi:
+            client.set_experiment_tag(experiment_id, *view.pareto_view(cfg))
         tracker = cls(uri, experiment_id, run_id, client, cfg.objective, source)
         tracker.close_interrupted_runs()
         if cfg.tracking.system_metrics:
@@ -296,6 +303,11 @@ class StudyTracker:
         if best_run is not None:
             tags[BEST_RUN_ID] = best_run
             self.client.set_tag(best_run, BEST, "true")  # the best trial, marked in its run
+        if len(study.directions) > 1:  # the front, marked in its runs (the saved view's filter)
+            front = [runs[t.number] for t in pareto_trials(study) if t.number in runs]
+            for run_id in front:
+                self.client.set_tag(run_id, PARETO, "true")
+            metrics["pareto.size"] = float(len(front))
         delivered = summary.delivered
         if delivered:  # the model a user takes away, and its test figures, evaluated once
             metrics |= {

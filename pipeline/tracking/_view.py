@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from pipeline.names import BASELINE, ROLE, ROLE_TRIAL, STATE
+from pipeline.names import BASELINE, PARETO, ROLE, ROLE_TRIAL, STATE
 
 if TYPE_CHECKING:
     from pipeline.config import SweepConfig
 
 VIEW_KEY = "study"  # the view's share key: one view per study (experiment)
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+PARETO_KEY = "pareto"  # a study of several objectives: its Pareto front's view
 
 
 def column(kind: str, name: str) -> str:
@@ -55,6 +56,22 @@ def saved_view(cfg: SweepConfig) -> tuple[str, str]:
         "selectedColumns": columns(cfg),
     }
     return VIEW_TAG, json.dumps(state)
+
+
+def pareto_view(cfg: SweepConfig) -> tuple[str, str]:
+    """(experiment tag, value) of the view of a study's Pareto front: the trials tagged
+    ``pareto = true``, by the first objective, with every objective's column first."""
+    objectives = [column("metrics", key) for key in cfg.objective_keys]
+    rest = [c for c in columns(cfg) if c not in objectives]
+    state = {
+        "searchFilter": (
+            f"{column('tags', ROLE)} = '{ROLE_TRIAL}' and {column('tags', PARETO)} = 'true'"
+        ),
+        "orderByKey": objectives[0],
+        "orderByAsc": cfg.direction == "minimize",
+        "selectedColumns": objectives + rest,
+    }
+    return f"mlflow.sharedViewState.{PARETO_KEY}", json.dumps(state)
 
 
 def where_to_look(uri: str, experiment_id: str) -> list[str]:
@@ -101,10 +118,11 @@ def run_link(uri: str, experiment_id: str, run_id: str) -> str:
     return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def runs_link(base: str, experiment_id: str) -> str:
-    """The UI page of a study's trials in its saved view, in the UI's model-training mode
-    (not the GenAI overview the UI opens experiments on by default)."""
+def runs_link(base: str, experiment_id: str, key: str = VIEW_KEY) -> str:
+    """The UI page of a study's trials in its saved view (``key``: the study's, or its
+    Pareto front's), in the UI's model-training mode (not the GenAI overview the UI opens
+    experiments on by default)."""
     return (
         f"{base}/#/experiments/{experiment_id}/runs"
-        f"?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning"
+        f"?viewStateShareKey={key}&workflowType=machine_learning"
     )
