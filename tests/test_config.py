@@ -104,8 +104,8 @@ def test_a_good_file_resolves_names_and_defaults(tmp_path):
         (('name = "sine"', 'name = "sine"\nn_vall = 10'), "has no option(s) ['n_vall']"),
         (
             ("[search]", "[sampler]\nname = 'bayes'\n[search]"),
-            "sampler.name = 'bayes': Input should be 'tpe', 'gp', 'random', 'cmaes', 'qmc', 'grid', "
-            "'nsga2' or 'nsga3'",
+            "sampler.name = 'bayes': Input should be 'tpe', 'gp', 'random', 'cmaes', 'qmc', "
+            "'grid', 'nsga2' or 'nsga3'",
         ),
         (("[search]", "[pruner]\nname = 'asha'\n[search]"), "pruner.name = 'asha': Input should"),
         (

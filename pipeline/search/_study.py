@@ -206,11 +206,10 @@ def objectives_problem(cfg: SweepConfig, url: str) -> str | None:
     if (names, directions) == (cfg.objective_keys, cfg.directions):
         return None
     had = ", ".join(f"{n} ({d})" for n, d in zip(names, directions, strict=False))
+    wants = ", ".join(f"{n} ({d})" for n, d in zip(cfg.objective_keys, cfg.directions, strict=True))
     return (
         f"study.name = {cfg.study.name!r}: the study exists in {mask_credentials(url)} with "
-        f"objectives {had}; this sweep's are "
-        f"{', '.join(f'{n} ({d})' for n, d in zip(cfg.objective_keys, cfg.directions, strict=True))}"
-        ": give it another study.name"
+        f"objectives {had}; this sweep's are {wants}: give it another study.name"
     )
 
 
