@@ -1,8 +1,9 @@
-"""``python -m benchmarks [speed|cluster|quality|newdata|pruners|samplers]``: speed (the
+"""``python -m benchmarks [speed|cluster|quality|newdata|pruners|samplers|pareto]``: speed (the
 default) runs the machinery's ratios, the MLflow UI's and the cluster's; cluster only the
 cluster's; quality the answer on every shipped sweep and on data sets no sweep was written for
 (init's template), 3 sweep seeds each (newdata: those alone); pruners the Wilcoxon pruner,
-samplers the Gaussian-process sampler, against the shipped ones."""
+samplers the Gaussian-process sampler, against the shipped ones; pareto the multi-objective
+samplers against random search on the multi-objective sweep (hypervolume, 3 sweep seeds)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def main() -> None:
     parser.add_argument(
         "part",
         nargs="?",
-        choices=("speed", "cluster", "quality", "newdata", "pruners", "samplers"),
+        choices=("speed", "cluster", "quality", "newdata", "pruners", "samplers", "pareto"),
         default="speed",
     )
     part = parser.parse_args().part
@@ -30,6 +31,11 @@ def main() -> None:
         from benchmarks import quality
 
         quality.main(names=())
+        return
+    if part == "pareto":
+        from benchmarks import pareto
+
+        pareto.main()
         return
     if part in ("pruners", "samplers"):
         from benchmarks import alternatives

@@ -1,5 +1,7 @@
 """The benchmarks' own code runs (their figures are for `make bench`, not for tests)."""
 
+import pytest
+
 from benchmarks import common
 from benchmarks import speed as bench
 
@@ -67,3 +69,26 @@ def test_the_quality_benchmark_sweeps_new_data_of_many_kinds_with_inits_template
         tasks.append(d.task)
         assert cfg.study.deliver == "refit" and cfg.study.folds == 5  # the template as written
     assert {"classification", "regression"} <= set(tasks)
+
+
+def test_the_pareto_benchmark_normalises_the_search_trials_and_leaves_out_baselines():
+    import numpy as np
+    import optuna
+
+    from benchmarks.pareto import normalised_front
+    from pipeline.analysis import hypervolume
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for values, attrs in (
+        ((0.8, 100.0), {}),
+        ((0.9, 300.0), {}),
+        ((0.7, 1000.0), {"baseline": "x"}),
+    ):
+        trial = study.ask()
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        study.tell(trial, list(values))
+    points = normalised_front(study, total_weights=1000)
+    assert np.allclose(points, [[0.2, 0.1], [0.1, 0.3]])
+    # the boxes [0.2,1]x[0.1,1] and [0.1,1]x[0.3,1]: 0.72 + 0.63 - 0.56
+    assert hypervolume(points, (1.0, 1.0)) == pytest.approx(0.79)

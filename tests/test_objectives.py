@@ -392,3 +392,17 @@ def test_every_multi_objective_sampler_samples_the_space_and_fronts_agree(tmp_pa
             study.tell(trial, list(values))
         # (0.6, 40) is dominated by (0.7, 30): Optuna's front agrees with on_front
         assert sorted(t.values for t in study.best_trials) == [[0.5, 10.0]] * 2 + [[0.7, 30.0]] * 2
+
+
+def test_check_says_the_objectives_the_rule_the_constraints_and_no_pruner(tmp_path):
+    limit = 'study.constraints=["nonzero_weights <= 2000"]'
+    done = _cli(tmp_path, "check", str(SPARSE), "--set", limit)
+    assert done.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == []
+    lines = done.stdout.splitlines()
+    assert "objectives final_val_accuracy (maximize), nonzero_weights (minimize)" in lines[1]
+    assert "of the Pareto front (the best nonzero_weights within one standard error" in lines[1]
+    assert "constraint nonzero_weights <= 2000" in lines
+    assert "pruner    none (several objectives)" in lines
+    bad = _cli(tmp_path, "check", str(SPARSE), "--set", 'study.constraints=["l1 <= 3"]')
+    assert bad.returncode == 2 and "unknown metric 'l1'" in bad.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

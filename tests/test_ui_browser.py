@@ -184,3 +184,38 @@ def test_the_parent_run_shows_its_logged_model_its_datasets_and_its_source(ui, p
     link.click()
     page.get_by_text(model_id).first.wait_for()
     page.shot("logged-model")
+
+
+@pytest.fixture(scope="module")
+def pareto_ui(tmp_path_factory):
+    """The shipped multi-objective sweep, small, in a store of its own, and the UI over it."""
+    from e2e import ROOT, sweep
+
+    folder = tmp_path_factory.mktemp("pareto-ui")
+    small = ["study.n_trials=12", "study.repeats=2", "study.folds=2", "fixed.max_epochs=30"]
+    args = [a for s in small for a in ("--set", s)]
+    result = sweep(folder, *args, sweep_file=ROOT / "sweeps" / "sparse.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with ui_server(folder) as (base, _):
+        yield folder, base, result.stdout
+
+
+def test_the_pareto_link_opens_the_front_with_both_objectives_most_accurate_first(pareto_ui, page):
+    folder, base, output = pareto_ui
+    (link,) = [line.strip() for line in output.splitlines() if "viewStateShareKey=pareto" in line]
+    page.goto(link.replace("http://127.0.0.1:5000", base))
+    first = "metrics.`final_val_accuracy`"
+    page.wait_for_selector(f"[row-index='0'] [col-id='{first}']")
+    page.shot("pareto-view")
+    header = page.locator("[role=columnheader][col-id]").evaluate_all(
+        "cells => cells.map(c => c.getAttribute('col-id'))"
+    )
+    assert {first, "metrics.`nonzero_weights`", "metrics.`l1`"} <= set(header), header
+    _, children = runs(folder, "sparse-tradeoff")
+    front = {r.info.run_name for r in children if r.data.tags.get("pareto") == "true"}
+    rows = _rows(page)
+    assert (
+        front and {r["attributes.`Run Name`"].split()[-1] for r in rows} == front
+    )  # the front alone
+    accuracies = [float(r[first]) for r in rows]
+    assert accuracies == sorted(accuracies, reverse=True)  # the most accurate first

@@ -51,7 +51,7 @@ OBJECTIVES: dict[str, Metric] = {
     ),
 }
 CHOOSING = ("val_loss", "val_accuracy")  # what a first objective may be
-CONSTRAINT = re.compile(r"\s*([a-z_]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*")
+CONSTRAINT = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*")
 # the samplers that steer by the constraints a trial sets (Optuna's Trial.set_constraint)
 CONSTRAINED_SAMPLERS = ("tpe", "nsga2", "nsga3", "gp")
 # the samplers that search several objectives (CMA-ES takes one)

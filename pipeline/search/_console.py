@@ -284,13 +284,22 @@ def describe(cfg: SweepConfig, dataset: Dataset, storage: str | None, tracking: 
 
     s = cfg.study
     sizes = ", ".join(f"{n} {split}" for split, n in dataset.sizes().items())
+    objectives = ", ".join(
+        f"{k} ({d})" for k, d in zip(cfg.objective_keys, cfg.directions, strict=True)
+    )
+    rule = s.select
+    if cfg.multi:
+        rule = f"the best {cfg.objective_keys[1]} within one standard error of the best"
     lines = [
         f"{cfg.source}: valid",
-        f"study     {s.name}: {s.n_trials} trials, {s.n_jobs} worker(s), objective "
-        f"{cfg.objective} ({cfg.direction}), seed {s.seed}"
+        f"study     {s.name}: {s.n_trials} trials, {s.n_jobs} worker(s), "
+        + (f"objectives {objectives}" if cfg.multi else f"objective {objectives}")
+        + f", seed {s.seed}"
         + (f", {s.folds} folds" if s.folds else "")
         + (
-            f", re-runs over {s.repeats} seeds of the top {s.top_k} ({s.select})"
+            f", re-runs over {s.repeats} seeds of the top {s.top_k}"
+            + (" of the Pareto front" if cfg.multi else "")
+            + f" ({rule})"
             if s.repeats
             else ""
         )
@@ -309,7 +318,9 @@ def describe(cfg: SweepConfig, dataset: Dataset, storage: str | None, tracking: 
         settings = ", ".join(f"{k} = {v!r}" for k, v in overrides.items()) or "as fixed"
         lines.append(f"baseline  {name}: {settings}")
     lines.append(f"sampler   {cfg.sampler.name} {cfg.sampler.options or ''}".rstrip())
-    lines.append(f"pruner    {cfg.pruner.name} {cfg.pruner.options or ''}".rstrip())
+    lines += [f"constraint {c}" for c in cfg.constraints]
+    pruner = f"{cfg.pruner.name} {cfg.pruner.options or ''}".rstrip()
+    lines.append(f"pruner    {'none (several objectives)' if cfg.multi else pruner}")
     lines.append(f"storage   {mask_credentials(storage_url(cfg, storage))}")
     uri = tracking_uri(tracking or cfg.tracking.uri) if cfg.tracking.enabled else "off"
     lines.append(f"tracking  {mask_credentials(uri)}")

@@ -60,7 +60,7 @@ def saved_view(cfg: SweepConfig) -> tuple[str, str]:
 
 def pareto_view(cfg: SweepConfig) -> tuple[str, str]:
     """(experiment tag, value) of the view of a study's Pareto front: the trials tagged
-    ``pareto = true``, by the first objective, with every objective's column first."""
+    ``pareto = true``, by the first objective, with every objective's column."""
     objectives = [column("metrics", key) for key in cfg.objective_keys]
     rest = [c for c in columns(cfg) if c not in objectives]
     state = {
