@@ -287,7 +287,7 @@ def describe(cfg: SweepConfig, dataset: Dataset, storage: str | None, tracking: 
     objectives = ", ".join(
         f"{k} ({d})" for k, d in zip(cfg.objective_keys, cfg.directions, strict=True)
     )
-    rule = s.select
+    rule: str = s.select
     if cfg.multi:
         rule = f"the best {cfg.objective_keys[1]} within one standard error of the best"
     lines = [
