@@ -334,10 +334,14 @@ def test_a_constraint_is_measured_for_every_trial_and_kept_by_the_choice(tmp_pat
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     for t in complete:  # the value the sampler reads: <= 0 where kept
         assert t.constraints == {f"nonzero_weights <= {bound}": pytest.approx(t.values[1] - bound)}
-    kept = [t for t in complete if t.values[1] <= bound and not t.user_attrs.get("baseline")]
-    if kept:
-        chosen = summary.best
-        assert chosen.user_attrs.get("baseline") or chosen.values[1] <= bound
+    (baseline,) = [t for t in complete if t.user_attrs.get("baseline")]
+    assert baseline.values[1] > bound  # unregularised: every weight non-zero, never chosen
+    kept = [t for t in complete if t.values[1] <= bound]
+    assert kept, "no trial kept the constraint: the test needs one"
+    assert summary.best.values[1] <= bound
+    by_trial = {row["trial"]: row for row in summary.selection}
+    assert by_trial[baseline.number]["feasible"] is False
+    assert all(by_trial[t]["feasible"] for t in by_trial if t != baseline.number)
 
 
 def test_a_study_that_exists_with_other_objectives_is_refused_before_writing(swept):

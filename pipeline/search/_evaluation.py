@@ -189,7 +189,8 @@ def _selection(
 ) -> list[dict[str, Any]]:
     """Each candidate's validation mean and standard error over the seeds, its networks'
     mean weight norm (and each other objective's mean), its rank and whether it is chosen. A
-    candidate with a diverged seed ranks after every candidate with fewer.
+    candidate that breaks the study's constraints ranks after every one that keeps them, and
+    one with a diverged seed after every one with fewer.
 
     With several objectives the choice is the one-standard-error rule on the second: of the
     configurations within one standard error of the best mean, the best on the second
@@ -212,12 +213,17 @@ def _selection(
                 "mean": float(finite.mean()) if len(finite) else math.nan,
                 "se": standard_error(finite),
                 "weight_norm": float(np.mean(norms)) if norms else math.nan,
+                "feasible": feasible(t),  # keeps the study's constraints (a baseline may not)
             }
             | {key: finite_mean([r.metrics.get(key, math.nan) for r in mine]) for key in others}
         )
     order = sorted(
         range(len(rows)),
-        key=lambda i: (rows[i]["diverged"], sign * np.nan_to_num(rows[i]["mean"], nan=np.inf)),
+        key=lambda i: (
+            not rows[i]["feasible"],
+            rows[i]["diverged"],
+            sign * np.nan_to_num(rows[i]["mean"], nan=np.inf),
+        ),
     )
     for rank, i in enumerate(order):
         rows[i]["rank"] = rank + 1
@@ -230,7 +236,7 @@ def _selection(
         near = [
             row
             for row in rows
-            if row["diverged"] == best["diverged"]
+            if (row["diverged"], row["feasible"]) == (best["diverged"], best["feasible"])
             and sign * (row["mean"] - best["mean"]) <= best["se"]
         ]
         key, second = "weight_norm", 1.0
