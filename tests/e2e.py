@@ -81,6 +81,28 @@ def cli_in_process(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
+def sweep_in_process(folder: Path, sweep_file: Path, *overrides: str) -> tuple:
+    """A sweep of ``sweep_file`` with ``--set`` ``overrides``, run in this process into stores
+    in ``folder``: its config, the store's URI, the summary and what it printed."""
+    import io
+
+    from rich.console import Console
+
+    from pipeline.config import load_sweep, parse_override
+    from pipeline.search import run_sweep
+
+    cfg = load_sweep(sweep_file, [parse_override(o) for o in overrides])
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    out = io.StringIO()
+    summary = run_sweep(
+        cfg,
+        storage=str(folder / "optuna.journal"),
+        tracking_uri=uri,
+        console=Console(file=out, width=200),
+    )
+    return cfg, uri, summary, out.getvalue()
+
+
 def sweep(
     folder: Path, *args: str, sweep_file: Path = SMOKE, timeout: float = 300
 ) -> subprocess.CompletedProcess:

@@ -228,7 +228,14 @@ def test_sigterm_ends_a_sweep_like_ctrl_c_with_status_143_and_a_rerun_resumes(tm
     assert "Traceback" not in output
     s = study(tmp_path, "long")
     assert not [t for t in s.trials if t.state == TrialState.RUNNING]
-    assert sum(bool(t.user_attrs.get("interrupted")) for t in s.trials) >= 2
+    # every trial that ended did so interrupted, but the chapter's baseline (500 epochs of
+    # its own) may complete between the second trial starting and the signal arriving
+    ended = [t for t in s.trials if t.state.is_finished()]
+    interrupted = [t for t in ended if t.user_attrs.get("interrupted")]
+    assert interrupted and all(
+        t in interrupted or (t.state == TrialState.COMPLETE and t.user_attrs.get("baseline"))
+        for t in ended
+    )
     assert _running_runs(tmp_path, "long") == []
     again = sweep(tmp_path, "--set", "fixed.max_epochs=30", sweep_file=long)
     assert again.returncode == 0, again.stdout + again.stderr

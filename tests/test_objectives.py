@@ -12,6 +12,7 @@ import numpy as np
 import optuna
 import pytest
 from e2e import cli_in_process as _cli
+from e2e import sweep_in_process
 from mlflow import MlflowClient
 from rich.console import Console
 
@@ -204,18 +205,7 @@ def test_l1_zeroes_weights_and_nonzero_weights_counts_them():
 
 
 def _sweep(folder: Path, *overrides: str):
-    from pipeline.search import run_sweep
-
-    cfg = load_sweep(SPARSE, [parse_override(o) for o in overrides])
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    out = io.StringIO()
-    summary = run_sweep(
-        cfg,
-        storage=str(folder / "optuna.journal"),
-        tracking_uri=uri,
-        console=Console(file=out, width=200),
-    )
-    return cfg, uri, summary, out.getvalue()
+    return sweep_in_process(folder, SPARSE, *overrides)
 
 
 SMALL = (

@@ -6,14 +6,13 @@ import io
 
 import numpy as np
 import pytest
-from e2e import SMOKE
+from e2e import SMOKE, sweep_in_process
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 from rich.console import Console
 
 from pipeline import analysis
 from pipeline.analysis import load_best_model, write_reports
-from pipeline.config import load_sweep, parse_override
 from pipeline.names import COMPLETE, MC_METRIC, RUN_STATUS, STATE
 from pipeline.search import load_study, run_sweep
 
@@ -23,16 +22,7 @@ N_TRIALS = 6
 def _sweep(folder, *overrides: str):
     """The smoke sweep with ``overrides``, one worker, into stores in ``folder``: its config,
     the store's URI, the summary and what it printed."""
-    cfg = load_sweep(SMOKE, [parse_override(o) for o in ("study.n_jobs=1", *overrides)])
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    out = io.StringIO()
-    summary = run_sweep(
-        cfg,
-        storage=str(folder / "optuna.journal"),
-        tracking_uri=uri,
-        console=Console(file=out, width=200),
-    )
-    return cfg, uri, summary, out.getvalue()
+    return sweep_in_process(folder, SMOKE, "study.n_jobs=1", *overrides)
 
 
 @pytest.fixture(scope="module")
