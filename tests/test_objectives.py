@@ -400,3 +400,30 @@ def test_check_says_the_objectives_the_rule_the_constraints_and_no_pruner(tmp_pa
     bad = _cli(tmp_path, "check", str(SPARSE), "--set", 'study.constraints=["l1 <= 3"]')
     assert bad.returncode == 2 and "unknown metric 'l1'" in bad.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_printed_front_is_the_whole_front_up_to_its_first_rows(tmp_path):
+    from pipeline.search._console import FRONT_ROWS, _front_table
+
+    cfg = load_sweep(write(tmp_path, GOOD))
+    study = optuna.create_study(directions=cfg.directions)
+    for i in range(FRONT_ROWS + 5):  # each more accurate and larger: all on the front
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"l1": 0.01},
+                distributions={"l1": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)},
+                values=[0.5 + i / 100, float(10 * i)],
+            )
+        )
+    study.add_trial(  # dominated: not shown
+        optuna.trial.create_trial(
+            params={"l1": 0.01},
+            distributions={"l1": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)},
+            values=[0.5, 500.0],
+        )
+    )
+    table = _front_table(cfg, study, complete=FRONT_ROWS + 6)
+    assert table.row_count == FRONT_ROWS
+    assert f"{FRONT_ROWS + 5} of {FRONT_ROWS + 6} complete trials" in str(table.title)
+    first = next(iter(table.columns[1].cells))
+    assert first == "0.69"  # the most accurate first

@@ -201,14 +201,18 @@ def _selection_table(cfg: SweepConfig, summary: SweepSummary) -> Table:
     return table
 
 
+FRONT_ROWS = 15  # the front's rows printed; the report and the MLflow view hold them all
+
+
 def _front_table(cfg: SweepConfig, study: optuna.Study, complete: int) -> Table:
     """A study of several objectives: its Pareto front, by the first objective."""
     rows = front_rows(cfg, study)
-    table = Table(title=f"the Pareto front: {len(rows)} of {complete} complete trials")
+    shown = "" if len(rows) <= FRONT_ROWS else f" (the {FRONT_ROWS} best on the first shown)"
+    table = Table(title=f"the Pareto front: {len(rows)} of {complete} complete trials{shown}")
     keys = [*cfg.objective_keys, *cfg.search]
     for column in ("trial", *keys, "baseline"):
         table.add_column(column, justify="right")
-    for row in rows:
+    for row in rows[:FRONT_ROWS]:
         table.add_row(str(row["trial"]), *(_fmt(row.get(k)) for k in keys), row["baseline"])
     return table
 
