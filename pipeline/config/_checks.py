@@ -9,6 +9,14 @@ from typing import Any
 
 import optuna
 
+from pipeline.config._objectives import (
+    CHOOSING,
+    CONSTRAINED_SAMPLERS,
+    MULTI_SAMPLERS,
+    OBJECTIVES,
+    objective_problems,
+    parse_constraint,
+)
 from pipeline.config._space import FloatParam, suggest_space
 from pipeline.config._sweep_file import SweepConfig
 from pipeline.config._values import ARCHITECTURE_KEYS, MODEL_KEYS, SEARCHABLE_KEYS, model_value
@@ -58,7 +66,7 @@ def cross_checks(cfg: SweepConfig) -> list[str]:
             f"set; {cfg.data.name!r} is regression (use 'val_loss')"
         )
     problems += _fold_pruning_checks(cfg)
-    objective_problems = cfg.objective_problems()
+    objective_problems = _objective_checks(cfg)
     problems += objective_problems
     if cfg.sampler.name == "grid":
         for key, param in cfg.search.items():
@@ -73,6 +81,43 @@ def cross_checks(cfg: SweepConfig) -> list[str]:
     ]
     if not objective_problems:  # Optuna itself would refuse them, less clearly
         problems += _check_factory_options(cfg)
+    return problems
+
+
+def _objective_checks(cfg: SweepConfig) -> list[str]:
+    """What is wrong with the objectives, constraints, sampler and pruner together."""
+    study = cfg.study
+    problems = objective_problems(cfg.objectives, study.directions, cfg.task)
+    first = study.objectives[0] if study.objectives else study.metric
+    if first in CHOOSING and study.metric != first:
+        problems.append(
+            f"study.metric = {study.metric!r}: the first objective "
+            f"({first!r}) is the metric; give one of them"
+        )
+    if study.objectives and study.direction and study.directions:
+        problems.append("study.direction: give directions (one per objective) alone")
+    for text in study.constraints:
+        metric = parse_constraint(text).metric
+        if OBJECTIVES[metric].classification_only and cfg.task != "classification":
+            problems.append(
+                f"study.constraints: {text!r}: {metric!r} needs a classification data set"
+            )
+    if study.constraints and cfg.sampler.name not in CONSTRAINED_SAMPLERS:
+        problems.append(
+            f"sampler.name = {cfg.sampler.name!r}: it cannot keep to study.constraints; "
+            f"allowed: {', '.join(CONSTRAINED_SAMPLERS)}"
+        )
+    if cfg.multi and cfg.sampler.name not in MULTI_SAMPLERS:
+        problems.append(
+            f"sampler.name = {cfg.sampler.name!r}: it searches one objective, and "
+            f"study.objectives has {len(cfg.objectives)}; allowed: "
+            f"{', '.join(MULTI_SAMPLERS)}"
+        )
+    if cfg.multi and "pruner" in cfg.model_fields_set and cfg.pruner.name != "none":
+        problems.append(
+            f"pruner.name = {cfg.pruner.name!r}: Optuna cannot prune a study of several "
+            "objectives; allowed: none"
+        )
     return problems
 
 

@@ -25,30 +25,21 @@ Direction = Literal["minimize", "maximize"]
 class Metric:
     key: str  # the trial's metric (MLflow, reruns, report)
     direction: Direction
+    label: str  # as the answer says it
     classification_only: bool = False
-    doc: str = ""
 
 
+# val_loss is, for a classifier, the negative log-likelihood; nonzero_weights counts the weights
+# L1's proximal step has not zeroed; inference_time is seconds per 1000 rows, best of 3 passes;
+# val_ece is the expected calibration error over 10 bins
 OBJECTIVES: dict[str, Metric] = {
-    "val_loss": Metric(
-        "final_val_loss",
-        "minimize",
-        doc="validation loss (for a classifier, the negative log-likelihood)",
-    ),
-    "val_accuracy": Metric("final_val_accuracy", "maximize", True, "validation accuracy"),
-    "nonzero_weights": Metric(
-        "nonzero_weights",
-        "minimize",
-        doc="weights not exactly zero (L1's proximal step zeroes them)",
-    ),
-    "weight_norm": Metric("weight_norm", "minimize", doc="Euclidean norm of the weights"),
-    "train_time": Metric("train_time", "minimize", doc="seconds of training"),
-    "inference_time": Metric(
-        "inference_time", "minimize", doc="seconds to predict 1000 rows (best of 3 passes)"
-    ),
-    "val_ece": Metric(
-        "final_val_ece", "minimize", True, "expected calibration error on validation (10 bins)"
-    ),
+    "val_loss": Metric("final_val_loss", "minimize", "validation loss"),
+    "val_accuracy": Metric("final_val_accuracy", "maximize", "validation accuracy", True),
+    "nonzero_weights": Metric("nonzero_weights", "minimize", "non-zero weights"),
+    "weight_norm": Metric("weight_norm", "minimize", "weight norm"),
+    "train_time": Metric("train_time", "minimize", "training seconds"),
+    "inference_time": Metric("inference_time", "minimize", "seconds per 1000 predictions"),
+    "val_ece": Metric("final_val_ece", "minimize", "calibration error", True),
 }
 CHOOSING = ("val_loss", "val_accuracy")  # what a first objective may be
 CONSTRAINT = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*")
@@ -156,14 +147,18 @@ def feasible(t: FrozenTrial) -> bool:
     return all(v <= 0 for v in t.constraints.values())
 
 
+def front_of(trials: Sequence[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
+    """The Pareto-optimal trials among complete ``trials``, in their order."""
+    mask = on_front([t.values for t in trials], directions)
+    return [t for t, on in zip(trials, mask, strict=True) if on]
+
+
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The complete trials on the study's Pareto front, baselines included (a baseline that no
     configuration beats on every objective belongs there); of the trials that keep the
     constraints when any does. Ordered by the first objective, best first."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    kept = [t for t in complete if feasible(t)] or complete
     directions = [d.name.lower() for d in study.directions]
-    mask = on_front([t.values for t in kept], directions)
+    front = front_of([t for t in complete if feasible(t)] or complete, directions)
     sign = -1.0 if directions[0] == "maximize" else 1.0
-    front = [t for t, on in zip(kept, mask, strict=True) if on]
     return sorted(front, key=lambda t: (sign * t.values[0], t.number))

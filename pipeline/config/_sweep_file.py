@@ -28,12 +28,9 @@ from pydantic import (
 
 from pipeline.config._objectives import (
     CHOOSING,
-    CONSTRAINED_SAMPLERS,
-    MULTI_SAMPLERS,
     OBJECTIVES,
     Constraint,
     Direction,
-    objective_problems,
     parse_constraint,
 )
 from pipeline.config._samplers import PrunerName, SamplerName, make_pruner, make_sampler
@@ -123,7 +120,7 @@ class StudySection(StrictModel):
         """With ``objectives``, the first sets ``metric`` (given both, they must agree)."""
         if isinstance(data, dict) and data.get("objectives") and "metric" not in data:
             first = data["objectives"][0]
-            if first in ("val_loss", "val_accuracy"):
+            if first in CHOOSING:
                 data = {**data, "metric": first}
         return data
 
@@ -328,42 +325,6 @@ class SweepConfig(StrictModel):
         return make_sampler(
             self.sampler.name, self.sampler.options, self.sampler_seed + worker, grid
         )
-
-    def objective_problems(self) -> list[str]:
-        """What is wrong with the objectives, constraints, sampler and pruner together."""
-        study = self.study
-        problems = objective_problems(self.objectives, study.directions, self.task)
-        first = study.objectives[0] if study.objectives else study.metric
-        if first in CHOOSING and study.metric != first:
-            problems.append(
-                f"study.metric = {study.metric!r}: the first objective "
-                f"({first!r}) is the metric; give one of them"
-            )
-        if study.objectives and study.direction and study.directions:
-            problems.append("study.direction: give directions (one per objective) alone")
-        for text in study.constraints:
-            metric = parse_constraint(text).metric
-            if OBJECTIVES[metric].classification_only and self.task != "classification":
-                problems.append(
-                    f"study.constraints: {text!r}: {metric!r} needs a classification data set"
-                )
-        if study.constraints and self.sampler.name not in CONSTRAINED_SAMPLERS:
-            problems.append(
-                f"sampler.name = {self.sampler.name!r}: it cannot keep to study.constraints; "
-                f"allowed: {', '.join(CONSTRAINED_SAMPLERS)}"
-            )
-        if self.multi and self.sampler.name not in MULTI_SAMPLERS:
-            problems.append(
-                f"sampler.name = {self.sampler.name!r}: it searches one objective, and "
-                f"study.objectives has {len(self.objectives)}; allowed: "
-                f"{', '.join(MULTI_SAMPLERS)}"
-            )
-        if self.multi and "pruner" in self.model_fields_set and self.pruner.name != "none":
-            problems.append(
-                f"pruner.name = {self.pruner.name!r}: Optuna cannot prune a study of several "
-                "objectives; allowed: none"
-            )
-        return problems
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         if self.multi:  # Optuna prunes single-objective studies only

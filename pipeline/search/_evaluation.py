@@ -28,7 +28,7 @@ import optuna
 from joblib import Parallel, delayed
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.config import SweepConfig, feasible, full_values, on_front, trial_values
+from pipeline.config import SweepConfig, feasible, front_of, full_values, trial_values
 from pipeline.core import MLP, Dataset, DivergenceError, mean_of, splits_of
 from pipeline.names import BASELINE, OVERRIDES
 from pipeline.results import value_of
@@ -139,7 +139,7 @@ def candidates(cfg: SweepConfig, study: optuna.Study) -> list[FrozenTrial]:
         reverse=cfg.direction == "maximize",
     )
     if cfg.multi:  # the front's members best on the first objective: the rule looks there
-        ranked = front_of(cfg, ranked)
+        ranked = front_of(ranked, cfg.directions)
     top: dict[str, FrozenTrial] = {}
     for t in ranked:
         top.setdefault(repr(sorted(t.params.items())), t)  # a repeated suggestion counts once
@@ -147,12 +147,6 @@ def candidates(cfg: SweepConfig, study: optuna.Study) -> list[FrozenTrial]:
             break
     baselines = {t.user_attrs[BASELINE]: t for t in complete if t.user_attrs.get(BASELINE)}
     return [*top.values(), *baselines.values()]
-
-
-def front_of(cfg: SweepConfig, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The Pareto-optimal trials among ``trials``, in their order."""
-    mask = on_front([t.values for t in trials], cfg.directions)
-    return [t for t, kept in zip(trials, mask, strict=True) if kept]
 
 
 def rerun_and_choose(

@@ -229,8 +229,6 @@ def _finish(
             result.metrics = final_metrics(first, d, elapsed)
         result.values = [result.metrics[key] for key in cfg.objective_keys]
         result.value = result.values[0]
-    if result.state in (COMPLETE, PRUNED) and cfg.constraints:  # unknown: not kept
-        result.constraints = [
-            c.value(result.metrics) if math.isfinite(c.value(result.metrics)) else math.inf
-            for c in cfg.constraints
-        ]
+    if result.state in (COMPLETE, PRUNED):  # a value not measured (NaN) is not kept
+        values = [c.value(result.metrics) for c in cfg.constraints]
+        result.constraints = [v if math.isfinite(v) else math.inf for v in values]

@@ -11,22 +11,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import optuna
 
 from pipeline.config import OBJECTIVES, SweepConfig, pareto_trials
 from pipeline.names import BASELINE, short
 from pipeline.results import SweepSummary
-
-LABELS = {
-    "final_val_loss": "validation loss",
-    "final_val_accuracy": "validation accuracy",
-    "nonzero_weights": "non-zero weights",
-    "weight_norm": "weight norm",
-    "train_time": "training seconds",
-    "inference_time": "seconds per 1000 predictions",
-    "final_val_ece": "calibration error",
-}
+from pipeline.search._evaluation import finite_mean, standard_error
 
 
 def front_rows(cfg: SweepConfig, study: optuna.Study) -> list[dict[str, Any]]:
@@ -50,7 +40,7 @@ def tradeoff_sentence(cfg: SweepConfig, summary: SweepSummary) -> str:
         return ""
     second = cfg.objective_keys[1]
     top = min(rows, key=lambda r: r["rank"])
-    what, total = LABELS.get(second, second), _total_weights(summary)
+    what, total = OBJECTIVES[cfg.objectives[1]].label, _total_weights(summary)
     if top["trial"] == chosen["trial"]:
         line = (
             f"Trade-off: the most {_good(cfg)} candidate (trial {top['trial']}, {what} "
@@ -88,15 +78,13 @@ def _cost(cfg: SweepConfig, summary: SweepSummary, mine: dict, theirs: dict) -> 
         for r in summary.reruns
         if r.trial == mine["trial"]
     ]
-    changes = [c for c in changes if math.isfinite(c)]
-    if len(changes) < 2:
+    paired = sum(map(math.isfinite, changes))
+    if paired < 2:
         return "too few seeds to say what it costs"
-    change, se = float(np.mean(changes)), float(np.std(changes, ddof=1) / math.sqrt(len(changes)))
+    change, se = finite_mean(changes), standard_error(changes)
     verb = "gains" if _better(cfg, change) else "loses"
-    return (
-        f"{verb} {abs(change):.3g} {LABELS.get(first, first)} (± {se:.2g}, "
-        f"{len(changes)} seeds paired)"
-    )
+    label = OBJECTIVES[cfg.objectives[0]].label
+    return f"{verb} {abs(change):.3g} {label} (± {se:.2g}, {paired} seeds paired)"
 
 
 def _good(cfg: SweepConfig) -> str:
@@ -123,7 +111,6 @@ def objective_names(cfg: SweepConfig) -> str:
     """The objectives as said: "validation accuracy (maximize) and non-zero weights
     (minimize)"."""
     parts = [
-        f"{LABELS.get(OBJECTIVES[o].key, o)} ({d})"
-        for o, d in zip(cfg.objectives, cfg.directions, strict=True)
+        f"{OBJECTIVES[o].label} ({d})" for o, d in zip(cfg.objectives, cfg.directions, strict=True)
     ]
     return " and ".join(parts)
