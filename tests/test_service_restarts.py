@@ -5,19 +5,23 @@ workers in empty folders, a sweep; each service killed with -9 in turn while tri
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import optuna
 import pytest
-from e2e import alive, child_pids, env, long_sweep, wait_for
+import requests
+from e2e import alive, child_pids, env, long_sweep, ui_server, uri_of, wait_for
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from benchmarks.loopback import LoopbackCluster, postgres, postgres_installed
+from pipeline.names import ROLE, ROLE_TRIAL
 from pipeline.search import make_storage
 
 pytestmark = pytest.mark.slow
@@ -160,3 +164,79 @@ def test_sigterm_stops_a_cluster_sweep_with_143_and_the_head_with_all_its_servic
         wait_for(lambda: not any(alive(pid) for pid in services), 30, "the services to end")
     finally:
         cluster.stop()
+
+
+class _CuttingProxy(http.server.BaseHTTPRequestHandler):
+    """Passes MLflow's REST calls on to the server, but cuts off the first answer to each path in
+    ``cuts`` halfway, after the server has carried the call out: what a client sees when the
+    server is killed while it replies."""
+
+    upstream = ""
+    cuts: set[str] = set()
+    cut: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self._pass_on()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._pass_on()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _pass_on(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
+        answer = requests.request(
+            self.command, self.upstream + self.path, data=body, headers=headers, timeout=60
+        )
+        path = self.path.split("?")[0]
+        cut = path in self.cuts and path not in self.cut
+        self.send_response(answer.status_code)
+        self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        if cut:
+            self.cut.append(path)
+            self.wfile.write(answer.content[: len(answer.content) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(answer.content)
+
+
+def test_an_answer_cut_off_mid_reply_neither_fails_the_trial_nor_logs_it_twice(tmp_path):
+    """The server killed while it answers ``runs/create`` may have created the run: the trial's
+    run is found again by its token rather than created twice, and the later writes are sent
+    again. A real MLflow server behind a proxy that cuts each kind of answer off once."""
+    from pipeline.results import TrialResult
+    from pipeline.tracking import TrialLogger, prepare_experiment
+
+    with ui_server(tmp_path) as (base, _):
+        store = uri_of(tmp_path)
+        experiment = prepare_experiment(store, "cut")
+        upstream = MlflowClient(store)
+        parent = upstream.create_run(experiment, run_name="parent").info.run_id
+        _CuttingProxy.upstream = base
+        _CuttingProxy.cuts = {
+            "/api/2.0/mlflow/runs/create",
+            "/api/2.0/mlflow/runs/log-batch",
+            "/api/2.0/mlflow/runs/update",
+        }
+        proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CuttingProxy)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        try:
+            logger = TrialLogger(f"http://127.0.0.1:{proxy.server_port}", experiment, parent, "cut")
+            run_id = logger.start(0, {})
+            history = {"epoch": [1.0, 2.0], "train_loss": [0.9, 0.5], "val_loss": [1.0, 0.7]}
+            result = TrialResult({"keep_prob": 0.8}, value=0.7, history=history)
+            result.metrics = {"final_val_loss": 0.7}
+            logger.finish(run_id, result)
+        finally:
+            proxy.shutdown()
+    assert sorted(_CuttingProxy.cut) == sorted(_CuttingProxy.cuts)  # each answer was cut once
+    trials = upstream.search_runs([experiment], f"tags.`{ROLE}` = '{ROLE_TRIAL}'")
+    assert [r.info.run_id for r in trials] == [run_id]
+    (run,) = trials
+    assert run.info.status == "FINISHED" and run.data.params == {"keep_prob": "0.8"}
+    assert run.data.metrics["final_val_loss"] == 0.7
+    assert [m.value for m in upstream.get_metric_history(run_id, "val_loss")] == [1.0, 0.7]

@@ -15,15 +15,19 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+import requests
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from requests.exceptions import ChunkedEncodingError
 
 from pipeline.core import curve_start, is_number, readable_part
 from pipeline.names import (
@@ -49,6 +53,9 @@ from pipeline.results import TrialResult
 SWEEP_RESOLVED = "sweep_resolved.json"  # the parent run's copy of the sweep, defaults filled in
 EXPERIMENT_KIND = "mlflow.experimentKind"  # an experiment tag the UI reads to pick its first tab
 BATCH = 1000  # MLflow takes at most 1000 metrics per log_batch call
+ATTEMPT = "pipeline.attempt"  # a token per created run, to find it when the answer was cut off
+CUT_OFF_TRIES = 3
+T = TypeVar("T")
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -138,6 +145,27 @@ def close_interrupted_runs(
     return len(runs)
 
 
+def cut_off(err: Exception) -> bool:
+    """Whether an MLflow call failed because the connection broke mid-answer (the server
+    killed while it replied). MLflow retries a refused connection for minutes by itself, but
+    not an answer cut short: the request may or may not have been carried out."""
+    cause = err.__cause__ or err.__context__
+    return isinstance(cause, requests.exceptions.ConnectionError | ChunkedEncodingError)
+
+
+def again(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call`` tried again when its answer was cut off; for writes that may be repeated
+    (MLflow keeps a param, tag, status or metric value logged twice as one)."""
+    for _ in range(CUT_OFF_TRIES - 1):
+        try:
+            return call(*args, **kwargs)
+        except MlflowException as err:
+            if not cut_off(err):
+                raise
+            time.sleep(1.0)  # the server is on its way back; MLflow waits for it after this
+    return call(*args, **kwargs)
+
+
 class TrialLogger:
     """Logs trials as child runs of the study's parent run; one per worker process."""
 
@@ -173,12 +201,27 @@ class TrialLogger:
         for key in (BASELINE, RETRY_OF):
             if key in user_attrs:
                 tags[key] = str(user_attrs[key])
-        run = self.client.create_run(
-            self.experiment_id, run_name=f"trial-{trial_number:04d}", tags=tags
-        )
+        run = self._create_once(f"trial-{trial_number:04d}", tags)
         # kept for the artifacts: MLflow's log_artifacts would fetch the whole run back first
         self._artifact_uris[run.info.run_id] = run.info.artifact_uri
         return run.info.run_id
+
+    def _create_once(self, name: str, tags: dict[str, str]) -> Run:
+        """The trial's run, created once even when the server dies while it answers: the
+        run may then exist without the answer, so it carries a token to be found again by."""
+        tags = {**tags, ATTEMPT: uuid.uuid4().hex}
+        for _ in range(CUT_OFF_TRIES - 1):
+            try:
+                return self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+            except MlflowException as err:
+                if not cut_off(err):
+                    raise
+            found = self.client.search_runs(
+                [self.experiment_id], f"tags.`{ATTEMPT}` = '{tags[ATTEMPT]}'"
+            )
+            if found:
+                return found[0]
+        return self.client.create_run(self.experiment_id, run_name=name, tags=tags)
 
     def finish(self, run_id: str, result: TrialResult) -> None:
         """Params, curves (batched), final metrics, tags, artifacts; then the run's status. For
@@ -216,19 +259,20 @@ class TrialLogger:
             tags.append(RunTag("pruned", "true"))
             tags.append(RunTag("pruned_epoch", str(int(result.metrics["stopped_epoch"]))))
         metrics = finals + curves  # one call for params, tags and up to 1000 values
-        self.client.log_batch(
-            run_id, metrics=metrics[:BATCH], params=params_of(result.hyperparameters), tags=tags
-        )
-        log_metrics(self.client, run_id, metrics[BATCH:])
-        self._log_artifacts(run_id, result)
-        self.client.set_terminated(run_id, status=RUN_STATUS[result.state])
+        params = params_of(result.hyperparameters)
+        again(self.client.log_batch, run_id, metrics=metrics[:BATCH], params=params, tags=tags)
+        for i in range(BATCH, len(metrics), BATCH):
+            again(self.client.log_batch, run_id, metrics=metrics[i : i + BATCH])
+        again(self._log_artifacts, run_id, result)
+        again(self.client.set_terminated, run_id, status=RUN_STATUS[result.state])
+        del self._artifact_uris[run_id]
 
     def _log_artifacts(self, run_id: str, result: TrialResult) -> None:
         """Every trial: its full per-epoch history (CSV); a complete trial also its weights.
         Figures are not made here: they cost more than a short trial's training, so the sweep
         draws them at its end for the best trials and the baselines (``search._figures``),
         and ``python -m pipeline figures`` for any other trial."""
-        uri = self._artifact_uris.pop(run_id)  # where the run's artifacts go, kept by start()
+        uri = self._artifact_uris[run_id]  # where the run's artifacts go, kept by start()
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             if result.history.get("epoch"):
