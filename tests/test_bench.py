@@ -67,7 +67,7 @@ def test_the_quality_benchmark_sweeps_new_data_of_many_kinds_with_inits_template
         options = cfg.data.model_dump(exclude={"name"})
         d = load(cfg.data.name, **{k: v for k, v in options.items() if v is not None})
         tasks.append(d.task)
-        assert cfg.study.deliver == "refit" and cfg.study.folds == 5  # the template as written
+        assert cfg.study.deliver == "ensemble" and cfg.study.folds == 5  # the template as written
     assert {"classification", "regression"} <= set(tasks)
 
 

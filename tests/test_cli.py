@@ -164,7 +164,7 @@ def test_init_writes_a_checked_sweep_file_for_a_csv_and_refuses_bad_input(tmp_pa
     written = tmp_path / "sweeps" / "my-data.toml"
     cfg = load_sweep(written)
     assert cfg.data.name == "csv" and cfg.study.metric == "val_accuracy"
-    assert cfg.study.deliver == "refit" and cfg.study.folds == 5
+    assert cfg.study.deliver == "ensemble" and cfg.study.folds == 5
     assert cli_in_process(tmp_path, "check", str(written)).returncode == 0
     before = sorted(p.name for p in tmp_path.rglob("*"))
     for args, says in (

@@ -133,6 +133,15 @@ def test_a_good_file_resolves_names_and_defaults(tmp_path):
             ("[search]", "[search]\ninput_noise = { type = 'float', low = -0.1, high = 0.5 }"),
             "search.input_noise.low = -0.1: input_noise must be a finite number >= 0",
         ),
+        (
+            ("[study]", "[study]\ndeliver = 'ensemble'"),
+            "study.deliver = 'ensemble': its networks are refitted from the re-runs' seeds; "
+            "set study.repeats",
+        ),
+        (
+            ("[study]", "[study]\ndeliver = 'bagging'"),
+            "study.deliver = 'bagging': Input should be 'refit', 'ensemble' or 'trial'",
+        ),
     ],
 )
 def test_each_bad_file_names_the_file_key_value_and_what_is_allowed(tmp_path, change, expected):

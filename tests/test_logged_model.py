@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from benchmarks.loopback import free_ports, wait_for
-from pipeline.core import MLP, load
+from pipeline.core import MLP, Ensemble, load
 from pipeline.tracking._model import log_network_model, raw_features
 
 
@@ -75,6 +75,27 @@ def test_a_regressor_answers_in_the_targets_own_units(tmp_path):
     )
     assert mse_raw == pytest.approx(mse_scaled * d.scaling.y_std**2, rel=1e-9)
     assert 25 < y_raw.mean() < 350  # diabetes progression, in its units, not standardised
+
+
+def test_an_ensemble_is_logged_and_loaded_as_one_model_answering_with_its_average(tmp_path):
+    d = load("wine")
+    members = [
+        MLP(hidden=(16,), task=d.task, max_epochs=40, seed=s).fit(d.X_train, d.y_train)
+        for s in (1, 2, 3)
+    ]
+    ensemble = Ensemble(members)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("models"))
+    model_uri = log_network_model(uri, run.info.run_id, ensemble, d.scaling, d.X_train)
+    with _use_tracking_uri(uri):
+        model = mlflow.pyfunc.load_model(model_uri)
+    labels = np.array(["class_0", "class_1", "class_2"])
+    averaged = np.mean([m.predict_proba(d.X_test) for m in members], axis=0).argmax(1)
+    assert list(model.predict(_raw(d, d.X_test))) == list(labels[averaged])
+    assert isinstance(model.unwrap_python_model().network, Ensemble)
+    logged = client.get_logged_model(model_uri.removeprefix("models:/"))
+    assert logged.params["members"] == "3"
 
 
 @pytest.mark.slow

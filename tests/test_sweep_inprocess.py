@@ -129,6 +129,50 @@ def test_deliver_trial_hands_over_the_chosen_trials_own_network(swept_once, tmp_
     assert summary.delivered["test_loss"] != trial_summary.delivered["test_loss"]
 
 
+def test_deliver_ensemble_averages_a_refit_per_rerun_seed_and_is_the_one_loaded(tmp_path):
+    """The chosen configuration refitted once from each re-run seed, as by hand; the ensemble
+    load_best_model returns, whose test loss through mlflow.pyfunc is the one reported."""
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    from pipeline.config import trial_values
+    from pipeline.core import Ensemble, load, pooled
+    from pipeline.names import OVERRIDES
+    from pipeline.search import build_model, repeat_seeds
+
+    overrides = ["study.n_trials=4", "fixed.max_epochs=30", "study.repeats=3"]
+    cfg, uri, summary, _ = _sweep(tmp_path, *overrides, "study.deliver=ensemble")
+    delivered = summary.delivered
+    assert delivered["how"] == "ensemble" and delivered["trial"] == summary.best.number
+    d = load("sine", seed=1)
+    t = summary.best
+    values = trial_values(cfg, t.params, t.user_attrs.get(OVERRIDES))
+    values |= {"patience": None, "max_epochs": delivered["epochs"]}
+    seeds = repeat_seeds(cfg)
+    by_hand = [build_model(values | {"seed": s}, "regression").fit(*pooled(d)) for s in seeds]
+    model = load_best_model(cfg.study.name, uri)
+    assert isinstance(model, Ensemble) and len(model.members) == len(seeds) == 3
+    for member, network in zip(model.members, by_hand, strict=True):
+        for W, V in zip(member.weights_, network.weights_, strict=True):
+            assert np.array_equal(W, V)
+    averaged = np.mean([n.predict(d.X_test) for n in by_hand], axis=0)
+    mse = float(np.mean((averaged - d.y_test[:, 0]) ** 2))
+    assert delivered["test_loss"] == pytest.approx(mse, rel=1e-12)
+    with _use_tracking_uri(uri):
+        served = mlflow.pyfunc.load_model(analysis.best_model_uri(cfg.study.name, uri))
+    predicted = np.ravel(served.predict(pd.DataFrame({"x": d.X_test[:, 0]})))
+    assert float(np.mean((predicted - d.y_test[:, 0]) ** 2)) == pytest.approx(mse, rel=1e-12)
+    assert any("once per re-run seed, averaged" in line for line in summary.answer)
+    # the peer is trained on what the ensemble was: training + validation
+    from pipeline.search import TUNED_ALPHA
+    from pipeline.search._peer import peer_results
+
+    hidden = summary.test_metrics["best"]["model"].hidden
+    pooled_peer = peer_results(d, hidden, "val_loss", cfg.study.seed, folds=cfg.study.folds)
+    assert summary.peers[TUNED_ALPHA]["test_loss"] == pooled_peer[TUNED_ALPHA]["test_loss"]
+
+
 def test_a_report_is_written_from_the_store(swept, tmp_path):
     cfg, _, uri, _, _ = swept
     (page,) = write_reports([cfg.study.name], uri, tmp_path)

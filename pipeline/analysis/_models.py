@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
-from pipeline.core import MLP
+from pipeline.core import MLP, Ensemble
 from pipeline.names import MODEL_URI
 from pipeline.tracking import find_parent_run, tracking_uri
 
@@ -23,9 +23,10 @@ def best_model_uri(study: str, uri: str | None = None) -> str:
     return model_uri
 
 
-def load_best_model(study: str, uri: str | None = None) -> MLP:
-    """The network a study delivered (the MLflow model at :func:`best_model_uri`), ready to
-    ``predict`` on inputs scaled as the study's splits are."""
+def load_best_model(study: str, uri: str | None = None) -> MLP | Ensemble:
+    """The network (or, with ``deliver = "ensemble"``, the ensemble) a study delivered (the
+    MLflow model at :func:`best_model_uri`), ready to ``predict`` on inputs scaled as the
+    study's splits are."""
     import mlflow.pyfunc
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 

@@ -79,6 +79,11 @@ def cross_checks(cfg: SweepConfig) -> list[str]:
         f"data.{key} = {value!r}: must be {allowed}"
         for key, value, allowed in data.option_problems(cfg.data.name, cfg.data.options)
     ]
+    if cfg.study.deliver == "ensemble" and not cfg.study.repeats:
+        problems.append(
+            "study.deliver = 'ensemble': its networks are refitted from the re-runs' seeds; "
+            "set study.repeats, or deliver 'refit' or 'trial'"
+        )
     if not objective_problems:  # Optuna itself would refuse them, less clearly
         problems += _check_factory_options(cfg)
     return problems

@@ -108,11 +108,12 @@ class StudySection(StrictModel):
     select: Literal["mean", "one_se"] = "mean"
     """`mean`: the best validation mean; `one_se`: of those within one standard error of the
     best mean, the one whose networks have the smallest weight norm."""
-    deliver: Literal["refit", "trial"] = "refit"
+    deliver: Literal["refit", "ensemble", "trial"] = "refit"
     """The model delivered (logged as the study's MLflow model, its test figure reported
     first): `refit`, the chosen configuration trained again on training + validation for
-    the epochs its networks ran; `trial`, the chosen trial's own network (for validation data
-    that are a device of the study, not data a user has)."""
+    the epochs its networks ran; `ensemble`, that refit once per re-run seed (needs
+    `repeats`), their outputs averaged; `trial`, the chosen trial's own network (for
+    validation data that are a device of the study, not data a user has)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -4,7 +4,8 @@ it trains on. It knows nothing of Optuna or MLflow.
 Split the way scikit-learn splits its MLP: activations and losses (``_activations``),
 optimisers and the weight steps of L1 and max-norm (``_optimizers``), what a value may be
 (``_constraints``), the hyperparameters declared once (``_hyperparams``), the arrays and their
-passes (``_propagation``) and the estimator (``_network``). Data sets and their splits in
+passes (``_propagation``), the estimator (``_network``) and the average of several
+(``_ensemble``). Data sets and their splits in
 ``_data`` (also as :mod:`pipeline.core.data`), cross-validation folds in ``_folds``.
 """
 
@@ -13,6 +14,7 @@ from pipeline.core._activations import ACTIVATIONS, TASKS
 from pipeline.core._constraints import POSITIVE_INT, Constraint, is_number
 from pipeline.core._curves import curve_start, readable_part
 from pipeline.core._data import Dataset, Scaling, load
+from pipeline.core._ensemble import Ensemble, load_network
 from pipeline.core._folds import (
     fold_indices,
     fold_splits,
@@ -46,6 +48,7 @@ __all__ = [
     "TASKS",
     "Constraint",
     "Dataset",
+    "Ensemble",
     "Scaling",
     "DivergenceError",
     "EpochCallback",
@@ -57,6 +60,7 @@ __all__ = [
     "fold_splits",
     "is_number",
     "load",
+    "load_network",
     "mean_of",
     "pooled",
     "readable_part",

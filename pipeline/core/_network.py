@@ -31,7 +31,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -346,7 +346,7 @@ class MLP(Network):
         acts, inputs, _, _ = self._forward(X, masks, batch_stats=False)
         return list(zip(acts[1:], inputs[1:], strict=True))
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path | BinaryIO) -> None:
         """Write hyperparameters and learned weights to one ``.npz`` file (see :meth:`load`)."""
         if not hasattr(self, "weights_"):
             raise RuntimeError("this MLP is not fitted yet: nothing to save")
@@ -360,7 +360,7 @@ class MLP(Network):
         np.savez(path, params=np.array(json.dumps(params)), **arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> MLP:
+    def load(cls, path: str | Path | BinaryIO) -> MLP:
         """An MLP saved by :meth:`save`, ready to ``predict``."""
         with np.load(path, allow_pickle=False) as f:
             params = json.loads(str(f["params"]))

@@ -10,7 +10,8 @@ Data flows one way: ``config -> study/objective -> worker -> results -> tracking
 from pipeline.search._console import describe
 from pipeline.search._dashboard import ReadOnlyStorage, read_only_storage, serve_dashboard
 from pipeline.search._dask import scheduler_problem
-from pipeline.search._evaluation import measure
+from pipeline.search._delivery import refit
+from pipeline.search._evaluation import measure, repeat_seeds
 from pipeline.search._figures import figures_of
 from pipeline.search._objective import build_model, mc_curve, run_trial
 from pipeline.search._peer import DEFAULT, LABELS, TUNED_ALPHA
@@ -45,6 +46,8 @@ __all__ = [
     "repair_storage",
     "mc_curve",
     "measure",
+    "refit",
+    "repeat_seeds",
     "reserve_trial",
     "run_sweep",
     "run_trial",

@@ -7,6 +7,11 @@ re-runs or folds; without: ``max_epochs``), from the study's seed; it is then ev
 test split, once. That network is the one logged as the study's MLflow model, and its test
 figure is reported first; the re-runs' mean and spread stay as the configuration's uncertainty.
 
+With ``deliver = "ensemble"`` that refit is made once from each re-run seed and the networks'
+outputs are averaged (:class:`pipeline.core.Ensemble`): the variance a single network owes to
+its seed is averaged away, and the networks measured by the re-runs are the ones it averages
+over, in kind.
+
 With ``deliver = "trial"`` it is the chosen trial's own network (trained on the training split,
 its first fold with cross-validation), for studies whose validation data are a device of the
 study rather than data a user has (the chapter's sine task: 100 training points, 5000
@@ -21,12 +26,13 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import SweepConfig, trial_values
-from pipeline.core import MLP, Dataset, pooled
+from pipeline.core import MLP, Dataset, Ensemble, pooled
 from pipeline.names import OVERRIDES
 
-REFIT, TRIAL = "refit", "trial"
+REFIT, ENSEMBLE, TRIAL = "refit", "ensemble", "trial"
 HOW = {
     REFIT: "refitted on training + validation",
+    ENSEMBLE: "refitted on training + validation once per re-run seed, averaged",
     TRIAL: "the chosen trial's own network",
 }
 
@@ -40,32 +46,44 @@ def epochs_of(model: MLP) -> int:
     return int(getattr(model, "stopped_epoch_", None) or model.max_epochs)
 
 
-def refit(cfg: SweepConfig, trial: Any, d: Dataset, epochs: int) -> MLP:
+def refit(cfg: SweepConfig, trial: Any, d: Dataset, epochs: int, seed: int | None = None) -> MLP:
     """The chosen configuration trained on training + validation for ``epochs`` epochs (no
-    early stopping: nothing is held out), from the study's seed."""
+    early stopping: nothing is held out), from ``seed`` (by default the study's)."""
     from threadpoolctl import threadpool_limits
 
     from pipeline.search._objective import build_model
 
     values = trial_values(cfg, trial.params, trial.user_attrs.get(OVERRIDES))
     values |= {"patience": None, "max_epochs": max(int(epochs), 1)}
+    if seed is not None:
+        values["seed"] = seed
     X, y = pooled(d)
     with threadpool_limits(limits=1, user_api="blas"):
         return build_model(values, d.task).fit(X, y)
 
 
 def deliver(
-    cfg: SweepConfig, trial: Any, d: Dataset, own: MLP, epochs: list[float]
+    cfg: SweepConfig,
+    trial: Any,
+    d: Dataset,
+    own: MLP,
+    epochs: list[float],
+    seeds: list[int] | None = None,
 ) -> dict[str, Any]:
     """The delivered network (``model``) of the chosen ``trial``, how it was made, its epochs
-    and its ``test_*`` metrics, evaluated once; ``own`` is the trial's own network and
-    ``epochs`` those of the chosen configuration's networks (re-runs or folds)."""
+    and its ``test_*`` metrics, evaluated once; ``own`` is the trial's own network,
+    ``epochs`` those of the chosen configuration's networks (re-runs or folds) and ``seeds``
+    the re-runs' (an ensemble's members)."""
+    model: MLP | Ensemble
     if cfg.study.deliver == TRIAL:
         model, n = own, epochs_of(own)
     else:
         finite = [e for e in epochs if math.isfinite(e)]
         n = round(float(np.mean(finite))) if finite else epochs_of(own)
-        model = refit(cfg, trial, d, n)
+        if cfg.study.deliver == ENSEMBLE and seeds:
+            model = Ensemble([refit(cfg, trial, d, n, seed) for seed in seeds])
+        else:
+            model = refit(cfg, trial, d, n)
     tested = model.evaluate(d.X_test, d.y_test)
     return {
         "trial": trial.number,

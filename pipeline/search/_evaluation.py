@@ -174,7 +174,7 @@ def rerun_and_choose(
     tests = {name: _over_seeds(cfg, t, reruns) for name, t in named.items()}
     tests["best"]["model"] = _model(cfg, chosen, d, models_dir)
     epochs = [r.metrics.get("epochs", math.nan) for r in reruns if r.trial == chosen.number]
-    delivered = deliver(cfg, chosen, d, tests["best"]["model"], epochs)
+    delivered = deliver(cfg, chosen, d, tests["best"]["model"], epochs, seeds)
     return Evaluation(tests, chosen, reruns, selection, delivered)
 
 

@@ -125,7 +125,7 @@ def peer_results(
     """Row name -> ``alpha``, ``final_val_loss`` (and ``final_val_accuracy``), ``test_loss``
     (and ``test_accuracy``) for each row of the module's docstring, ``alpha`` chosen by
     ``metric`` (the study's) on the study's folds (or its one split). ``refit``: fitted again
-    on training + validation, as the study delivers with ``deliver = "refit"``; else on the
+    on training + validation, as the study delivers with ``refit`` or ``ensemble``; else on the
     training split, as with ``deliver = "trial"``."""
     # GridSearchCV runs its fits with joblib: local processes, or the cluster's within
     # _dask.end_on

@@ -399,6 +399,6 @@ def _evaluate(
                     cfg.study.seed,
                     cfg.study.n_jobs,
                     cfg.study.folds,
-                    refit=cfg.study.deliver == "refit",  # trained on what the study's model is
+                    refit=cfg.study.deliver != "trial",  # trained on what the study's model is
                 )
         summary.answer = answer.sentences(cfg, study, summary)

@@ -16,18 +16,19 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from pipeline.core import MLP, Scaling
+from pipeline.core import MLP, Ensemble, Scaling, load_network
 
 MODEL_NAME = "model"  # the logged model's name on the run page
 NETWORK, SCALING = "network", "scaling"  # its artifacts
 
 
 class NetworkModel(PythonModel):
-    """The network with the scaling of its data set: a data frame with the data set's feature
-    columns in (the signature holds MLflow to it), class labels or target values out."""
+    """The network (or ensemble) with the scaling of its data set: a data frame with the data
+    set's feature columns in (the signature holds MLflow to it), class labels or target values
+    out."""
 
     def load_context(self, context: Any) -> None:
-        self.network = MLP.load(context.artifacts[NETWORK])
+        self.network = load_network(context.artifacts[NETWORK])
         scaling = json.loads(Path(context.artifacts[SCALING]).read_text())
         self.scaling = Scaling.from_dict(scaling)
 
@@ -45,7 +46,7 @@ def raw_features(scaling: Scaling, X: np.ndarray) -> pd.DataFrame:
 def log_network_model(
     uri: str,
     run_id: str,
-    network: MLP,
+    network: MLP | Ensemble,
     scaling: Scaling,
     X_example: np.ndarray,
     register_as: str | None = None,
