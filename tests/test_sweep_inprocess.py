@@ -142,7 +142,9 @@ def test_deliver_ensemble_averages_a_refit_per_rerun_seed_and_is_the_one_loaded(
     from pipeline.search import build_model, repeat_seeds
 
     overrides = ["study.n_trials=4", "fixed.max_epochs=30", "study.repeats=3"]
-    cfg, uri, summary, _ = _sweep(tmp_path, *overrides, "study.deliver=ensemble")
+    # two workers: the members are refitted in worker processes, as the re-runs are
+    cfg, uri, summary, _ = _sweep(tmp_path, *overrides, "study.deliver=ensemble", "study.n_jobs=2")
+    assert cfg.study.n_jobs == 2
     delivered = summary.delivered
     assert delivered["how"] == "ensemble" and delivered["trial"] == summary.best.number
     d = load("sine", seed=1)

@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 
 from pipeline.config import SweepConfig, trial_values
 from pipeline.core import MLP, Dataset, Ensemble, pooled
@@ -81,7 +82,11 @@ def deliver(
         finite = [e for e in epochs if math.isfinite(e)]
         n = round(float(np.mean(finite))) if finite else epochs_of(own)
         if cfg.study.deliver == ENSEMBLE and seeds:
-            model = Ensemble([refit(cfg, trial, d, n, seed) for seed in seeds])
+            # on the warm workers, as the re-runs (joblib's default backend: local processes,
+            # or the cluster's within _dask.end_on)
+            jobs = min(cfg.study.n_jobs, len(seeds))
+            members = Parallel(n_jobs=jobs)(delayed(refit)(cfg, trial, d, n, s) for s in seeds)
+            model = Ensemble(members)
         else:
             model = refit(cfg, trial, d, n)
     tested = model.evaluate(d.X_test, d.y_test)
