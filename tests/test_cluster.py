@@ -228,7 +228,8 @@ def test_ctrl_c_stops_the_cluster_trials_and_a_rerun_resumes(cluster, tmp_path):
 
 
 def test_a_killed_dask_worker_s_trial_runs_again_with_its_parameters(cluster, tmp_path):
-    sweep_file = long_sweep(tmp_path, max_epochs=20_000)  # a few seconds a trial
+    # several seconds a trial: two of them overlap long enough to be seen on a busy machine
+    sweep_file = long_sweep(tmp_path, max_epochs=40_000)
     args = [*cluster.args(), *cluster.tracking_args(), "--set", "study.name=killed"]
     proc = start_sweep(tmp_path, *args, sweep_file=sweep_file)
 
@@ -243,7 +244,8 @@ def test_a_killed_dask_worker_s_trial_runs_again_with_its_parameters(cluster, tm
         busy = running()
         return busy if len(busy) == 2 and all(t.params for t in busy) else []
 
-    wait_for(training, 180, "two trials training on the cluster")
+    wait_for(lambda: training() or proc.poll() is not None, 300, "two trials on the cluster")
+    assert proc.poll() is None, f"the sweep ended first:\n{proc.communicate()[0]}"
     before = {t.number: t.params for t in running()}
     victim = cluster.workers.pop(0)
     victim.kill()  # kill -9 of a worker mid-trial
@@ -258,9 +260,10 @@ def test_a_killed_dask_worker_s_trial_runs_again_with_its_parameters(cluster, tm
     found = cluster.runs("killed")
     assert not [r for r in found if r.info.status == "RUNNING"]
     # the dead attempt's run was ended by its retry, on the other worker
-    dead = [r for r in found if r.data.tags.get("state") == "interrupted"]
+    trial_runs = [r for r in found if r.data.tags.get("pipeline.role") == "trial"]
+    dead = [r for r in trial_runs if r.data.tags.get("state") == "interrupted"]
     assert len(dead) == 1 and int(dead[0].data.tags["trial"]) in before
-    complete = [r for r in found if r.data.tags.get("state") == "complete"]
+    complete = [r for r in trial_runs if r.data.tags.get("state") == "complete"]
     assert len({r.data.tags["trial"] for r in complete}) == sum(
         t.state == optuna.trial.TrialState.COMPLETE for t in trials
     )
