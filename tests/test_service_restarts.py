@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 import requests
-from e2e import alive, child_pids, env, long_sweep, ui_server, uri_of, wait_for
+from e2e import alive, child_pids, env, free_ports, long_sweep, ui_server, uri_of, wait_for
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -133,6 +133,43 @@ def test_the_dask_scheduler_restarting_mid_sweep_is_reported_in_one_line(tmp_pat
         assert parent.info.status == "FAILED"  # ended, with the error in its note
     finally:
         cluster.stop()
+
+
+def test_the_study_lease_says_nothing_of_a_scheduler_gone_while_it_is_held():
+    """The lease's background refresh (every 2 s) fails once the scheduler is gone, and the
+    client then closes; the sweep says so in one line, so those failures must not print
+    tracebacks (they did when the sweep took longer than a refresh to notice). A real
+    scheduler, killed while a process holds the lease for longer than a few refreshes."""
+    (port,) = free_ports(1)
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1"]
+        + ["--port", str(port), "--no-dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    holder = f"""
+import os, signal, time
+import dask
+from distributed import Client
+from pipeline.search._dask import hold_study
+
+client = Client("tcp://127.0.0.1:{port}", timeout=30, set_as_default=False)
+# the client gives up reconnecting after this; the refreshes then fail another way
+with dask.config.set({{"distributed.comm.timeouts.connect": "2s"}}):
+    with hold_study(client, "lost"):
+        os.kill({scheduler.pid}, signal.SIGKILL)
+        time.sleep(8)
+    time.sleep(3)
+print("held")
+"""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", holder], capture_output=True, text=True, timeout=120, env=env()
+        )
+        assert "held" in done.stdout, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+    finally:
+        scheduler.kill()
 
 
 def test_sigterm_stops_a_cluster_sweep_with_143_and_the_head_with_all_its_services(tmp_path):

@@ -26,6 +26,7 @@ scikit-learn version), the model goes to MLflow as an artifact.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import tempfile
 import time
@@ -168,11 +169,31 @@ def hold_study(client: Any, study: str) -> Iterator[str]:
                 "to end, or stop it (Ctrl-C) and re-run to resume (a sweep that died frees "
                 "the study within 20 s)"
             )
+    quiet = _LostSchedulerFilter()
+    loggers = [logging.getLogger(n) for n in ("tornado.application", "distributed.semaphore")]
+    for logger in loggers:
+        logger.addFilter(quiet)
     try:
         yield name
     finally:
         with contextlib.suppress(Exception):  # a lost scheduler frees it anyway
             lease.release()
+        # its refresh would go on failing every 2 s with the scheduler gone (``close`` would
+        # also remove the semaphore on the scheduler, for every client)
+        client.loop.add_callback(lease.refresh_callback.stop)
+        for logger in loggers:
+            logger.removeFilter(quiet)
+
+
+class _LostSchedulerFilter(logging.Filter):
+    """Drops the tracebacks of the lease's background refresh and release, which fail once
+    the scheduler is gone (a closed comm, then a closed connection pool): the sweep says that
+    in one line itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "distributed.semaphore":
+            return not record.exc_info  # "Release failed ...", with the lost comm's traceback
+        return "_refresh_leases" not in record.getMessage()  # "Exception in callback ..."
 
 
 @contextlib.contextmanager
