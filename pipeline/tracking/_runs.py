@@ -27,7 +27,6 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from requests.exceptions import ChunkedEncodingError
 
 from pipeline.core import curve_start, is_number, readable_part
 from pipeline.names import (
@@ -150,7 +149,9 @@ def cut_off(err: Exception) -> bool:
     killed while it replied). MLflow retries a refused connection for minutes by itself, but
     not an answer cut short: the request may or may not have been carried out."""
     cause = err.__cause__ or err.__context__
-    return isinstance(cause, requests.exceptions.ConnectionError | ChunkedEncodingError)
+    return isinstance(
+        cause, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError
+    )
 
 
 def again(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -261,8 +262,7 @@ class TrialLogger:
         metrics = finals + curves  # one call for params, tags and up to 1000 values
         params = params_of(result.hyperparameters)
         again(self.client.log_batch, run_id, metrics=metrics[:BATCH], params=params, tags=tags)
-        for i in range(BATCH, len(metrics), BATCH):
-            again(self.client.log_batch, run_id, metrics=metrics[i : i + BATCH])
+        again(log_metrics, self.client, run_id, metrics[BATCH:])
         again(self._log_artifacts, run_id, result)
         again(self.client.set_terminated, run_id, status=RUN_STATUS[result.state])
         del self._artifact_uris[run_id]
