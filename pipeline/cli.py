@@ -117,9 +117,10 @@ def _add_init(subcommands: Any) -> None:
         "init",
         help="write a sweep file for your data: a CSV or a bundled data set",
         description="Write a sweep file with the new-data template (5-fold cross-validation, "
-        "the chapter's regularisers and the learning rate searched, re-runs over 3 seeds, the "
-        "pick refitted on all non-test data) for a CSV file or a bundled data set, checked "
-        "as a sweep file first. Nothing is written on an error (exit status 2).",
+        "scikit-learn's initial weights, the chapter's regularisers and the learning rate "
+        "searched, re-runs over 5 seeds, the pick refitted on all non-test data from each and "
+        "averaged) for a CSV file or a bundled data set, checked as a sweep file first. "
+        "Nothing is written on an error (exit status 2).",
     )
     init.add_argument("data", help="a CSV file's path, or a bundled set: digits, wine, ...")
     init.add_argument("--target", help="the CSV's target column")

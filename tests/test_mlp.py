@@ -259,6 +259,36 @@ def test_same_seed_same_weights_and_history_bit_for_bit():
     assert a.history_ != c.history_
 
 
+@pytest.mark.parametrize("activation, factor", [("relu", 6.0), ("tanh", 6.0), ("sigmoid", 2.0)])
+def test_glorot_draws_weights_and_biases_uniform_within_scikit_learns_bound(activation, factor):
+    """scikit-learn's MLP's initialisation: U(-b, b) with b = sqrt(factor / (fan_in +
+    fan_out)) for weights and biases alike; a uniform's variance is b^2 / 3."""
+    net = MLP(init="glorot", activation=activation, hidden=(300, 200))
+    net._init_weights(100, 5, np.random.default_rng(0))
+    for W, b, (fan_in, fan_out) in zip(
+        net.weights_, net.biases_, [(100, 300), (300, 200), (200, 5)], strict=True
+    ):
+        bound = np.sqrt(factor / (fan_in + fan_out))
+        assert W.shape == (fan_in, fan_out) and b.shape == (fan_out,)
+        assert np.abs(W).max() <= bound and np.abs(b).max() <= bound
+        assert np.abs(W).max() > 0.99 * bound  # the whole interval, not a narrower one
+        assert W.var() == pytest.approx(bound**2 / 3, rel=0.05)
+        assert abs(W.mean()) < 0.05 * bound
+
+
+def test_he_stays_the_default_and_glorot_starts_smaller_where_inputs_are_many():
+    """The seed's He draw is kept unless asked (its figures depend on it); Glorot's first
+    layer on 40 inputs and 64 units has sd sqrt(2 / 104) = 0.139 against He's sqrt(2 / 40) =
+    0.224, the output layer's biases are not all zero."""
+    he, glorot = MLP(hidden=(64,)), MLP(init="glorot", hidden=(64,))
+    assert he.init == "he"
+    he._init_weights(40, 1, np.random.default_rng(0))
+    glorot._init_weights(40, 1, np.random.default_rng(0))
+    assert he.weights_[0].std() == pytest.approx(np.sqrt(2 / 40), rel=0.05)
+    assert glorot.weights_[0].std() == pytest.approx(np.sqrt(2 / 104), rel=0.05)
+    assert not he.biases_[0].any() and glorot.biases_[0].any()
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_every_optimizer_learns_a_classification_task(optimizer, dtype):
@@ -320,6 +350,7 @@ def test_divergence_raises_with_the_epoch():
         ({"patience": -1}, r"patience=-1"),
         ({"hidden": (64, 0)}, r"hidden=\(64, 0\)"),
         ({"activation": "gelu"}, r"activation='gelu' .*relu"),
+        ({"init": "xavier"}, r"init='xavier' .*he.*glorot"),
         ({"optimizer": "rmsprop"}, r"optimizer='rmsprop'"),
         ({"lr": 0}, r"lr=0 "),
         ({"batch_size": 0}, r"batch_size=0"),

@@ -30,6 +30,7 @@ from pipeline.core._constraints import (
 from pipeline.core._optimizers import OPTIMIZERS
 
 DTYPES = ("float64", "float32")
+INITS = ("he", "glorot")
 PATIENCE = Constraint(
     "an integer >= 0, or None (0 and None: off)", lambda v: v is None or SEED.test(v)
 )
@@ -56,6 +57,13 @@ class Hyperparams:
     )
     activation: str = hyperparameter(
         "relu", one_of(ACTIVATIONS), "hidden activation: relu, tanh or sigmoid"
+    )
+    init: str = hyperparameter(
+        "he",
+        one_of(INITS),
+        "initial weights: he (the seed's, normal with sd sqrt(2 / fan_in), LeCun's sqrt(1 / "
+        "fan_in) for tanh and sigmoid; biases 0) or glorot (scikit-learn's MLP's: weights and "
+        "biases uniform within sqrt(6 / (fan_in + fan_out)), sqrt(2 / ...) for sigmoid)",
     )
     task: str = hyperparameter(
         "regression",

@@ -41,13 +41,22 @@ class Network(Hyperparams):
         sizes = [n_in, *self.hidden, n_out]
         self.weights_, self.biases_ = [], []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-            # He initialisation for relu (the seed's sqrt(2 / fan_in)), LeCun for tanh/sigmoid.
-            scale = math.sqrt((2.0 if self.activation == "relu" else 1.0) / fan_in)
-            # Drawn as (fan_out, fan_in) like the seed's column-major layout, so that seed=42
-            # gives the seed's initial weights, then stored transposed for row-major data.
-            W = rng.normal(0.0, scale, (fan_out, fan_in)).T
+            if self.init == "glorot":
+                # scikit-learn's MLP's draw: its smaller first-layer weights start a network
+                # on many inputs closer to a smooth function than He's do
+                factor = 2.0 if self.activation == "sigmoid" else 6.0
+                bound = math.sqrt(factor / (fan_in + fan_out))
+                W = rng.uniform(-bound, bound, (fan_in, fan_out))
+                b = rng.uniform(-bound, bound, fan_out)
+            else:
+                # He for relu (the seed's sqrt(2 / fan_in)), LeCun for tanh/sigmoid, drawn as
+                # (fan_out, fan_in) like the seed's column-major layout, so that seed=42 gives
+                # the seed's initial weights, then stored transposed for row-major data.
+                scale = math.sqrt((2.0 if self.activation == "relu" else 1.0) / fan_in)
+                W = rng.normal(0.0, scale, (fan_out, fan_in)).T
+                b = np.zeros(fan_out)
             self.weights_.append(np.ascontiguousarray(W, dtype=self.dtype))
-            self.biases_.append(np.zeros(fan_out, dtype=self.dtype))
+            self.biases_.append(np.asarray(b, dtype=self.dtype))
         # batch norm's learned scale and shift and its running statistics, per hidden layer
         widths = list(self.hidden) if self.batch_norm else []
         self.gammas_ = [np.ones(w, dtype=self.dtype) for w in widths]
