@@ -23,7 +23,15 @@ commands. Names are loaded on first use, so that the command line starts quickly
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# gRPC's fork handlers, on by default in its core, restart its poller in a forked child; a child
+# that then closes its inherited descriptors before exec (subprocess with a preexec_fn, any
+# fork of a process that holds a channel to the storage proxy) aborts with "epoll_wait error:
+# Bad file descriptor", about one fork in ten. Nothing here forks a process that goes on using
+# gRPC, so the handlers are switched off, before anything imports grpc; children inherit it.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 if TYPE_CHECKING:
     from pipeline import analysis  # noqa: F401 - a subpackage, named in __all__

@@ -3,7 +3,12 @@ job with SIGTERM and, after a grace period, SIGKILL: the first SIGTERM raises
 ``KeyboardInterrupt`` in the main thread, so a sweep stops as after Ctrl-C (trials end as
 interrupted at their next check, runs KILLED, the parent ended) and the head stops its services;
 a second SIGTERM (or Ctrl-C) raises it again, which leaves at once. The exit status says which
-signal stopped the command: 143 (128 + SIGTERM) or 130 (128 + SIGINT)."""
+signal stopped the command: 143 (128 + SIGTERM) or 130 (128 + SIGINT).
+
+A command started in the background by a non-interactive shell (``make sweep &`` in a script)
+inherits SIGINT as ignored; inside the block it is Ctrl-C again, so that ``kill -INT`` stops it
+as a terminal's Ctrl-C would (no ``preexec_fn`` needed in whoever starts it, which would make
+Python fork rather than spawn)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ class TerminateAsInterrupt:
     def __init__(self) -> None:
         self.terminated = False
         self._before: object = None
+        self._before_int: object = None
 
     @property
     def status(self) -> int:
@@ -32,6 +38,8 @@ class TerminateAsInterrupt:
 
     def __enter__(self) -> TerminateAsInterrupt:
         self._before = signal.signal(signal.SIGTERM, self._handle)
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            self._before_int = signal.signal(signal.SIGINT, signal.default_int_handler)
         return self
 
     def __exit__(
@@ -41,3 +49,5 @@ class TerminateAsInterrupt:
         traceback: TracebackType | None,
     ) -> None:
         signal.signal(signal.SIGTERM, self._before)  # type: ignore[arg-type]
+        if self._before_int is not None:
+            signal.signal(signal.SIGINT, self._before_int)  # type: ignore[arg-type]

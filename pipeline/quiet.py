@@ -1,6 +1,7 @@
 """The libraries' chatter turned down, by the commands and the worker processes that print to a
-console. Importing the package changes nothing of the process: no logging level, no
-environment variable, no matplotlib backend; :func:`quiet_libraries` does, once called."""
+console. Importing the package changes nothing of the process (no logging level, no matplotlib
+backend; one environment variable, gRPC's fork support, off: see ``pipeline/__init__``);
+:func:`quiet_libraries` does, once called."""
 
 from __future__ import annotations
 

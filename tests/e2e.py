@@ -129,9 +129,6 @@ def start_sweep(
         stderr=subprocess.STDOUT,
         text=True,
         env=env(),
-        # a shell that started the tests in the background passes SIGINT on as ignored; the
-        # sweep must see Ctrl-C as a terminal would send it
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         start_new_session=new_session,
     )
 

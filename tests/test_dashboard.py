@@ -91,7 +91,6 @@ def test_the_dashboard_follows_a_running_sweep_without_disturbing_it(tmp_path):
         start_new_session=True,
         # Ctrl-C as a terminal sends it, even when the tests run in the background (a shell
         # then starts them with SIGINT ignored, and children inherit that)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
 
