@@ -75,6 +75,12 @@ def cluster(request, tmp_path_factory) -> Iterator[Cluster]:
                 os.environ[name] = value
 
 
+# What does not depend on TLS (stopping, retrying, a dead sweep, the data's way to the
+# workers) is checked once, on the plain cluster; the secure one runs the smoke sweep and what
+# only it does (at the end of this file).
+plain_only = pytest.mark.parametrize("cluster", ["plain"], indirect=True)
+
+
 def test_the_smoke_sweep_through_the_cluster_lands_like_a_local_one(cluster, tmp_path):
     remote = tmp_path / "remote"
     remote.mkdir()
@@ -137,6 +143,13 @@ def test_the_smoke_sweep_through_the_cluster_lands_like_a_local_one(cluster, tmp
     assert (remote / "reports" / "smoke" / "index.html").is_file()
 
 
+def busy_workers(cluster: Cluster) -> int:
+    """Workers of the cluster running a task now."""
+    with cluster.client() as client:
+        counts = client.run(lambda dask_worker: len(dask_worker.state.executing))
+    return sum(1 for n in counts.values() if n)
+
+
 def executed(cluster: Cluster) -> int:
     """Tasks the cluster's workers have run so far."""
     with cluster.client() as client:
@@ -144,6 +157,7 @@ def executed(cluster: Cluster) -> int:
     return sum(counts.values())
 
 
+@plain_only
 def test_a_csv_study_with_repeats_runs_wholly_on_the_cluster(cluster, tmp_path):
     """The CSV file lives only in the sweep's folder: the workers get the data from the sweep.
     The re-runs and the peer's fits run on the cluster too, and the answer is the local one."""
@@ -198,6 +212,7 @@ def test_a_csv_study_with_repeats_runs_wholly_on_the_cluster(cluster, tmp_path):
         assert not list(worker.rglob("points.csv"))
 
 
+@plain_only
 def test_ctrl_c_stops_the_cluster_trials_and_a_rerun_resumes(cluster, tmp_path):
     sweep_file = long_sweep(tmp_path)
     args = [*cluster.args(), "--no-tracking"]
@@ -227,6 +242,7 @@ def test_ctrl_c_stops_the_cluster_trials_and_a_rerun_resumes(cluster, tmp_path):
     assert running() == 0
 
 
+@plain_only
 def test_a_killed_dask_worker_s_trial_runs_again_with_its_parameters(cluster, tmp_path):
     # several seconds a trial: two of them overlap long enough to be seen on a busy machine
     sweep_file = long_sweep(tmp_path, max_epochs=40_000)
@@ -269,6 +285,7 @@ def test_a_killed_dask_worker_s_trial_runs_again_with_its_parameters(cluster, tm
     )
 
 
+@plain_only
 def test_a_dead_sweep_s_tasks_end_their_trials_and_a_second_sweep_is_refused(cluster, tmp_path):
     sweep_file = long_sweep(tmp_path)
     args = ["--cluster", cluster.scheduler, "--no-tracking", "--set", "study.name=orphans"]
@@ -296,8 +313,14 @@ def test_a_dead_sweep_s_tasks_end_their_trials_and_a_second_sweep_is_refused(clu
     proc.kill()  # kill -9 of the sweep command: its tasks go on, with nobody to report to
     proc.wait()
     started = time.monotonic()
-    wait_for(lambda: running() == 0, 90, "the orphaned tasks to end their trials")
-    assert time.monotonic() - started < 60
+    wait_for(
+        lambda: running() == 0 and busy_workers(cluster) == 0,
+        120,
+        "the orphaned tasks to end their trials and free their workers",
+    )
+    # the scheduler lets go of a dead client's tasks at once, and they notice at their next
+    # check (seconds; `python -m benchmarks stops` measures it): well before the lease expires
+    assert time.monotonic() - started < 30
     trials = cluster.study("orphans").get_trials(deepcopy=False)
     assert sum(bool(t.user_attrs.get("interrupted")) for t in trials) == 2
 
@@ -309,6 +332,7 @@ def test_a_dead_sweep_s_tasks_end_their_trials_and_a_second_sweep_is_refused(clu
     assert len(counted) == 4 and all(t.state.is_finished() for t in counted)
 
 
+@plain_only
 def test_an_unreachable_scheduler_fails_within_seconds_in_one_line(cluster, tmp_path):
     (port,) = free_ports(1)
     started = time.monotonic()

@@ -14,11 +14,15 @@ scikit-learn version), the model goes to MLflow as an artifact.
   attempt had not drawn its parameters yet).
 - Ctrl-C: a Dask ``Event`` of the study is set; running tasks notice it where a local worker
   checks its stop file (every ``report_every`` epochs) and end their trial as interrupted.
-- The sweep command dies (kill -9, its machine lost): it held the study's lease, a Dask
-  ``Semaphore`` its client refreshes every 2 s; the scheduler frees it within 20 s of the last
-  refresh. Running tasks find it free at their next check and end their trial as interrupted,
-  as after Ctrl-C, so nothing is left RUNNING and the next run retries them. The lease is also
-  what refuses a second sweep of the same study on the same cluster from any machine.
+- The sweep command dies (kill -9, its machine lost): the scheduler sees its client's
+  connection close and lets go of its tasks; each running task sees that in its worker's own
+  state at its next check (every few epochs) and ends its trial as interrupted, as after Ctrl-C,
+  so nothing is left RUNNING, the worker is free for the next sweep within seconds, and the
+  next run retries those trials. The sweep also held the study's lease, a Dask ``Semaphore``
+  its client refreshes every 2 s, which the scheduler frees within 20 s of the last refresh:
+  the tasks' second sign (a client that is cut off without its connection closing), and what
+  refuses a second sweep of the same study on the same cluster from any machine (a re-run
+  after a sweep that died waits for its lease instead: the dead sweep's client is gone).
 - The end (the re-runs of the best configurations and the peer's fits) runs on the cluster too,
   through joblib's Dask backend (:func:`end_on`).
 """
@@ -56,6 +60,7 @@ SHARED_TRACKING = ("http", "https", "postgresql", "mysql")
 # How long the scheduler keeps a dead sweep's lease: the client refreshes it every fifth of
 # this, the scheduler checks every 10 s (Dask's default), so it is freed 10-20 s after the death.
 LEASE_TIMEOUT = "10s"
+LEASE_WAIT = 25.0  # seconds a re-run waits for a dead sweep's lease to expire
 # A task asks the scheduler whether to stop at most this often (a local worker looks at its
 # stop file every report; here each look is two round trips to the scheduler).
 STOP_CHECK_SECONDS = 1.0
@@ -158,17 +163,23 @@ def hold_study(client: Any, study: str) -> Iterator[str]:
     the tasks check. Keyed by the study's name alone, so that the same study reached through
     two spellings of the storage's address is still one study."""
     import dask
-    from distributed import Semaphore
+    from distributed import Semaphore, Variable
 
     name = f"pipeline-sweep-{study}"
+    holder = Variable(f"pipeline-holder-{study}", client=client)  # the holding client's id
     with dask.config.set({"distributed.scheduler.locks.lease-timeout": LEASE_TIMEOUT}):
         lease = Semaphore(1, name, scheduler_rpc=client.scheduler, loop=client.loop)
-        if not lease.acquire(timeout=0.5):
+        # a sweep that died (kill -9, its machine lost) holds the lease until the scheduler
+        # expires it, 10-20 s later, though its tasks have ended: when its client is gone,
+        # wait for that rather than refuse the re-run
+        if not lease.acquire(timeout=0.5) and (
+            _client_connected(client, holder) or not lease.acquire(timeout=LEASE_WAIT)
+        ):
             raise StudyBusyError(
                 f"study {study!r} is being run by another sweep on this cluster: wait for it "
-                "to end, or stop it (Ctrl-C) and re-run to resume (a sweep that died frees "
-                "the study within 20 s)"
+                "to end, or stop it (Ctrl-C) and re-run to resume"
             )
+        holder.set(client.id)
     quiet = _LostSchedulerFilter()
     loggers = [logging.getLogger(n) for n in ("tornado.application", "distributed.semaphore")]
     for logger in loggers:
@@ -183,6 +194,16 @@ def hold_study(client: Any, study: str) -> Iterator[str]:
         client.loop.add_callback(lease.refresh_callback.stop)
         for logger in loggers:
             logger.removeFilter(quiet)
+
+
+def _client_connected(client: Any, holder: Any) -> bool:
+    """Whether the client whose id ``holder`` holds is still connected to the scheduler (True
+    when it cannot be told: refusing is the safe side)."""
+    try:
+        holding = holder.get(timeout=1)
+    except Exception:  # never set: a sweep of an older version holds it
+        return True
+    return bool(client.run_on_scheduler(lambda dask_scheduler: holding in dask_scheduler.clients))
 
 
 class _LostSchedulerFilter(logging.Filter):
@@ -295,14 +316,41 @@ def cluster_trial(
                 close_interrupted_runs(logger.client, ctx.experiment_id, trial.number)
             with tempfile.TemporaryDirectory() as models:
                 asked, sweep = Event(stop), Semaphore(1, lease)
-                stop_requested = _at_most_every(  # Ctrl-C, or the sweep is gone
+                asked_or_gone = _at_most_every(  # Ctrl-C, or the sweep's lease expired
                     STOP_CHECK_SECONDS, lambda: asked.is_set() or sweep.get_value() == 0
                 )
-                run_one(trial, cfg, dataset, logger, models, report, stop_requested)
+                forgotten = _task_forgotten()
+                run_one(
+                    trial,
+                    cfg,
+                    dataset,
+                    logger,
+                    models,
+                    report,
+                    lambda: forgotten() or asked_or_gone(),
+                )
     except Exception as err:  # of the machinery, not of training: said once by the sweep
         report.error = f"trial task: {type(err).__name__}: {err}"
     report.busy_seconds = time.perf_counter() - started
     return report
+
+
+def _task_forgotten() -> Callable[[], bool]:
+    """Whether the scheduler has let go of the running task: the sweep that submitted it
+    disconnected (killed, its machine lost) or cancelled it. The scheduler tells the worker
+    at once, which marks the task ``cancelled`` in its own state: a look in this process, no
+    round trip, so it is asked at every check, and the worker is free within an epoch or so
+    rather than when the lease expires (10-20 s later)."""
+    from distributed import get_worker
+    from distributed.worker import thread_state
+
+    worker, key = get_worker(), thread_state.key
+
+    def forgotten() -> bool:
+        task = worker.state.tasks.get(key)
+        return task is None or task.state == "cancelled"
+
+    return forgotten
 
 
 def _at_most_every(seconds: float, check: Callable[[], bool]) -> Callable[[], bool]:
