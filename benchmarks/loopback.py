@@ -67,6 +67,8 @@ def start_head(
     """``python -m pipeline head`` in ``folder`` on these ports, its output in ``head.out``; in
     a session of its own, Ctrl-C (SIGINT) as a terminal sends it."""
     ports = ["--scheduler-port", str(scheduler), "--storage-port", str(storage)]
+    (web,) = free_ports(1)  # the scheduler's web routes: several heads may run at once
+    ports += ["--dashboard-address", f"127.0.0.1:{web}"]
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", "head", *ports, "--mlflow-port", str(mlflow), *args],
         cwd=folder,
@@ -74,7 +76,6 @@ def start_head(
         stderr=subprocess.STDOUT,
         env=child_env(),
         start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -214,7 +214,8 @@ def _add_head(subcommands: Any) -> None:
         "unless --host says otherwise. Beyond loopback the services are secure (TLS with client "
         "certificates for Dask and the storage proxy, HTTPS and a login for MLflow) and "
         "credentials.json in --dir is the bundle that joins them; --insecure turns that off, "
-        "--secure turns it on for loopback. Exit status 2 when a port is in use.",
+        "--secure turns it on for loopback. Dask's own web routes stay on 127.0.0.1. Exit "
+        "status 2 when a port is in use.",
     )
     head.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     security = head.add_mutually_exclusive_group()
@@ -237,6 +238,20 @@ def _add_head(subcommands: Any) -> None:
         "--storage-port", type=int, default=13000, help="storage proxy (default 13000)"
     )
     head.add_argument("--mlflow-port", type=int, default=5001, help="MLflow (default 5001)")
+    head.add_argument(
+        "--dashboard-address",
+        default="127.0.0.1:8787",
+        metavar="[HOST:]PORT",
+        help="the Dask scheduler's web routes (default 127.0.0.1:8787), on loopback alone "
+        "whatever --host says, since they have no login: its health check, and with "
+        "--dashboard its dashboard; from another machine, through an SSH tunnel",
+    )
+    head.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve Dask's dashboard and its info pages (logs, call stacks, exceptions) on "
+        "--dashboard-address",
+    )
     head.add_argument(
         "--dir", default="mlruns/head", help="the services' state (default mlruns/head)"
     )

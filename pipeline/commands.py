@@ -237,13 +237,21 @@ def head(args: argparse.Namespace) -> int:
     if why := missing_extra("distributed", "cluster") or missing_extra("grpc", "cluster"):
         print(f"error: head {why}", file=sys.stderr)
         return 2
-    from pipeline.cluster import HeadError, is_secure, run_head
+    from pipeline.cluster import HeadError, is_secure, run_head, web_routes
 
     try:
         ports = (args.scheduler_port, args.storage_port, args.mlflow_port)
         secure = is_secure(args.host, args.secure, args.insecure)
         tls_dir = Path(args.tls_dir) if args.tls_dir else None
-        return run_head(args.host, *ports, Path(args.dir), args.storage, secure, tls_dir)
+        return run_head(
+            args.host,
+            *ports,
+            Path(args.dir),
+            args.storage,
+            secure,
+            tls_dir,
+            web_routes(args.dashboard_address, args.dashboard),
+        )
     except HeadError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -263,9 +271,18 @@ def worker(args: argparse.Namespace) -> int:
     if why := scheduler_problem(args.scheduler):  # refused in seconds, not retried forever
         print(f"error: worker: {why}", file=sys.stderr)
         return 2
-    from pipeline.cluster import run_worker
+    from pipeline.cluster import HeadError, run_worker, web_routes
 
-    run_worker(args.scheduler, args.dask_options)
+    options = list(args.dask_options)
+    for i, option in enumerate(options):  # Dask's web routes have no login: loopback only
+        if option.startswith("--dashboard-address"):
+            value = option.partition("=")[2] or (options[i + 1] if i + 1 < len(options) else "")
+            try:
+                web_routes(value, False)
+            except HeadError as err:
+                print(f"error: worker: {err}", file=sys.stderr)
+                return 2
+    run_worker(args.scheduler, options)
     return 0  # not reached: the process has become the worker
 
 

@@ -11,6 +11,7 @@ from pipeline.cluster._head import (
     run_head,
     run_worker,
     serve_storage,
+    web_routes,
     worker_command,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "run_head",
     "run_worker",
     "serve_storage",
+    "web_routes",
     "worker_command",
 ]

@@ -47,6 +47,35 @@ class HeadError(Exception):
 
 
 @dataclass(frozen=True)
+class WebRoutes:
+    """Where the Dask scheduler serves its HTTP routes, and which. Dask serves them on a port
+    of their own (8787) even with ``--no-dashboard``, with no login: logs, call stacks and
+    exceptions of every worker, ``/metrics``, a proxy. They are bound to loopback whatever
+    the head's ``--host``, and only the health check is served unless the dashboard is asked
+    for (reached from elsewhere through an SSH tunnel)."""
+
+    port: int = 8787
+    dashboard: bool = False
+
+
+# the one route served without --dashboard: answers "ok", says nothing of the cluster
+HEALTH_ONLY = '["distributed.http.health"]'
+
+
+def web_routes(address: str, dashboard: bool) -> WebRoutes:
+    """``--dashboard-address [HOST:]PORT``, refused in one line beyond loopback."""
+    host, _, port = address.rpartition(":")
+    if host.strip("[]") not in ("", *LOOPBACK_NAMES) or not port.isdigit():
+        raise HeadError(
+            f"--dashboard-address {address}: Dask's web routes have no login, so they are "
+            "served on loopback alone; allowed: [127.0.0.1:]PORT, reached from another machine "
+            "through an SSH tunnel (ssh -L PORT:127.0.0.1:PORT HEAD), or the MLflow UI and "
+            "`python -m pipeline dashboard` for the runs and the study"
+        )
+    return WebRoutes(int(port), dashboard)
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     option: str  # the command-line option that sets its port
@@ -63,17 +92,20 @@ def services(
     folder: Path,
     storage: str,
     secure: Secrets | None = None,
+    web: WebRoutes = WebRoutes(),
 ) -> list[Service]:
     """The three services, their state under ``folder`` (the study's ``storage``, by default a
     journal file there: one proxy process is its only client); behind TLS, and MLflow's behind
-    a login, with ``secure``'s secrets (paths only on the command lines)."""
+    a login, with ``secure``'s secrets (paths only on the command lines); the scheduler's web
+    routes as ``web`` says, on loopback."""
     mlflow = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(mlflow_port)]
     mlflow += ["--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"]
     mlflow += ["--artifacts-destination", str(folder / "artifacts")]
     if host not in LOOPBACK_NAMES:
         mlflow += ["--allowed-hosts", ",".join(allowed_hosts(host))]
     scheduler = [sys.executable, "-m", "dask", "scheduler", "--host", host, "--port"]
-    scheduler += [str(scheduler_port), "--no-dashboard"]
+    scheduler += [str(scheduler_port), "--dashboard" if web.dashboard else "--no-dashboard"]
+    scheduler += ["--dashboard-address", f"{LOOPBACK}:{web.port}"]
     proxy = [sys.executable, "-m", "pipeline", "storage-proxy", storage, "--host", host]
     proxy += ["--port", str(storage_port)]
     if secure is not None:
@@ -83,7 +115,7 @@ def services(
         keys = f"--ssl-keyfile {shlex.quote(str(secure.key))} "
         mlflow += ["--app-name", "basic-auth", "--uvicorn-opts"]
         mlflow += [keys + f"--ssl-certfile {shlex.quote(str(secure.cert))}"]
-    web = "https" if secure else "http"
+    scheme = "https" if secure else "http"
     return [
         Service("Dask scheduler", "--scheduler-port", scheduler_port, scheduler),
         Service("Optuna storage proxy", "--storage-port", storage_port, proxy),
@@ -92,9 +124,18 @@ def services(
             "--mlflow-port",
             mlflow_port,
             mlflow,
-            health=f"{web}://{_connectable(host)}:{mlflow_port}/health",
+            health=f"{scheme}://{_connectable(host)}:{mlflow_port}/health",
         ),
     ]
+
+
+def web_line(web: WebRoutes) -> str:
+    """What the head says of the scheduler's web routes."""
+    served = "the Dask dashboard" if web.dashboard else "the Dask scheduler's health check"
+    return (
+        f"{served} on {LOOPBACK}:{web.port}, this machine only (from another: "
+        f"ssh -L {web.port}:{LOOPBACK}:{web.port} HEAD)"
+    )
 
 
 def allowed_hosts(host: str) -> list[str]:
@@ -155,15 +196,22 @@ DASK_ENV = {
     "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
     "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "1s",
     "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "2s",
+    # Dask's web routes, served even with --no-dashboard and with no login: the health check
+    # alone (see WebRoutes), on loopback (the commands' --dashboard-address)
+    "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": HEALTH_ONLY,
+    "DASK_DISTRIBUTED__WORKER__HTTP__ROUTES": HEALTH_ONLY,
 }
+# a worker's web routes: a port of the system's choosing, on loopback
+WORKER_WEB = ["--dashboard-address", f"{LOOPBACK}:0"]
 
 
 def worker_command(scheduler: str, *extra: str) -> list[str]:
     """``dask worker`` as the trials want it: one thread per worker process (one BLAS thread
-    per trial, as local workers), no dashboard; ``extra`` options passed on (e.g.
-    ``--nworkers 4`` for four processes)."""
+    per trial, as local workers), no dashboard, its web routes on loopback; ``extra`` options
+    passed on (e.g. ``--nworkers 4`` for four processes)."""
     dask = [sys.executable, "-m", "dask", "worker", scheduler]
-    return [*dask, "--nthreads", "1", "--no-dashboard", *extra]
+    web = [] if "--dashboard-address" in extra else WORKER_WEB
+    return [*dask, "--nthreads", "1", "--no-dashboard", *web, *extra]
 
 
 def run_worker(scheduler: str, extra: list[str]) -> None:
@@ -231,6 +279,7 @@ def run_head(
     storage: str | None = None,
     secure: bool = False,
     tls_dir: Path | None = None,
+    web: WebRoutes = WebRoutes(),
 ) -> int:
     """Start the services, print what to run elsewhere, and wait. Returns 130 on Ctrl-C, 1 when a
     service stops by itself (the others are then stopped too), 2 when one cannot start.
@@ -239,16 +288,23 @@ def run_head(
     storage = storage or default_storage(folder)
     ports = (scheduler_port, storage_port, mlflow_port)
     check_ports(host, services(host, *ports, folder, storage))
+    if (why := port_problem(LOOPBACK, web.port)) is not None:
+        raise HeadError(
+            f"port {web.port} (the Dask scheduler's web routes) cannot be used on {LOOPBACK}: "
+            f"{why}; stop what holds it or choose another with --dashboard-address"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     where = addresses(host, *ports, secure)
     secrets, bundle = None, folder / "credentials.json"
     if secure:
         secrets = prepare(tls_dir or folder / "tls", bundle, host, where)
-    wanted = services(host, *ports, folder, storage, secrets)
+    wanted = services(host, *ports, folder, storage, secrets, web)
     warning = binding_warning(host, secure)
     if warning:
         print(warning, file=sys.stderr, flush=True)
     env = {**server_env(), **DASK_ENV}  # each service reads its own settings
+    if web.dashboard:  # Dask's own routes, for its dashboard's pages
+        del env["DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES"]
     if secrets is not None:  # MLflow's login: its settings file, and the key of its forms
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(secrets.mlflow_auth)
         # (MLflow reads the key from its environment alone: the services' own, never shown)
@@ -269,6 +325,7 @@ def run_head(
                     )
                     return 1
                 print(f"{service.name} ready on {host}:{service.port}", flush=True)
+            print(web_line(web), flush=True)
             if secrets is None:
                 print("\n".join(lines(where)), flush=True)
             else:
