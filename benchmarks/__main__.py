@@ -3,7 +3,9 @@ default) runs the machinery's ratios, the MLflow UI's and the cluster's; cluster
 cluster's; quality the answer on every shipped sweep and on data sets no sweep was written for
 (init's template), 3 sweep seeds each (newdata: those alone); pruners the Wilcoxon pruner,
 samplers the Gaussian-process sampler, against the shipped ones; pareto the multi-objective
-samplers against random search on the multi-objective sweep (hypervolume, 3 sweep seeds)."""
+samplers against random search on the multi-objective sweep (hypervolume, 3 sweep seeds); stops
+how sweeps end on the cluster (50 started and stopped on the storage proxy, a dead sweep's
+workers freed)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,16 @@ def main() -> None:
     parser.add_argument(
         "part",
         nargs="?",
-        choices=("speed", "cluster", "quality", "newdata", "pruners", "samplers", "pareto"),
+        choices=(
+            "speed",
+            "cluster",
+            "quality",
+            "newdata",
+            "pruners",
+            "samplers",
+            "pareto",
+            "stops",
+        ),
         default="speed",
     )
     part = parser.parse_args().part
@@ -31,6 +42,11 @@ def main() -> None:
         from benchmarks import quality
 
         quality.main(names=())
+        return
+    if part == "stops":
+        from benchmarks import stops
+
+        stops.main()
         return
     if part == "pareto":
         from benchmarks import pareto
