@@ -82,11 +82,15 @@ postgres: ## Install Debian's PostgreSQL server for its test, when missing (as r
 	    [ -z "$(STRICT)" ]; \
 	  fi; }
 
+# One pytest process per core (pytest-xdist): the end-to-end tests spend much of their time
+# waiting on processes they started, so two of them share two cores well.
+TEST_JOBS ?= auto
+
 test: setup browser postgres ## Run the whole test suite (slow end-to-end tests included)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --durations=20 $(PYTEST_ARGS)
 
 test-fast: setup ## Run the tests without the slow end-to-end ones
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS)
 
 bench: setup postgres ## Speed benchmarks, printed as ratios measured side by side
 	$(PY) -m benchmarks

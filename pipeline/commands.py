@@ -266,22 +266,18 @@ def worker(args: argparse.Namespace) -> int:
     if args.scheduler is None:
         print("error: worker: the scheduler's address, or --credentials FILE", file=sys.stderr)
         return 2
+    from pipeline.cluster import HeadError, loopback_web, run_worker
+
+    try:  # Dask's web routes have no login: loopback only
+        options = loopback_web(args.dask_options)
+    except HeadError as err:
+        print(f"error: worker: {err}", file=sys.stderr)
+        return 2
     from pipeline.search import scheduler_problem
 
     if why := scheduler_problem(args.scheduler):  # refused in seconds, not retried forever
         print(f"error: worker: {why}", file=sys.stderr)
         return 2
-    from pipeline.cluster import HeadError, run_worker, web_routes
-
-    options = list(args.dask_options)
-    for i, option in enumerate(options):  # Dask's web routes have no login: loopback only
-        if option.startswith("--dashboard-address"):
-            value = option.partition("=")[2] or (options[i + 1] if i + 1 < len(options) else "")
-            try:
-                web_routes(value, False)
-            except HeadError as err:
-                print(f"error: worker: {err}", file=sys.stderr)
-                return 2
     run_worker(args.scheduler, options)
     return 0  # not reached: the process has become the worker
 

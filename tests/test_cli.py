@@ -191,3 +191,38 @@ def test_init_for_a_bundled_set_selects_on_its_own_metric(tmp_path):
     cfg = load_sweep(tmp_path / "d.toml")
     assert cfg.data.name == "diabetes" and cfg.study.metric == "val_loss"
     assert cfg.study.name == "diabetes-regularisation"
+
+
+@pytest.mark.parametrize(
+    ("command", "address"),
+    [
+        (["head", "--dashboard-address", "0.0.0.0:8787"], "0.0.0.0:8787"),
+        (["head", "--dashboard", "--dashboard-address", "10.1.2.3:80"], "10.1.2.3:80"),
+        (["worker", "tcp://127.0.0.1:1", "--dashboard-address", "0.0.0.0:8788"], "0.0.0.0:8788"),
+    ],
+)
+def test_dask_s_web_routes_beyond_loopback_are_refused_in_one_line(
+    command, address, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"--dashboard-address {address}: Dask's web routes have no login" in err
+    assert "ssh -L" in err and "127.0.0.1" in err
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
+
+
+def test_a_worker_s_web_routes_are_bound_to_loopback_whatever_the_spelling():
+    from pipeline.cluster import loopback_web, worker_command
+
+    for given in (["--dashboard-address", ":8788"], ["--dashboard-address=8788"]):
+        assert loopback_web(["--nworkers", "2", *given]) == [
+            "--nworkers",
+            "2",
+            "--dashboard-address",
+            "127.0.0.1:8788",
+        ]
+    assert loopback_web(["--nworkers", "2"]) == ["--nworkers", "2"]
+    line = worker_command("tls://head:8786")
+    assert line[line.index("--dashboard-address") + 1] == "127.0.0.1:0"

@@ -4,7 +4,6 @@ and units; and served by ``mlflow models serve`` with the local environment."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -12,7 +11,7 @@ import urllib.request
 import mlflow.pyfunc
 import numpy as np
 import pytest
-from e2e import env
+from e2e import env, stop_group
 from mlflow import MlflowClient
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
@@ -145,5 +144,4 @@ def test_mlflow_serves_the_model_with_the_local_environment(tmp_path):
         labels = np.array(["malignant", "benign"])
         assert served == list(labels[network.predict(d.X_test[:10])])
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_group(server)

@@ -25,6 +25,7 @@ from pipeline.names import ROLE, ROLE_TRIAL
 from pipeline.search import make_storage
 
 pytestmark = pytest.mark.slow
+TRIALS = 12
 
 
 def _service(head: int, fragment: bytes) -> int:
@@ -34,8 +35,8 @@ def _service(head: int, fragment: bytes) -> int:
 
 
 def _sweep_file(folder: Path) -> Path:
-    """Twenty trials of a second or two each: long enough for two restarts in the middle."""
-    return long_sweep(folder, max_epochs=8000, name="restarts", n_trials=20)
+    """Twelve trials of a second or two each: long enough for two restarts in the middle."""
+    return long_sweep(folder, max_epochs=8000, name="restarts", n_trials=TRIALS)
 
 
 def _sweep_through(cluster: LoopbackCluster, folder: Path) -> subprocess.Popen:
@@ -55,14 +56,14 @@ def _ends_with_every_trial_complete(cluster: LoopbackCluster, proc: subprocess.P
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output
     trials = optuna.load_study(study_name="restarts", storage=make_storage(cluster.storage)).trials
-    assert len(trials) == 20 and all(t.state == TrialState.COMPLETE for t in trials), [
+    assert len(trials) == TRIALS and all(t.state == TrialState.COMPLETE for t in trials), [
         (t.number, t.state, t.user_attrs.get("fail_reason")) for t in trials
     ]
     client = MlflowClient(cluster.tracking)
     experiment = client.get_experiment_by_name("restarts").experiment_id
     found = client.search_runs([experiment], max_results=1000)
     assert [r.info.run_name for r in found if r.info.status == "RUNNING"] == []
-    assert sum(r.data.tags.get("pipeline.role") == "trial" for r in found) == 20
+    assert sum(r.data.tags.get("pipeline.role") == "trial" for r in found) == TRIALS
 
 
 def _when_complete(cluster: LoopbackCluster, proc: subprocess.Popen, n: int) -> None:

@@ -75,6 +75,21 @@ def web_routes(address: str, dashboard: bool) -> WebRoutes:
     return WebRoutes(int(port), dashboard)
 
 
+def loopback_web(options: list[str]) -> list[str]:
+    """A worker's ``dask worker`` options with its ``--dashboard-address`` (if any) bound to
+    loopback: ``PORT`` and ``:PORT`` (which Dask binds to every address) become
+    ``127.0.0.1:PORT``; another host is refused (:func:`web_routes`)."""
+    options = list(options)
+    for i, option in enumerate(options):
+        name, given, value = option.partition("=")
+        if name == "--dashboard-address":
+            end = i + 1 if given else i + 2
+            port = web_routes(value if given else "".join(options[i + 1 : end]), False).port
+            options[i:end] = ["--dashboard-address", f"{LOOPBACK}:{port}"]
+            break
+    return options
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
