@@ -20,12 +20,14 @@ import pandas as pd
 import pytest
 from e2e import (
     SMOKE,
+    alive,
     env,
     free_ports,
     long_sweep,
     start_sweep,
     sweep,
     wait_for,
+    worker_pids,
 )
 from mlflow import MlflowClient
 
@@ -310,6 +312,8 @@ def test_a_dead_sweep_s_tasks_end_their_trials_and_a_second_sweep_is_refused(clu
     assert "is being run by another sweep on this cluster" in refused.stderr
     assert running() == 2
 
+    idle = worker_pids(proc.pid)  # its local processes, warmed for the end's figures
+    assert idle
     proc.kill()  # kill -9 of the sweep command: its tasks go on, with nobody to report to
     proc.wait()
     started = time.monotonic()
@@ -321,6 +325,10 @@ def test_a_dead_sweep_s_tasks_end_their_trials_and_a_second_sweep_is_refused(clu
     # the scheduler lets go of a dead client's tasks at once, and they notice at their next
     # check (seconds; `python -m benchmarks stops` measures it): well before the lease expires
     assert time.monotonic() - started < 30
+    for pid in idle:  # and they end too, rather than idle for minutes holding its output
+        wait_for(lambda pid=pid: not alive(pid), 60, f"the dead sweep's process {pid} to end")
+    for pid in idle:  # and they end too, rather than idle for minutes holding its output
+        wait_for(lambda pid=pid: not alive(pid), 60, f"the dead sweep's process {pid} to end")
     trials = cluster.study("orphans").get_trials(deepcopy=False)
     assert sum(bool(t.user_attrs.get("interrupted")) for t in trials) == 2
 

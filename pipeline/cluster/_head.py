@@ -189,13 +189,15 @@ def binding_warning(host: str, secure: bool = False) -> str | None:
     )
 
 
-def check_ports(host: str, wanted: list[Service]) -> None:
+def check_ports(host: str, wanted: list[Service], web: WebRoutes = WebRoutes()) -> None:
     """Refuse, before starting anything, a port that something else already listens on."""
-    for service in wanted:
-        if (why := port_problem(host, service.port)) is not None:
+    ports = [(host, service.port, service.name, service.option) for service in wanted]
+    ports.append((LOOPBACK, web.port, "the Dask scheduler's web routes", "--dashboard-address"))
+    for address, port, name, option in ports:
+        if (why := port_problem(address, port)) is not None:
             raise HeadError(
-                f"port {service.port} ({service.name}) cannot be used on {host}: {why}; "
-                f"stop what holds it or choose another with {service.option}"
+                f"port {port} ({name}) cannot be used on {address}: {why}; "
+                f"stop what holds it or choose another with {option}"
             )
 
 
@@ -302,12 +304,7 @@ def run_head(
     the bundle ``credentials.json`` in ``folder``."""
     storage = storage or default_storage(folder)
     ports = (scheduler_port, storage_port, mlflow_port)
-    check_ports(host, services(host, *ports, folder, storage))
-    if (why := port_problem(LOOPBACK, web.port)) is not None:
-        raise HeadError(
-            f"port {web.port} (the Dask scheduler's web routes) cannot be used on {LOOPBACK}: "
-            f"{why}; stop what holds it or choose another with --dashboard-address"
-        )
+    check_ports(host, services(host, *ports, folder, storage), web)
     folder.mkdir(parents=True, exist_ok=True)
     where = addresses(host, *ports, secure)
     secrets, bundle = None, folder / "credentials.json"

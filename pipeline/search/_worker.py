@@ -63,12 +63,36 @@ def warm_up(cfg: SweepConfig, data: bool = True) -> None:
     """What every worker does before its first trial and that needs no store: the imports
     (MLflow's alone is over a second) and the data set's (``data``; a cluster's workers are
     sent the sweep's instead). The sweep runs this in its worker processes while it prepares
-    the stores, so that the workers' phase starts warm."""
+    the stores, so that the workers' phase starts warm; those processes (``data``: not a
+    cluster's) then end when the sweep is gone."""
     quiet_libraries()  # a fresh process: the command's settings are not inherited
+    if data:
+        _exit_when_orphaned()
     if data:
         load(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
     if cfg.tracking.enabled:
         import pipeline.tracking  # noqa: F401 - imported for its cost, ahead of the trials
+
+
+_taking_trials = threading.Event()  # set while this process runs run_worker's loop
+_watching = threading.Event()
+
+
+def _exit_when_orphaned(period: float = 1.0) -> None:
+    """Once the sweep that started this worker process is gone (kill -9), end the process
+    when it runs no trial loop (which ends its trial as interrupted first, then exits): loky
+    leaves idle workers alive for minutes, holding the dead sweep's output open."""
+    if _watching.is_set() or threading.current_thread() is not threading.main_thread():
+        return
+    _watching.set()
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent or _taking_trials.is_set():
+            time.sleep(period)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerReport:
@@ -84,6 +108,7 @@ def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerRepor
     warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
     report = WorkerReport(worker)
     parent = os.getppid()
+    _taking_trials.set()
     try:
         with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread per process
             _take_trials(cfg, worker, ctx, report, in_child, parent)
@@ -92,6 +117,8 @@ def run_worker(cfg: SweepConfig, worker: int, ctx: WorkerContext) -> WorkerRepor
         # report it once, and ask the other workers to end their trials and stop.
         report.error = f"worker {worker}: {type(err).__name__}: {err}"
         Path(ctx.stop_file).touch()
+    finally:
+        _taking_trials.clear()
     report.busy_seconds = time.perf_counter() - started
     if in_child and os.getppid() != parent:
         os._exit(0)  # orphaned: nobody will collect the report, and loky would idle on
