@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import ssl
 import sys
@@ -108,19 +109,42 @@ def _grpc(host: str, port: int, ca_file: str | None) -> str:
         channel.close()
 
 
+class _Overdue(Exception):
+    pass
+
+
+def _within(seconds: int, attempt: Any, *args: Any) -> Any:
+    """``attempt(*args)``, or "overdue" once ``seconds`` have passed (a server that keeps a
+    request open must not hold the scan: it counts as a refusal of that try)."""
+
+    def overdue(signum: int, frame: Any) -> None:
+        raise _Overdue
+
+    before = signal.signal(signal.SIGALRM, overdue)
+    signal.alarm(seconds)
+    try:
+        return attempt(*args)
+    except _Overdue:
+        return "overdue"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+
+
 def probe(host: str, ca_file: str) -> dict[str, Any]:
     tls = ssl.create_default_context(cafile=ca_file)
     tls.check_hostname = False  # the certificate's names are not what is tested here
     ports = asyncio.run(_scan(host))
     tried: dict[str, Any] = {}
+    limit = 3 * int(TRY_TIMEOUT)
     for port in ports:
         tried[str(port)] = {
-            "http": _http(host, port, None),
-            "https": _http(host, port, tls),
-            "dask": _dask(host, port, None),
-            "dask-tls": _dask(host, port, ca_file),
-            "grpc": _grpc(host, port, None),
-            "grpc-tls": _grpc(host, port, ca_file),
+            "http": _within(limit * len(PATHS), _http, host, port, None),
+            "https": _within(limit * len(PATHS), _http, host, port, tls),
+            "dask": _within(limit, _dask, host, port, None),
+            "dask-tls": _within(limit, _dask, host, port, ca_file),
+            "grpc": _within(limit, _grpc, host, port, None),
+            "grpc-tls": _within(limit, _grpc, host, port, ca_file),
         }
     return {"host": host, "ports": ports, "tried": tried}
 
@@ -129,6 +153,8 @@ def answered(tries: dict[str, Any]) -> list[str]:
     """The anonymous tries of one port that the service served."""
     found = []
     for kind in ("http", "https"):
+        if not isinstance(tries[kind], dict):  # the whole try was overdue
+            continue
         for path, status in tries[kind].items():
             if isinstance(status, int) and status < 400 and path != "/health":
                 found.append(f"{kind} {path}: {status}")

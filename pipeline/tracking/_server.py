@@ -7,6 +7,7 @@ studies (standard library only: importing MLflow here would delay the server by 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -38,23 +39,36 @@ def server_env() -> dict[str, str]:
 
 
 def serve(line: list[str], base: str) -> int:
-    """Run the server until it stops (Ctrl-C reaches it too: same process group); print each
-    study's link once its REST API answers. Returns the server's exit status, 130 on Ctrl-C."""
-    server = subprocess.Popen(line, env=server_env())
-    signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # stopped alone: stop it too
-    try:
-        if _answers(base, server):
-            for name, link in study_links(base).items():
-                print(f"  {name}: {link}", flush=True)
-            print(f"ready on {base} (Ctrl-C stops it)", flush=True)
-        return server.wait()
-    except KeyboardInterrupt:
+    """Run the server until it stops, Ctrl-C or SIGTERM; print each study's link once its
+    REST API answers. Returns the server's exit status, 130 on Ctrl-C, 143 on SIGTERM."""
+    from pipeline.interrupts import TerminateAsInterrupt
+
+    # a session of its own, stopped here as a whole: MLflow's `ui` can hang in its own SIGTERM
+    # handler (seen under load: its uvicorn child gone, itself waiting on a lock forever)
+    server = subprocess.Popen(line, env=server_env(), start_new_session=True)
+    with TerminateAsInterrupt() as stop:
         try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.terminate()
-            server.wait()
-        return 130
+            if _answers(base, server):
+                for name, link in study_links(base).items():
+                    print(f"  {name}: {link}", flush=True)
+                print(f"ready on {base} (Ctrl-C stops it)", flush=True)
+            return server.wait()
+        except KeyboardInterrupt:
+            return stop.status
+        finally:
+            stop_group(server)
+
+
+def stop_group(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM to ``process``'s session; after ``grace`` seconds, or once it has ended,
+    SIGKILL to whatever is left of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _answers(base: str, server: subprocess.Popen, timeout: float = 300) -> bool:
