@@ -87,10 +87,10 @@ postgres: ## Install Debian's PostgreSQL server for its test, when missing (as r
 TEST_JOBS ?= auto
 
 test: setup browser postgres ## Run the whole test suite (slow end-to-end tests included)
-	$(PY) -m pytest -n $(TEST_JOBS) --durations=20 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal --durations=20 $(PYTEST_ARGS)
 
 test-fast: setup ## Run the tests without the slow end-to-end ones
-	$(PY) -m pytest -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 bench: setup postgres ## Speed benchmarks, printed as ratios measured side by side
 	$(PY) -m benchmarks
