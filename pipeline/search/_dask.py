@@ -181,7 +181,7 @@ def hold_study(client: Any, study: str) -> Iterator[str]:
             )
         holder.set(client.id)
     quiet = _LostSchedulerFilter()
-    loggers = [logging.getLogger(n) for n in ("tornado.application", "distributed.semaphore")]
+    loggers = [logging.getLogger(n) for n in _LOST_SCHEDULER_LOGGERS]
     for logger in loggers:
         logger.addFilter(quiet)
     try:
@@ -206,14 +206,18 @@ def _client_connected(client: Any, holder: Any) -> bool:
     return bool(client.run_on_scheduler(lambda dask_scheduler: holding in dask_scheduler.clients))
 
 
+_LOST_SCHEDULER_LOGGERS = ("tornado.application", "distributed.semaphore", "distributed.batched")
+
+
 class _LostSchedulerFilter(logging.Filter):
-    """Drops the tracebacks of the lease's background refresh and release, which fail once
-    the scheduler is gone (a closed comm, then a closed connection pool): the sweep says that
-    in one line itself."""
+    """Drops the tracebacks Dask's background work logs once the scheduler is gone (the
+    lease's refresh and release, the client's batched stream: a closed comm, then a closed
+    connection pool): the sweep says that in one line itself."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == "distributed.semaphore":
-            return not record.exc_info  # "Release failed ...", with the lost comm's traceback
+        if record.name.startswith("distributed."):
+            # "Release failed ...", "Batched Comm Closed ...", with the lost comm's traceback
+            return not record.exc_info
         return "_refresh_leases" not in record.getMessage()  # "Exception in callback ..."
 
 
