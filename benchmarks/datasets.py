@@ -1,8 +1,9 @@
 """Data sets no shipped sweep was written for, each swept with ``python -m pipeline init``'s
-template exactly as a new user would get it: bundled sets, and generated families (irrelevant
+template exactly as a new user would get it: bundled sets, generated families (irrelevant
 features, label noise, few rows, many classes, regression with noise, a nonlinear regression
-with irrelevant inputs). Generated sets are written as CSV files with fixed seeds; nothing in
-the template is tuned to them.
+with irrelevant inputs), and tables as users have them (text columns, integer codes, gaps,
+identifiers and dates; a TSV among them), made to look like well-known public tables.
+Generated sets are written as files with fixed seeds; nothing in the template is tuned to them.
 """
 
 from __future__ import annotations
@@ -66,6 +67,109 @@ GENERATED: dict[str, tuple[str, Callable[[], tuple[np.ndarray, np.ndarray]]]] = 
 }
 
 
+def _penguins(rng: np.random.Generator, n: int = 344) -> pd.DataFrame:
+    """Three species told apart by bill and flipper sizes and by island; some gaps."""
+    species = rng.choice(["Adelie", "Chinstrap", "Gentoo"], n, p=[0.44, 0.2, 0.36])
+    centre = {
+        "Adelie": (38.8, 18.3, 190),
+        "Chinstrap": (48.8, 18.4, 196),
+        "Gentoo": (47.5, 15.0, 217),
+    }
+    bill, depth, flipper = (np.array([centre[s][i] for s in species]) for i in range(3))
+    islands = {
+        "Adelie": ["Biscoe", "Dream", "Torgersen"],
+        "Chinstrap": ["Dream"],
+        "Gentoo": ["Biscoe"],
+    }
+    frame = pd.DataFrame(
+        {
+            "island": [rng.choice(islands[s]) for s in species],
+            "bill_length_mm": (bill + rng.normal(0, 3, n)).round(1),
+            "bill_depth_mm": (depth + rng.normal(0, 1.2, n)).round(1),
+            "flipper_length_mm": (flipper + rng.normal(0, 7, n)).round().astype(int),
+            "body_mass_g": rng.integers(2700, 6300, n),
+            "sex": rng.choice(["male", "female"], n).astype(object),
+            "year": rng.choice([2007, 2008, 2009], n),
+            "species": species,
+        }
+    )
+    frame.loc[rng.random(n) < 0.03, "sex"] = None
+    frame.loc[rng.random(n) < 0.02, ["bill_length_mm", "bill_depth_mm"]] = np.nan
+    return frame
+
+
+def _passengers(rng: np.random.Generator, n: int = 891) -> pd.DataFrame:
+    """Who survived: class, sex, age (a fifth missing), fare; names and tickets as columns."""
+    pclass = rng.choice([1, 2, 3], n, p=[0.24, 0.21, 0.55])
+    sex = rng.choice(["male", "female"], n, p=[0.65, 0.35])
+    age = rng.normal(30, 14, n).clip(0.5, 80).round()
+    fare = np.exp(rng.normal(3.6 - 0.6 * pclass, 0.5)).round(2)
+    logit = 1.2 * (sex == "female") * 2 - 0.9 * (pclass - 2) - 0.03 * (age - 30) - 1.0
+    survived = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    frame = pd.DataFrame(
+        {
+            "passenger": np.arange(1, n + 1),
+            "name": [f"Passenger {i}, Mr. {rng.integers(1e6)}" for i in range(n)],
+            "pclass": pclass,
+            "sex": sex,
+            "age": age,
+            "fare": fare,
+            "embarked": rng.choice(["S", "C", "Q"], n, p=[0.72, 0.19, 0.09]).astype(object),
+            "ticket": [f"T{rng.integers(1e8)}" for _ in range(n)],
+            "survived": survived,
+        }
+    )
+    frame.loc[rng.random(n) < 0.2, "age"] = np.nan
+    frame.loc[rng.random(n) < 0.01, "embarked"] = None
+    return frame
+
+
+def _houses(rng: np.random.Generator, n: int = 1000) -> pd.DataFrame:
+    """Sale prices by neighbourhood (a few rare ones), size, rooms, age and condition."""
+    hoods = [f"hood-{c}" for c in "ABCDEFGHIJKL"]
+    hood = rng.choice(hoods, n, p=np.r_[np.full(10, 0.098), 0.01, 0.01])
+    premium = dict(zip(hoods, rng.normal(0, 40, len(hoods)), strict=True))
+    area = rng.gamma(9, 16, n).round()
+    rooms = (area / 30 + rng.normal(0, 1, n)).clip(1).round().astype(int)
+    built = rng.integers(1900, 2021, n)
+    condition = rng.choice(["poor", "fair", "good", "excellent"], n, p=[0.1, 0.3, 0.45, 0.15])
+    bonus = pd.Series(condition).map({"poor": -30, "fair": -10, "good": 0, "excellent": 25})
+    price = 50 + 1.1 * area + 8 * rooms + 0.4 * (built - 1960) + bonus.to_numpy()
+    price += np.array([premium[h] for h in hood]) + rng.normal(0, 20, n)
+    frame = pd.DataFrame(
+        {
+            "neighbourhood": hood,
+            "area_m2": area,
+            "rooms": rooms,
+            "built": built,
+            "condition": condition,
+            "sold": pd.Timestamp("2019-01-01") + pd.to_timedelta(rng.integers(0, 1500, n), "D"),
+            "price_k": price.round(1),
+        }
+    )
+    frame["sold"] = frame["sold"].dt.strftime("%Y-%m-%d")
+    frame.loc[rng.random(n) < 0.06, "area_m2"] = np.nan
+    frame.loc[rng.random(n) < 0.04, "condition"] = None
+    return frame
+
+
+# name -> (file name, target, the table): written as they come, the template infers the rest
+TABLES = {
+    "penguins": ("penguins.csv", "species", _penguins),
+    "passengers": ("passengers.csv", "survived", _passengers),
+    "houses": ("houses.tsv", "price_k", _houses),
+}
+
+
+def write_table(name: str, folder: Path) -> tuple[Path, str]:
+    """The table ``name`` of :data:`TABLES` written into ``folder``: its path and target."""
+    file, target, make = TABLES[name]
+    frame = make(np.random.default_rng(0))
+    path = folder / file
+    frame.to_csv(path, index=False, sep="\t" if file.endswith(".tsv") else ",")
+    return path, target
+
+
 def new_data_sweeps(folder: Path) -> dict[str, Path]:
     """Name -> a sweep file written by the init template into ``folder`` (with the generated
     sets' CSV files beside it)."""
@@ -83,4 +187,8 @@ def new_data_sweeps(folder: Path) -> dict[str, Path]:
         frame.to_csv(csv, index=False)
         sweeps[name] = folder / f"new-{name}.toml"
         sweeps[name].write_text(sweep_text(str(csv), "y", task))
+    for name in TABLES:
+        path, target = write_table(name, folder)
+        sweeps[name] = folder / f"new-{name}.toml"
+        sweeps[name].write_text(sweep_text(str(path), target))
     return sweeps

@@ -288,7 +288,7 @@ def init(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from pipeline.config import ConfigError, data_stem, load_sweep, sweep_text
+    from pipeline.config import ConfigError, data_lines, data_stem, load_sweep, sweep_text
 
     out = Path(args.out or f"sweeps/{data_stem(args.data)}.toml")
     if out.exists() and not args.force:
@@ -309,6 +309,8 @@ def init(args: argparse.Namespace) -> int:
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
+    for line in data_lines(text):  # what was read, as the file now says it
+        print(line)
     print(f"wrote {out}; next: python -m pipeline check {out}, then python -m pipeline sweep {out}")
     return 0
 

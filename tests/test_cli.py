@@ -172,8 +172,8 @@ def test_init_writes_a_checked_sweep_file_for_a_csv_and_refuses_bad_input(tmp_pa
             ("my data.csv", "--target", "nope", "--task", "classification", "--out", "n.toml"),
             "no target column 'nope'; columns are ['a', 'b', 'kind']",
         ),
-        (("my data.csv", "--target", "kind", "--out", "n.toml"), "needs --task"),
-        (("nothing", "--out", "n.toml"), "not a CSV file nor a bundled data set (sine, digits"),
+        (("my data.csv", "--out", "n.toml"), "a table needs --target COLUMN"),
+        (("nothing", "--out", "n.toml"), "nor a bundled data set (sine, digits"),
         (("my data.csv", "--target", "kind", "--task", "classification"), "exists: --force"),
     ):
         refused = cli_in_process(tmp_path, "init", *args)

@@ -17,7 +17,8 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from benchmarks.loopback import free_ports, wait_for
 from pipeline.core import MLP, Ensemble, load
-from pipeline.tracking._model import log_network_model, raw_features
+from pipeline.tracking._model import log_network_model
+from pipeline.tracking._parent import raw_rows
 
 
 def _logged(tmp_path, name: str, **params):
@@ -30,19 +31,20 @@ def _logged(tmp_path, name: str, **params):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     run = client.create_run(client.create_experiment("models"))
-    model_uri = log_network_model(uri, run.info.run_id, network, d.scaling, d.X_train)
+    model_uri = log_network_model(uri, run.info.run_id, network, d.preprocessing, raw_rows(d))
     return d, network, uri, model_uri, run.info.run_id
 
 
-def _raw(d, X):
-    return raw_features(d.scaling, X)
+def _raw(d, count=None):
+    """The test rows as the user has them: the table's raw columns."""
+    return d.table.frame.iloc[d.table.test[:count]]
 
 
 def test_a_classifier_takes_raw_features_and_answers_in_the_data_sets_labels(tmp_path):
     d, network, uri, model_uri, run_id = _logged(tmp_path, "wine")
     with _use_tracking_uri(uri):
         model = mlflow.pyfunc.load_model(model_uri)
-    frame = _raw(d, d.X_test)
+    frame = _raw(d)
     assert not np.allclose(frame.to_numpy(), d.X_test)  # raw, not the network's inputs
     predicted = model.predict(frame)
     labels = np.array(["class_0", "class_1", "class_2"])
@@ -57,22 +59,22 @@ def test_a_classifier_takes_raw_features_and_answers_in_the_data_sets_labels(tmp
     assert logged.experiment_id == run.info.experiment_id  # the run's experiment's, not Default
     assert [m.model_id for m in run.outputs.model_outputs] == [model_id]
     assert logged.params["hidden"] == "(16,)" and float(logged.params["lr"]) == network.lr
-    assert model.metadata.get_input_schema().input_names() == list(d.scaling.features)
+    assert model.metadata.get_input_schema().input_names() == list(d.preprocessing.features)
 
 
 def test_a_regressor_answers_in_the_targets_own_units(tmp_path):
     d, network, uri, model_uri, _ = _logged(tmp_path, "diabetes")
     with _use_tracking_uri(uri):
         model = mlflow.pyfunc.load_model(model_uri)
-    predicted = np.ravel(model.predict(_raw(d, d.X_test)))
+    predicted = np.ravel(model.predict(_raw(d)))
     scaled = np.ravel(network.predict(d.X_test))
     # the same errors, in the target's units: squared error scales by the target's variance
-    y_raw = np.ravel(d.y_test) * d.scaling.y_std + d.scaling.y_mean
+    y_raw = np.ravel(d.y_test) * d.preprocessing.y_std + d.preprocessing.y_mean
     mse_raw, mse_scaled = (
         np.mean((predicted - y_raw) ** 2),
         np.mean((scaled - np.ravel(d.y_test)) ** 2),
     )
-    assert mse_raw == pytest.approx(mse_scaled * d.scaling.y_std**2, rel=1e-9)
+    assert mse_raw == pytest.approx(mse_scaled * d.preprocessing.y_std**2, rel=1e-9)
     assert 25 < y_raw.mean() < 350  # diabetes progression, in its units, not standardised
 
 
@@ -86,12 +88,12 @@ def test_an_ensemble_is_logged_and_loaded_as_one_model_answering_with_its_averag
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     run = client.create_run(client.create_experiment("models"))
-    model_uri = log_network_model(uri, run.info.run_id, ensemble, d.scaling, d.X_train)
+    model_uri = log_network_model(uri, run.info.run_id, ensemble, d.preprocessing, raw_rows(d))
     with _use_tracking_uri(uri):
         model = mlflow.pyfunc.load_model(model_uri)
     labels = np.array(["class_0", "class_1", "class_2"])
     averaged = np.mean([m.predict_proba(d.X_test) for m in members], axis=0).argmax(1)
-    assert list(model.predict(_raw(d, d.X_test))) == list(labels[averaged])
+    assert list(model.predict(_raw(d))) == list(labels[averaged])
     assert isinstance(model.unwrap_python_model().network, Ensemble)
     logged = client.get_logged_model(model_uri.removeprefix("models:/"))
     assert logged.params["members"] == "3"
@@ -133,7 +135,7 @@ def test_mlflow_serves_the_model_with_the_local_environment(tmp_path):
                 return False
 
         wait_for(answers, timeout=120, what="mlflow models serve")
-        frame = _raw(d, d.X_test[:10])
+        frame = _raw(d, 10)
         body = json.dumps({"dataframe_split": frame.to_dict(orient="split")}).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-from pipeline.core import fold_splits, load, pooled
+from pipeline.core import fold_splits, load, pooled, refit_split
 from pipeline.search import DEFAULT, TUNED_ALPHA
 from pipeline.search._peer import ALPHAS, TUNED_DEFAULT_SIZE, peer_results
 
@@ -60,11 +60,13 @@ def test_alpha_is_chosen_on_the_studys_folds_by_its_metric_then_refitted():
     row = rows[TUNED_ALPHA]
     assert row["alpha"] == pytest.approx(chosen)
     assert row["final_val_loss"] == pytest.approx(by_hand[chosen], rel=1e-6)
-    X, y = pooled(d)
+    # refitted on every non-test row, its preprocessing fitted on those rows too
+    every = refit_split(d)
     refit = MLPClassifier(hidden_layer_sizes=(8,), alpha=chosen, random_state=0)
-    _quietly(refit.fit, X, y)
-    assert row["test_accuracy"] == pytest.approx(accuracy_score(d.y_test, refit.predict(d.X_test)))
-    assert row["test_loss"] == pytest.approx(log_loss(d.y_test, refit.predict_proba(d.X_test)))
+    _quietly(refit.fit, every.X_train, every.y_train)
+    tested = every.X_test
+    assert row["test_accuracy"] == pytest.approx(accuracy_score(d.y_test, refit.predict(tested)))
+    assert row["test_loss"] == pytest.approx(log_loss(d.y_test, refit.predict_proba(tested)))
 
 
 def test_the_default_size_row_is_left_out_when_the_study_uses_that_size():
@@ -86,3 +88,20 @@ def test_for_a_study_that_delivers_its_trials_network_the_peer_trains_on_the_tra
     assert row["test_loss"] == pytest.approx(expected, rel=1e-12)
     refitted = peer_results(d, (16,), "val_loss", seed=3)[TUNED_ALPHA]
     assert refitted["alpha"] == row["alpha"] and refitted["test_loss"] != row["test_loss"]
+
+
+def test_on_a_table_the_peer_is_a_pipeline_whose_preprocessing_is_fitted_in_each_fold(tmp_path):
+    """The peer sees the table as the study does: text columns one-hot, gaps imputed, fitted
+    on each fold's training rows (a scikit-learn Pipeline in GridSearchCV), so its figures are
+    those of an MLP fitted on the study's own fold splits."""
+    from tables import mixed_table
+
+    mixed_table(150, seed=1).to_csv(tmp_path / "t.csv", index=False)
+    d = load("csv", path=str(tmp_path / "t.csv"), target="species")
+    row = peer_results(d, (8,), "val_loss", seed=0, folds=3)[TUNED_ALPHA]
+    losses = []
+    for split in fold_splits(d, 3, seed=0):
+        model = MLPClassifier(hidden_layer_sizes=(8,), alpha=row["alpha"], random_state=0)
+        _quietly(model.fit, split.X_train, split.y_train)
+        losses.append(log_loss(split.y_val, model.predict_proba(split.X_val)))
+    assert row["final_val_loss"] == pytest.approx(np.mean(losses), rel=1e-9)

@@ -51,7 +51,7 @@ from pipeline.config._sweep_file import (
     in_sweep_terms,
     trial_values,
 )
-from pipeline.config._template import data_stem, study_name, sweep_text
+from pipeline.config._template import data_lines, data_stem, study_name, sweep_text
 from pipeline.config._values import (
     ARCHITECTURE_KEYS,
     MLP_DEFAULTS,
@@ -98,6 +98,7 @@ __all__ = [
     "grpc_address",
     "in_sweep_terms",
     "load_sweep",
+    "data_lines",
     "data_stem",
     "study_name",
     "sweep_text",

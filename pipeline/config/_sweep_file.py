@@ -114,6 +114,10 @@ class StudySection(StrictModel):
     the epochs its networks ran; `ensemble`, that refit once per re-run seed (needs
     `repeats`), their outputs averaged; `trial`, the chosen trial's own network (for
     validation data that are a device of the study, not data a user has)."""
+    peer: bool = True
+    """After the budget, scikit-learn's MLP with `alpha` by GridSearchCV on the same folds and
+    preprocessing, tested beside the delivered model (off for tables too big for it to train
+    in minutes)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -159,7 +163,8 @@ class DataSection(BaseModel):
         extra="allow", strict=True, frozen=True, use_attribute_docstrings=True
     )
     name: str
-    """The data set: a bundled one, or `csv` (with `path`, `target` and `task`)."""
+    """The data set: a bundled one, or `csv`, a table file (with `path` and `target`; `task`,
+    `sep`, `encoding`, `categorical` and `drop` as `init` writes them)."""
     seed: Annotated[int, Field(ge=0)] | None = None
     """Fixes the split (and a synthetic set's samples); default: the set's own."""
 

@@ -9,6 +9,7 @@ are standardised the same way (so that one learning rate suits every set).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -16,60 +17,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from pipeline.core._activations import TASKS
 from pipeline.core._constraints import NON_NEGATIVE, POSITIVE_INT, Constraint, is_number, one_of
+from pipeline.core._preprocessing import Preprocessing, column_transformer
+from pipeline.core._table import (
+    NUMERIC,
+    ColumnPlan,
+    TableError,
+    infer_task,
+    plan_columns,
+    read_table,
+)
 
 
 @dataclass(frozen=True)
-class Scaling:
-    """How the data as given become the network's inputs and targets, kept so that a model
-    delivered to a user takes raw features and gives predictions in the target's own units
-    and labels: features standardised by the training split's statistics, a regression target
-    likewise (or not at all), class labels numbered 0..n_classes-1."""
+class Table:
+    """The raw rows behind a data set's splits, kept so that each split (the study's, each
+    fold, the delivered model's training + validation) fits its preprocessing on its own
+    training rows."""
 
-    features: tuple[str, ...]
-    x_mean: np.ndarray
-    x_std: np.ndarray
-    y_mean: float = 0.0
-    y_std: float = 1.0
-    classes: tuple[Any, ...] = ()  # the labels as given, in the order of the network's classes
-
-    @classmethod
-    def identity(cls, features: tuple[str, ...]) -> Scaling:
-        n = len(features)
-        return cls(features, np.zeros(n), np.ones(n))
-
-    def inputs(self, X: np.ndarray) -> np.ndarray:
-        """Raw features (columns in the order of ``features``) as the network's inputs."""
-        return (np.asarray(X, dtype=float) - self.x_mean) / self.x_std
-
-    def outputs(self, predicted: np.ndarray) -> np.ndarray:
-        """The network's predictions (class numbers, or scaled targets) in the data's terms."""
-        if self.classes:
-            return np.asarray(self.classes)[predicted]
-        return predicted * self.y_std + self.y_mean
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "features": list(self.features),
-            "x_mean": self.x_mean.tolist(),
-            "x_std": self.x_std.tolist(),
-            "y_mean": self.y_mean,
-            "y_std": self.y_std,
-            "classes": list(self.classes),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Scaling:
-        return cls(
-            tuple(d["features"]),
-            np.asarray(d["x_mean"], dtype=float),
-            np.asarray(d["x_std"], dtype=float),
-            float(d["y_mean"]),
-            float(d["y_std"]),
-            tuple(d["classes"]),
-        )
+    frame: pd.DataFrame  # the raw feature columns, every row
+    y: np.ndarray  # the network's targets of every row: class numbers, or scaled values
+    train: np.ndarray  # row numbers of the study's splits
+    val: np.ndarray
+    test: np.ndarray
+    source: str = ""  # the file read, if any
+    target: str = ""  # its target column
+    notes: tuple[str, ...] = ()  # what was done to the table as read (rows dropped, ...)
 
 
 @dataclass(frozen=True)
@@ -84,7 +60,8 @@ class Dataset:
     y_val: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    scaling: Scaling | None = None  # None: the splits are the data as given
+    preprocessing: Preprocessing | None = None  # raw columns -> X; outputs -> labels, units
+    table: Table | None = None  # None: the splits are the data as given (the chapter's sine)
 
     @property
     def n_features(self) -> int:
@@ -100,8 +77,24 @@ REGRESSION = ("sine", "diabetes")  # every other bundled set is classification; 
 def task(name: str, options: dict[str, Any] | None = None) -> str:
     """``regression`` or ``classification``: a bundled set's own, or a CSV's ``task`` option."""
     if name == "csv":
-        return str((options or {}).get("task", ""))
+        opts = options or {}
+        if opts.get("task") or not (opts.get("path") and opts.get("target")):
+            return str(opts.get("task", ""))
+        return _inferred_task(
+            str(opts["path"]), str(opts["target"]), opts.get("sep"), opts.get("encoding", "utf-8")
+        )
     return "regression" if name in REGRESSION else "classification"
+
+
+@functools.lru_cache(maxsize=8)
+def _inferred_task(path: str, target: str, sep: str | None, encoding: str) -> str:
+    """A table's task as its target says (empty when the table cannot be read: loading it
+    says why)."""
+    try:
+        frame = read_table(path, sep, encoding)
+    except TableError:
+        return ""
+    return infer_task(frame[target]) if target in frame.columns else ""
 
 
 def _sine(
@@ -124,24 +117,31 @@ def _sine(
     X_train, y_train = draw(n_train, noise)
     X_test, y_test = draw(n_test, 0.0)
     X_val, y_val = draw(n_val, noise)
-    scaling = Scaling.identity(("x",))
-    return Dataset("sine", task("sine"), X_train, y_train, X_val, y_val, X_test, y_test, scaling)
+    identity = Preprocessing(numeric_plan(("x",)))
+    return Dataset("sine", task("sine"), X_train, y_train, X_val, y_val, X_test, y_test, identity)
+
+
+def numeric_plan(features: tuple[str, ...]) -> ColumnPlan:
+    """Every column a number: the plan of the bundled and generated sets."""
+    return ColumnPlan({f: NUMERIC for f in features}, features, ())
 
 
 def _split(
     name: str,
     task: str,
-    X: np.ndarray,
+    frame: pd.DataFrame,
     y: np.ndarray,
     seed: int,
     val_size: float,
     test_size: float,
-    features: tuple[str, ...] | None = None,
     classes: tuple[Any, ...] | None = None,
+    plan: ColumnPlan | None = None,
+    **table: Any,
 ) -> Dataset:
-    """Stratified (for classification) train/val/test split, scaled on the training split;
-    ``features`` names the columns (x0, x1, ... by default), ``classes`` the labels as given
-    of the classes numbered 0..k-1 in ``y`` (the numbers themselves by default)."""
+    """Stratified (for classification) train/val/test split of the raw ``frame`` and targets
+    ``y``, preprocessed by ``plan`` (every column a number by default) fitted on the training
+    split; ``classes`` are the labels as given of the classes numbered 0..k-1 in ``y`` (the
+    numbers themselves by default); ``table`` the :class:`Table`'s source, target and notes."""
     from sklearn.model_selection import train_test_split
 
     for key, value in (("val_size", val_size), ("test_size", test_size)):
@@ -165,50 +165,62 @@ def _split(
         )
     stratify = y if task == "classification" else None
     try:
-        X_rest, X_test, y_rest, y_test = train_test_split(
-            X, y, test_size=n_test, random_state=seed, stratify=stratify
+        rest, test = train_test_split(
+            np.arange(n), test_size=n_test, random_state=seed, stratify=stratify
         )
-        X_train, X_val, y_train, y_val = train_test_split(
-            X_rest,
-            y_rest,
+        train, val = train_test_split(
+            rest,
             test_size=n_val,
             random_state=seed,
-            stratify=y_rest if stratify is not None else None,
+            stratify=y[rest] if stratify is not None else None,
         )
     except ValueError as err:  # e.g. a class with a single member cannot be stratified
         raise ValueError(f"{name}: cannot split into train/val/test: {err}") from None
-    splits = (X_train, y_train, X_val, y_val, X_test, y_test)
-    return _scaled(name, task, splits, features, classes)
-
-
-def _scaled(
-    name: str,
-    task: str,
-    splits: tuple[np.ndarray, ...],
-    features: tuple[str, ...] | None,
-    classes: tuple[Any, ...] | None,
-) -> Dataset:
-    """The splits standardised by the training split's statistics, which are kept."""
-    X_train, y_train, X_val, y_val, X_test, y_test = splits
-    mean, std = X_train.mean(axis=0), X_train.std(axis=0)
-    std[std == 0] = 1.0  # a constant feature stays constant (zero) rather than becoming NaN
-
-    def scale(A: np.ndarray) -> np.ndarray:
-        return (A - mean) / std
-
-    names = tuple(str(f) for f in features or (f"x{i}" for i in range(X_train.shape[1])))
-    scaling = Scaling(names, mean, std)
+    plan = plan or numeric_plan(tuple(str(c) for c in frame.columns))
+    base = Preprocessing(plan, column_transformer(plan))
     if task == "regression":
-        y_train, y_val, y_test = (v.reshape(-1, 1).astype(float) for v in (y_train, y_val, y_test))
-        y_mean, y_std = float(y_train.mean()), float(y_train.std()) or 1.0
-        y_train, y_val, y_test = ((v - y_mean) / y_std for v in (y_train, y_val, y_test))
-        scaling = replace(scaling, y_mean=y_mean, y_std=y_std)
+        y = y.reshape(len(y), -1).astype(float)
+        y_mean, y_std = float(y[train].mean()), float(y[train].std()) or 1.0
+        y = (y - y_mean) / y_std
+        base = replace(base, y_mean=y_mean, y_std=y_std)
     else:
-        labels = classes or range(int(np.max(y_train)) + 1)
-        scaling = replace(scaling, classes=tuple(_plain(c) for c in labels))
-    return Dataset(
-        name, task, scale(X_train), y_train, scale(X_val), y_val, scale(X_test), y_test, scaling
+        labels = classes or range(int(np.max(y)) + 1)
+        base = replace(base, classes=tuple(_plain(c) for c in labels))
+    rows = Table(frame.reset_index(drop=True), y, train, val, test, **table)
+    empty = np.empty((0, 0))
+    d = Dataset(name, task, empty, y[:0], empty, y[:0], empty, y[:0], base, rows)
+    return split_on(d, train, val)
+
+
+def split_on(d: Dataset, fit: np.ndarray, held: np.ndarray) -> Dataset:
+    """``d`` with rows ``fit`` of its table to train on and ``held`` to validate on (and its
+    test rows), the preprocessing fitted on the ``fit`` rows alone."""
+    table = d.table
+    assert table is not None and d.preprocessing is not None, "split_on needs a table"
+    preprocessing = d.preprocessing.fitted(table.frame.iloc[fit])
+
+    def inputs(rows: np.ndarray) -> np.ndarray:
+        return preprocessing.inputs(table.frame.iloc[rows])
+
+    return replace(
+        d,
+        X_train=inputs(fit),
+        y_train=table.y[fit],
+        X_val=inputs(held),
+        y_val=table.y[held],
+        X_test=inputs(table.test),
+        y_test=table.y[table.test],
+        preprocessing=preprocessing,
     )
+
+
+def _frame(X: np.ndarray, names: Any = None) -> pd.DataFrame:
+    """Generated or bundled features as a table: columns ``names`` (x0, x1, ... by default)."""
+    columns = [str(c) for c in names] if names is not None else None
+    frame = pd.DataFrame(X, columns=columns)
+    if columns is None:
+        frame.columns = [f"x{i}" for i in range(X.shape[1])]
+    return frame
 
 
 def _plain(value: Any) -> Any:
@@ -223,9 +235,9 @@ def _sklearn(loader_name: str) -> Callable[..., Dataset]:
         import sklearn.datasets
 
         bunch = getattr(sklearn.datasets, f"load_{loader_name}")()
-        X, y, features = bunch.data.astype(float), bunch.target, tuple(bunch.feature_names)
+        X = _frame(bunch.data.astype(float), bunch.feature_names)
         classes = tuple(bunch.target_names) if kind == "classification" else None
-        return _split(loader_name, kind, X, y, seed, val_size, test_size, features, classes)
+        return _split(loader_name, kind, X, bunch.target, seed, val_size, test_size, classes)
 
     load_bundled.__doc__ = f"scikit-learn's bundled `{loader_name}` ({kind})."
     return load_bundled
@@ -242,7 +254,7 @@ def _moons(
     from sklearn.datasets import make_moons
 
     X, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
-    return _split("moons", task("moons"), X, y, seed, val_size, test_size)
+    return _split("moons", task("moons"), _frame(X), y, seed, val_size, test_size)
 
 
 def _circles(
@@ -257,70 +269,93 @@ def _circles(
     from sklearn.datasets import make_circles
 
     X, y = make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
-    return _split("circles", task("circles"), X, y, seed, val_size, test_size)
+    return _split("circles", task("circles"), _frame(X), y, seed, val_size, test_size)
 
 
 def _csv(
     path: str | None = None,
     target: str | None = None,
     task: str | None = None,
+    sep: str | None = None,
+    encoding: str = "utf-8",
+    categorical: list[str] | None = None,
+    drop: list[str] | None = None,
     seed: int = 0,
     val_size: float = 0.2,
     test_size: float = 0.2,
 ) -> Dataset:
-    """A user's CSV file: numeric feature columns and a ``target`` column."""
-    import pandas as pd
-
-    if path is None or target is None or task is None:
-        missing = [k for k, v in (("path", path), ("target", target), ("task", task)) if v is None]
-        raise ValueError(
-            f"csv: missing option(s) {missing}: give path, target and task "
-            "('classification' or 'regression')"
-        )
-    if task not in ("classification", "regression"):
+    """A user's table (CSV, TSV or Parquet; see :mod:`pipeline.core._table`) with a ``target``
+    column: numbers, categories and gaps as they come. ``task`` is inferred from the target
+    when not given; ``categorical`` and ``drop`` change what the column rules decide."""
+    if path is None or target is None:
+        missing = [k for k, v in (("path", path), ("target", target)) if v is None]
+        raise ValueError(f"csv: missing option(s) {missing}: give the table's path and target")
+    if task is not None and task not in TASKS:
         raise ValueError(f"csv: task={task!r} must be 'classification' or 'regression'")
-    if not Path(path).is_file():
-        raise ValueError(f"csv: path={path!r}: no such file")
     try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"csv: {path}: cannot be read as CSV: {err}") from None
-    if target not in frame.columns:
-        raise ValueError(
-            f"csv: {path}: no target column {target!r}; columns are {list(frame.columns)}"
-        )
-    missing = frame.columns[frame.isna().any()].tolist()
-    if missing:
-        counts = {c: int(frame[c].isna().sum()) for c in missing}
-        raise ValueError(f"csv: {path}: missing values in column(s) {counts}: impute or drop them")
-    features = frame.drop(columns=[target])
-    if features.shape[1] == 0:
-        raise ValueError(f"csv: {path}: no feature columns besides the target {target!r}")
-    non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if non_numeric:
-        raise ValueError(
-            f"csv: {path}: non-numeric feature column(s) {non_numeric}: encode them "
-            "as numbers first"
-        )
-    X = features.to_numpy(dtype=float)
-    if not np.isfinite(X).all():
-        column = features.columns[np.argwhere(~np.isfinite(X))[0][1]]
-        raise ValueError(f"csv: {path}: infinite values in column {column!r}: drop or clip them")
-    y = frame[target].to_numpy()
-    if task == "classification":
-        labels, y = np.unique(y, return_inverse=True)
-        if len(labels) < 2:
-            raise ValueError(
-                f"csv: {path}: target {target!r} has 1 class ({labels[0]!r}): "
-                "classification needs at least 2"
+        frame = read_table(path, sep, encoding)
+        if len(frame) < 2:
+            raise TableError(f"{path}: {len(frame)} row(s): a table needs rows to learn from")
+        if target not in frame.columns:
+            raise TableError(
+                f"{path}: no target column {target!r}; columns are {list(frame.columns)}"
             )
-    elif not pd.api.types.is_numeric_dtype(frame[target]):
-        raise ValueError(f"csv: {path}: target {target!r} is not numeric; regression needs numbers")
-    elif not np.isfinite(y.astype(float)).all():
-        raise ValueError(f"csv: {path}: infinite values in the target {target!r}")
-    features = tuple(str(c) for c in features.columns)
-    classes = tuple(labels) if task == "classification" else None
-    return _split(Path(path).stem, task, X, y, seed, val_size, test_size, features, classes)
+        frame, notes = _with_target(frame, path, target)
+        task = task or infer_task(frame[target])
+        features = frame.drop(columns=[target])
+        if features.shape[1] == 0:
+            raise TableError(f"{path}: no feature columns besides the target {target!r}")
+        plan = plan_columns(features, categorical or (), drop, where=str(path))
+        y, classes = _targets(frame[target], path, target, task)
+    except TableError as err:
+        raise ValueError(f"csv: {err}") from None
+    table = {"source": str(path), "target": target, "notes": notes}
+    stem = Path(path).stem
+    try:
+        return _split(stem, task, features, y, seed, val_size, test_size, classes, plan, **table)
+    except ValueError as err:  # said of the data set's name: say it of the file
+        raise ValueError(f"csv: {path}: {str(err).removeprefix(f'{stem}: ')}") from None
+
+
+def _with_target(
+    frame: pd.DataFrame, path: str, target: str
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The rows that have a target (the others cannot be learnt from), and what was done."""
+    known = frame[target].notna()
+    if not known.any():
+        raise TableError(f"{path}: the target {target!r} is missing in every row")
+    if frame[target][known].nunique() < 2:
+        value = frame[target][known].iloc[0]
+        raise TableError(
+            f"{path}: the target {target!r} has one value ({_plain(value)!r}): nothing to learn"
+        )
+    numbers = frame.select_dtypes("number").columns
+    frame = frame.copy()
+    frame[numbers] = frame[numbers].replace([np.inf, -np.inf], np.nan)  # as missing, imputed
+    if known.all():
+        return frame, ()
+    return frame[known], (f"{int((~known).sum())} row(s) without a target {target!r} dropped",)
+
+
+def _targets(
+    column: pd.Series, path: str, target: str, task: str
+) -> tuple[np.ndarray, tuple[Any, ...] | None]:
+    """The targets as the network learns them: class numbers (with the labels) or numbers."""
+    if task == "classification":
+        labels, y = np.unique(
+            column.astype(str) if column.dtype == object else column, return_inverse=True
+        )
+        counts = np.bincount(y)
+        if counts.min() < 2:
+            rare = [_plain(labels[i]) for i in np.flatnonzero(counts < 2)]
+            raise TableError(
+                f"{path}: the target {target!r} has class(es) {rare} of one row: a class needs "
+                "2 rows or more to be split (drop those rows, or merge the class)"
+            )
+        return y, tuple(labels)
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        raise TableError(f"{path}: target {target!r} is not numeric; regression needs numbers")
+    return column.to_numpy(dtype=float), None
 
 
 def _irrelevant(
@@ -352,7 +387,7 @@ def _irrelevant(
         f"informative{i}" if i < n_informative else f"noise{i - n_informative}"
         for i in range(n_features)
     )
-    return _split("irrelevant", task("irrelevant"), X, y, seed, val_size, test_size, names)
+    return _split("irrelevant", task("irrelevant"), _frame(X, names), y, seed, val_size, test_size)
 
 
 LOADERS: dict[str, Callable[..., Dataset]] = {
@@ -407,8 +442,18 @@ OPTION_CONSTRAINTS: dict[str, Constraint] = {
     "test_size": FRACTION,
     "path": TEXT,
     "target": TEXT,
+    "sep": Constraint(
+        'one character, e.g. "," or "\\t"', lambda v: isinstance(v, str) and len(v) == 1
+    ),
+    "encoding": TEXT,
+    "categorical": Constraint("a list of column names", lambda v: _names(v)),
+    "drop": Constraint("a list of column names", lambda v: _names(v)),
     "task": one_of(TASKS),
 }
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
 
 
 def option_problems(name: str, opts: dict[str, Any]) -> list[tuple[str, Any, str]]:

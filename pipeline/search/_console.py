@@ -310,6 +310,9 @@ def describe(cfg: SweepConfig, dataset: Dataset, storage: str | None, tracking: 
         + f"; delivers {HOW[s.deliver]}",
         f"data      {cfg.data.name} ({dataset.task}, {dataset.n_features} features): {sizes}",
     ]
+    if dataset.table is not None and dataset.table.source and dataset.preprocessing:
+        lines += [f"column    {line}" for line in dataset.preprocessing.plan.lines()]
+        lines += [f"data      {note}" for note in dataset.table.notes]
     for key, p in cfg.search.items():
         if p.type == "categorical":
             space = f"one of {list(p.choices)}"

@@ -27,7 +27,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from pipeline.config import SweepConfig, trial_values
-from pipeline.core import MLP, Dataset, Ensemble, pooled
+from pipeline.core import MLP, Dataset, Ensemble, refit_split, splits_of
 from pipeline.names import OVERRIDES
 
 REFIT, ENSEMBLE, TRIAL = "refit", "ensemble", "trial"
@@ -49,7 +49,8 @@ def epochs_of(model: MLP) -> int:
 
 def refit(cfg: SweepConfig, trial: Any, d: Dataset, epochs: int, seed: int | None = None) -> MLP:
     """The chosen configuration trained on training + validation for ``epochs`` epochs (no
-    early stopping: nothing is held out), from ``seed`` (by default the study's)."""
+    early stopping: nothing is held out), from ``seed`` (by default the study's); ``d`` is
+    :func:`pipeline.core.refit_split`'s, preprocessed on those rows."""
     from threadpoolctl import threadpool_limits
 
     from pipeline.search._objective import build_model
@@ -58,9 +59,8 @@ def refit(cfg: SweepConfig, trial: Any, d: Dataset, epochs: int, seed: int | Non
     values |= {"patience": None, "max_epochs": max(int(epochs), 1)}
     if seed is not None:
         values["seed"] = seed
-    X, y = pooled(d)
     with threadpool_limits(limits=1, user_api="blas"):
-        return build_model(values, d.task).fit(X, y)
+        return build_model(values, d.task).fit(d.X_train, d.y_train)
 
 
 def deliver(
@@ -71,14 +71,17 @@ def deliver(
     epochs: list[float],
     seeds: list[int] | None = None,
 ) -> dict[str, Any]:
-    """The delivered network (``model``) of the chosen ``trial``, how it was made, its epochs
-    and its ``test_*`` metrics, evaluated once; ``own`` is the trial's own network,
+    """The delivered network (``model``) of the chosen ``trial`` with its ``preprocessing``,
+    how it was made, its epochs and its ``test_*`` metrics, evaluated once; ``own`` is the
+    trial's own network,
     ``epochs`` those of the chosen configuration's networks (re-runs or folds) and ``seeds``
     the re-runs' (an ensemble's members)."""
     model: MLP | Ensemble
-    if cfg.study.deliver == TRIAL:
+    if cfg.study.deliver == TRIAL:  # with the preprocessing of the split it trained on
         model, n = own, epochs_of(own)
+        d = splits_of(d, cfg.study.folds, cfg.study.seed)[0]
     else:
+        d = refit_split(d)
         finite = [e for e in epochs if math.isfinite(e)]
         n = round(float(np.mean(finite))) if finite else epochs_of(own)
         if cfg.study.deliver == ENSEMBLE and seeds:
@@ -96,4 +99,5 @@ def deliver(
         "epochs": n,
         **{f"test_{k}": v for k, v in tested.items()},
         "model": model,
+        "preprocessing": d.preprocessing,
     }

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core import Dataset, fold_indices, pooled
+from pipeline.core import Dataset, as_columns, column_transformer, fold_indices, pooled
 from pipeline.names import PEER_PREFIX
 
 ALPHAS = tuple(10.0**k for k in range(-5, 2))  # 1e-5 .. 10; 1e-4 is scikit-learn's default
@@ -74,13 +74,14 @@ def _search(
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
     kind = MLPClassifier if d.task == "classification" else MLPRegressor
-    X, y = pooled(d)
+    X, X_train, X_test = _inputs(d)
+    _, y = pooled(d)
     if d.task == "regression" and y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]  # one target: the 1-D form scikit-learn expects
     key = metric.removeprefix("val_")
     search = GridSearchCV(
-        kind(hidden_layer_sizes=hidden, random_state=seed),
-        {"alpha": list(alphas)},
+        _pipeline(d, kind(hidden_layer_sizes=hidden, random_state=seed)),
+        {"mlp__alpha": list(alphas)},
         scoring=_scoring(d.task),
         refit=key,
         cv=fold_indices(d, folds, seed),
@@ -88,16 +89,38 @@ def _search(
     )
     _quiet_fit(search, X, y)
     best = search.best_index_
-    row = {"alpha": float(search.best_params_["alpha"])}
+    row = {"alpha": float(search.best_params_["mlp__alpha"])}
     for name in _scoring(d.task):
         mean = float(search.cv_results_[f"mean_test_{name}"][best])
         row[f"final_val_{name}"] = -mean if name == "loss" else mean
     model = search.best_estimator_
     if not refit:  # as the study delivers: the training split only
         y_train = d.y_train[:, 0] if y.ndim == 1 and d.y_train.ndim == 2 else d.y_train
-        model = _quiet_fit(clone(model), d.X_train, y_train)
-    tested = _metrics(model, d.X_test, d.y_test, d.task)
+        model = _quiet_fit(clone(model), X_train, y_train)
+    tested = _metrics(model, X_test, d.y_test, d.task)
     return row | {f"test_{k}": v for k, v in tested.items()}
+
+
+def _pipeline(d: Dataset, mlp: Any) -> Any:
+    """The MLP after the data set's own preprocessing, unfitted: fitted on each fold's
+    training rows by the grid search, as the study's networks are (a set without a table,
+    the chapter's sine, is given as it is)."""
+    from sklearn.pipeline import Pipeline
+
+    if d.table is None or d.preprocessing is None:
+        return Pipeline([("mlp", mlp)])
+    return Pipeline([("preprocess", column_transformer(d.preprocessing.plan)), ("mlp", mlp)])
+
+
+def _inputs(d: Dataset) -> tuple[Any, Any, Any]:
+    """What the pipeline takes: the pooled training + validation rows, the training rows and
+    the test rows, raw (their columns as the preprocessing reads them), or, without a table,
+    the splits' arrays."""
+    if d.table is None or d.preprocessing is None:
+        return pooled(d)[0], d.X_train, d.X_test
+    table, plan = d.table, d.preprocessing.plan
+    rows = np.concatenate([table.train, table.val])
+    return tuple(as_columns(plan, table.frame.iloc[r]) for r in (rows, table.train, table.test))
 
 
 def _metrics(model: Any, X: np.ndarray, y: np.ndarray, task: str) -> dict[str, float]:

@@ -390,7 +390,7 @@ def _evaluate(
         with _timed(summary, "ablation"):
             summary.ablation = ablation(cfg, evaluation, dataset)
         with _timed(summary, "peer"):
-            if "best" in summary.test_metrics:  # the same hidden sizes as the chosen network
+            if cfg.study.peer and "best" in summary.test_metrics:  # the chosen network's sizes
                 hidden = summary.test_metrics["best"]["model"].hidden
                 summary.peers = peer_results(
                     dataset,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
@@ -195,25 +196,25 @@ class StudyTracker:
         return tracker
 
     def log_data(self, dataset: Dataset) -> None:
-        """The data set's splits as the parent run's inputs, each with its digest and its split
-        as the context, so that MLflow's Datasets column and lineage show what was trained,
-        validated and tested on (logged again on a resume: MLflow keeps one of each)."""
-        from mlflow.data.numpy_dataset import from_numpy
+        """The data set as the parent run's inputs, so that MLflow's Datasets column and
+        lineage show what was trained, validated and tested on (logged again on a resume:
+        MLflow keeps one of each): a table read from a file as itself (its source, digest and
+        schema) and as its three splits' raw rows; a generated set as its splits' arrays. The
+        columns' kinds and what became of them go beside, as ``data/columns.json`` and
+        ``data/columns.txt``."""
         from mlflow.entities import DatasetInput, InputTag
 
-        splits = {
-            "train": (dataset.X_train, dataset.y_train),
-            "validation": (dataset.X_val, dataset.y_val),
-            "test": (dataset.X_test, dataset.y_test),
-        }
         inputs = [
-            DatasetInput(
-                from_numpy(X, targets=y, name=f"{dataset.name}-{split}")._to_mlflow_entity(),
-                tags=[InputTag(MLFLOW_DATASET_CONTEXT, split)],
-            )
-            for split, (X, y) in splits.items()
+            DatasetInput(entity, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+            for context, entity in _data_inputs(dataset)
         ]
         self.client.log_inputs(self.run_id, datasets=inputs)
+        if dataset.preprocessing is not None:
+            plan = dataset.preprocessing.plan
+            notes = dataset.table.notes if dataset.table is not None else ()
+            self.client.log_dict(self.run_id, plan.to_dict(), "data/columns.json")
+            lines = "\n".join([*plan.lines(), *notes]) + "\n"
+            self.client.log_text(self.run_id, lines, "data/columns.txt")
 
     def close_interrupted_runs(self) -> int:
         return close_interrupted_runs(self.client, self.experiment_id)
@@ -325,15 +326,15 @@ class StudyTracker:
             metrics[f"{prefix}.test_change_se"] = row["test_loss change se"]
             metrics[f"{prefix}.seeds"] = row["seeds"]
             tags[f"{prefix}.verdict"] = switched.verdict
-        if delivered and dataset.scaling is not None:
+        if delivered and delivered.get("preprocessing") is not None:
             from pipeline.tracking._model import log_network_model
 
             tags[MODEL_URI] = log_network_model(
                 self.uri,
                 self.run_id,
                 delivered["model"],
-                dataset.scaling,
-                dataset.X_train,
+                delivered["preprocessing"],
+                raw_rows(dataset),
                 register_as,
             )
         log_summary(self.client, self.run_id, metrics, tags=tags)
@@ -425,3 +426,47 @@ def _as_text(table: Any) -> Any:
                 lambda v: json.dumps(v, default=str) if isinstance(v, dict | list | tuple) else v
             )
     return table
+
+
+def raw_rows(dataset: Dataset) -> pd.DataFrame:
+    """A few training rows as the user has them: the table's raw columns, or a generated
+    set's features as given."""
+    if dataset.table is not None:
+        return dataset.table.frame.iloc[dataset.table.train[:5]]
+    assert dataset.preprocessing is not None
+    return pd.DataFrame(dataset.X_train[:5], columns=list(dataset.preprocessing.features))
+
+
+def _data_inputs(dataset: Dataset) -> list[tuple[str, Any]]:
+    """(context, MLflow dataset entity) of each input: the table and its splits' raw rows, or
+    the splits' arrays."""
+    from mlflow.data.numpy_dataset import from_numpy
+    from mlflow.data.pandas_dataset import from_pandas
+
+    table = dataset.table
+    if table is None or not table.source:
+        splits = {
+            "train": (dataset.X_train, dataset.y_train),
+            "validation": (dataset.X_val, dataset.y_val),
+            "test": (dataset.X_test, dataset.y_test),
+        }
+        return [
+            (split, from_numpy(X, targets=y, name=f"{dataset.name}-{split}")._to_mlflow_entity())
+            for split, (X, y) in splits.items()
+        ]
+    rows = table.frame.assign(**{table.target: _raw_target(dataset)})  # as read, with a target
+    splits = (("train", table.train), ("validation", table.val), ("test", table.test))
+    parts = {"table": rows} | {split: rows.iloc[index] for split, index in splits}
+    found = []
+    for context, part in parts.items():
+        name = dataset.name if context == "table" else f"{dataset.name}-{context}"
+        entity = from_pandas(part, source=table.source, targets=table.target, name=name)
+        found.append((context, entity._to_mlflow_entity()))
+    return found
+
+
+def _raw_target(dataset: Dataset) -> np.ndarray:
+    """The target as given: the labels, or the values in their own units."""
+    assert dataset.table is not None and dataset.preprocessing is not None
+    y = dataset.table.y
+    return dataset.preprocessing.outputs(y if dataset.preprocessing.classes else y.ravel())
