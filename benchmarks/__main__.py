@@ -1,11 +1,16 @@
-"""``python -m benchmarks [speed|cluster|quality|newdata|pruners|samplers|pareto]``: speed (the
-default) runs the machinery's ratios, the MLflow UI's and the cluster's; cluster only the
-cluster's; quality the answer on every shipped sweep and on data sets no sweep was written for
-(init's template), 3 sweep seeds each (newdata: those alone); pruners the Wilcoxon pruner,
-samplers the Gaussian-process sampler, against the shipped ones; pareto the multi-objective
-samplers against random search on the multi-objective sweep (hypervolume, 3 sweep seeds); stops
-how sweeps end on the cluster (50 started and stopped on the storage proxy, a dead sweep's
-workers freed); bigtable a 200,000-row table through init and a 10-trial sweep (time, memory)."""
+"""``python -m benchmarks PART``:
+
+- speed (the default): the machinery's ratios, the MLflow UI's and the cluster's; cluster: only
+  the cluster's;
+- quality: the answer on every shipped sweep and on data sets no sweep was written for (init's
+  template), 3 sweep seeds each; newdata: those alone; tables: the raw tables among them alone
+  (text columns, gaps);
+- bigtable: a 200,000-row table through init and a 10-trial sweep (time, memory);
+- pruners, samplers: the Wilcoxon pruner, the Gaussian-process sampler, against the shipped
+  ones; pareto: the multi-objective samplers against random search (hypervolume, 3 seeds);
+- stops: how sweeps end on the cluster (50 started and stopped on the storage proxy, a dead
+  sweep's workers freed).
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ def main() -> None:
             "pareto",
             "stops",
             "bigtable",
+            "tables",
         ),
         default="speed",
     )
@@ -38,6 +44,11 @@ def main() -> None:
         from benchmarks import quality
 
         quality.main()
+        return
+    if part == "tables":  # the raw tables of newdata alone
+        from benchmarks import quality
+
+        quality.main(names=(), tables_only=True)
         return
     if part == "newdata":  # the second half of quality alone
         from benchmarks import quality

@@ -46,9 +46,10 @@ def run_one(sweep: Path, seed: int, folder: Path) -> tuple[dict[str, float], str
     wall = time.perf_counter() - started
     rows = summary.test_metrics | summary.peers | {"delivered": summary.delivered}
     if cfg.study.deliver == "ensemble":  # beside it, one refit from the study's seed
+        from pipeline.core import refit_split
         from pipeline.search import load_data, refit
 
-        d = load_data(cfg)
+        d = refit_split(load_data(cfg))  # every non-test row, preprocessed on those rows
         single = refit(cfg, summary.best, d, summary.delivered["epochs"])
         rows["refit"] = {f"test_{k}": v for k, v in single.evaluate(d.X_test, d.y_test).items()}
     return {name: float(rows[name][key]) for name in COLUMNS if name in rows}, key, wall
@@ -66,9 +67,12 @@ def _verdict(pick: np.ndarray, other: np.ndarray, higher_is_better: bool) -> str
     return verdict
 
 
-def main(names: tuple[str, ...] = SHIPPED, seeds: tuple[int, ...] = SEEDS) -> None:
-    """The shipped sweeps, then the new-data template on data sets no sweep was written for."""
-    from benchmarks.datasets import new_data_sweeps
+def main(
+    names: tuple[str, ...] = SHIPPED, seeds: tuple[int, ...] = SEEDS, tables_only: bool = False
+) -> None:
+    """The shipped sweeps, then the new-data template on data sets no sweep was written for
+    (``tables_only``: on the raw tables alone)."""
+    from benchmarks.datasets import TABLES, new_data_sweeps
 
     print(f"== the answer on the test split, {len(seeds)} sweep seeds (mean ± sd; median)")
     total = time.perf_counter()
@@ -77,7 +81,10 @@ def main(names: tuple[str, ...] = SHIPPED, seeds: tuple[int, ...] = SEEDS) -> No
             print("-- the shipped sweeps")
             table({name: ROOT / "sweeps" / f"{name}.toml" for name in names}, seeds, Path(tmp))
         print("-- `python -m pipeline init`'s template on data sets no sweep was written for")
-        table(new_data_sweeps(Path(tmp)), seeds, Path(tmp))
+        sweeps = new_data_sweeps(Path(tmp))
+        if tables_only:
+            sweeps = {name: sweeps[name] for name in TABLES}
+        table(sweeps, seeds, Path(tmp))
     print(f"whole table: {time.perf_counter() - total:.0f} s")
 
 

@@ -204,7 +204,7 @@ def test_cli_rejects_a_csv_that_cannot_be_loaded_before_writing(tmp_path):
         ),
     )
     result = _cli(tmp_path, "sweep", str(path))
-    assert result.returncode == 2 and "data: csv: path='missing.csv': no such file" in result.stderr
+    assert result.returncode == 2 and "data: csv: missing.csv: no such file" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml"]
 
 

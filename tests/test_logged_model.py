@@ -14,6 +14,7 @@ import pytest
 from e2e import env, stop_group
 from mlflow import MlflowClient
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+from tables import mixed_table
 
 from benchmarks.loopback import free_ports, wait_for
 from pipeline.core import MLP, Ensemble, load
@@ -23,8 +24,13 @@ from pipeline.tracking._parent import raw_rows
 
 def _logged(tmp_path, name: str, **params):
     """``name``'s network (fitted briefly) logged to a run of a fresh store: the data set,
-    the network, the store's URI and the model's URI."""
-    d = load(name)
+    the network, the store's URI and the model's URI. ``name`` is a bundled set, or
+    ``table``: a table with text columns and gaps."""
+    if name == "table":
+        mixed_table(200).to_csv(tmp_path / "penguins.csv", index=False)
+        d = load("csv", path=str(tmp_path / "penguins.csv"), target="species")
+    else:
+        d = load(name)
     task = d.task
     network = MLP(hidden=(16,), task=task, max_epochs=40, seed=0, **params)
     network.fit(d.X_train, d.y_train)
@@ -100,8 +106,8 @@ def test_an_ensemble_is_logged_and_loaded_as_one_model_answering_with_its_averag
 
 
 @pytest.mark.slow
-def test_mlflow_serves_the_model_with_the_local_environment(tmp_path):
-    d, network, uri, model_uri, _ = _logged(tmp_path, "breast_cancer")
+def test_mlflow_serves_the_model_answering_raw_rows_with_text_gaps_and_new_categories(tmp_path):
+    d, network, uri, model_uri, _ = _logged(tmp_path, "table")
     (port,) = free_ports(1)
     venv_bin = os.path.dirname(sys.executable)
     server = subprocess.Popen(
@@ -135,15 +141,18 @@ def test_mlflow_serves_the_model_with_the_local_environment(tmp_path):
                 return False
 
         wait_for(answers, timeout=120, what="mlflow models serve")
-        frame = _raw(d, 10)
-        body = json.dumps({"dataframe_split": frame.to_dict(orient="split")}).encode()
+        frame = _raw(d, 10).copy()
+        frame.loc[frame.index[0], "island"] = "Atlantis"  # never seen in training
+        frame.loc[frame.index[1], "bill_mm"] = None  # a gap: null in the JSON
+        body = frame.to_json(orient="split", index=False)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
-            data=body,
+            data=f'{{"dataframe_split": {body}}}'.encode(),
             headers={"Content-Type": "application/json"},
         )
         served = json.loads(urllib.request.urlopen(request).read())["predictions"]
-        labels = np.array(["malignant", "benign"])
-        assert served == list(labels[network.predict(d.X_test[:10])])
+        labels = np.array(d.preprocessing.classes)
+        expected = labels[network.predict(d.preprocessing.inputs(frame))]
+        assert served == list(expected) and set(served) <= {"Adelie", "Chinstrap"}
     finally:
         stop_group(server)

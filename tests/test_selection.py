@@ -10,7 +10,7 @@ import pytest
 from e2e import SMOKE
 
 from pipeline.config import load_sweep, parse_override, trial_values
-from pipeline.core import fold_splits, load, pooled
+from pipeline.core import fold_indices, fold_splits, load, pooled
 from pipeline.names import COMPLETE, PRUNED
 from pipeline.search import build_model, run_trial
 from pipeline.search._evaluation import Rerun, _selection, candidates, rerun_and_choose
@@ -28,15 +28,20 @@ def _cfg(*overrides: str):
 
 
 def test_folds_partition_the_pooled_data_stratified_and_leave_the_test_split(moons):
-    X, y = pooled(moons)
+    _, y = pooled(moons)
     splits = fold_splits(moons, 4, seed=0)
-    held = np.concatenate([s.X_val for s in splits])
-    # every pooled point is held out exactly once, and trains in every other fold
-    assert sorted(map(tuple, held)) == sorted(map(tuple, X))
-    for s in splits:
-        assert len(s.y_train) + len(s.y_val) == len(y)
+    indices = fold_indices(moons, 4, seed=0)
+    held = np.concatenate([h for _, h in indices])
+    # every pooled row is held out exactly once, and trains in every other fold
+    assert sorted(held) == list(range(len(y)))
+    for s, (fit, out) in zip(splits, indices, strict=True):
+        assert sorted(np.concatenate([fit, out])) == list(range(len(y)))
+        np.testing.assert_array_equal(s.y_val, y[out])
         assert abs(s.y_val.mean() - y.mean()) < 0.05  # stratified: the class shares hold
-        assert s.X_test is moons.X_test
+        np.testing.assert_array_equal(s.y_test, moons.y_test)  # the study's test rows
+        # scaled by the fold's own training rows: mean 0, sd 1 there, not on held rows
+        np.testing.assert_allclose(s.X_train.mean(axis=0), 0, atol=1e-9)
+        np.testing.assert_allclose(s.X_train.std(axis=0), 1, atol=1e-9)
     again = fold_splits(moons, 4, seed=0)  # the same folds for every trial of a study
     assert all(np.array_equal(a.X_val, b.X_val) for a, b in zip(splits, again, strict=True))
 

@@ -152,3 +152,14 @@ def _pickled_modules(path) -> set[str]:
     with open(path, "rb") as f:
         Recording(str(path), f, ensure_native_byte_order=False).load()
     return found - {"builtins", "copyreg", "_codecs"}
+
+
+def test_infinite_numbers_are_missing_values_imputed_like_the_others(tmp_path):
+    frame = mixed_table(120)
+    frame["bill_mm"] = frame["bill_mm"].astype(float)
+    frame.loc[[3, 4], "bill_mm"] = [np.inf, -np.inf]
+    path = tmp_path / "inf.csv"
+    frame.to_csv(path, index=False)
+    d = load("csv", path=str(path), target="species")
+    assert np.isfinite(d.X_train).all() and np.isfinite(d.X_test).all()
+    assert d.table.frame["bill_mm"].isna().sum() == frame["bill_mm"].isna().sum() + 2

@@ -9,6 +9,7 @@ from e2e import cli_in_process, client, runs, sweep, uri_of
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from tables import mixed_table
 
+from pipeline import analysis
 from pipeline.core import load
 from pipeline.names import MODEL_URI
 
@@ -65,3 +66,7 @@ def test_init_and_sweep_on_a_raw_table_deliver_a_model_that_takes_the_users_fram
     columns = client(tmp_path).download_artifacts(parent.info.run_id, "data/columns.txt", tmp_path)
     with open(columns) as f:
         assert "seen: date, dropped: dates" in f.read()
+    info = analysis.study_info("penguins-regularisation", uri_of(tmp_path))
+    said = analysis.columns(info, uri_of(tmp_path)).set_index("column")  # the report's table
+    assert said.loc["island", "input"] == "category" and said.loc["seen", "why dropped"] == "dates"
+    assert said.loc["bill_mm", "missing"] > 0

@@ -24,6 +24,7 @@ from pipeline.analysis._effects import (
 from pipeline.analysis._frames import (
     ablation,
     answer,
+    columns,
     curves,
     description,
     ensemble_view,
@@ -72,6 +73,7 @@ __all__ = [
     "pruning_summary",
     "regulariser_effects",
     "repeats",
+    "columns",
     "reruns",
     "runs",
     "searched",

@@ -262,6 +262,33 @@ def study_info(study_or_experiment: str, tracking_uri: str | None = None) -> dic
     }
 
 
+def columns(info: dict[str, Any], tracking_uri: str | None = None) -> pd.DataFrame:
+    """What became of each column of the study's table (``data/columns.json`` on its parent
+    run): the column, its kind, ``input`` (``number``, ``category`` or ``dropped``), why it
+    was dropped, and its missing values in the rows used. Empty for a generated data set or a
+    store written before tables were read as they come."""
+    names = ["column", "kind", "input", "why dropped", "missing"]
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            client = _client(tracking_uri)
+            path = client.download_artifacts(info["run_id"], "data/columns.json", tmp)
+            with open(path) as f:
+                plan = json.load(f)
+    except Exception:  # no such artifact: a bundled set's study, or an older store
+        return pd.DataFrame(columns=names)
+    rows = []
+    for column, kind in plan["kinds"].items():
+        if column in plan["dropped"]:
+            used = "dropped"
+        else:
+            used = "category" if column in plan["categories"] else "number"
+        why = plan["dropped"].get(column, "")
+        rows.append([column, kind, used, why, int(plan["gaps"].get(column, 0))])
+    return pd.DataFrame(rows, columns=names)
+
+
 def _study_fact(info: dict[str, Any], key: str, default: Any = None) -> Any:
     return info["tags"].get(key, info["params"].get(key, default))
 

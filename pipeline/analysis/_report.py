@@ -132,6 +132,7 @@ def study_report(
         page.text("".join(f"<p class='lead'>{html.escape(line)}</p>" for line in said))
     page.text(_headline(board, versus, params, objective, importances))
     _pareto_section(page, frame, params)
+    _data_section(page, info, uri)
     _choice_section(page, study, uri)
     _ablation_section(page, info, objective)
     _comparison_sections(page, info, board, versus, params, objective)
@@ -174,6 +175,23 @@ def _pareto_section(page: _Page, frame: pd.DataFrame, params: list[str]) -> None
         page.figure("pareto_front", figure)
     columns = ["trial", *objectives, *[p for p in params if p in front], "baseline"]
     page.frame("pareto", front[columns])
+
+
+def _data_section(page: _Page, info: dict[str, Any], uri: str | None) -> None:
+    """A table's columns: each one's kind and what the preprocessing made of it."""
+    table = analysis.columns(info, uri)
+    if len(table):
+        page.heading("The table's columns and their preprocessing")
+        page.text(
+            "<p>Numbers: missing values imputed by the median (with a column saying which "
+            "were missing), then standardised. Categories: one-hot, a missing value its own "
+            "category, a category unseen in training all zeros, rare ones pooled. Both are "
+            "fitted on the training rows of each split only (each fold's; all non-test rows "
+            "for the delivered model), and ship inside the delivered model. Identifiers, "
+            "dates, free text, constant and empty columns are dropped; the sweep file's "
+            "<code>categorical</code> and <code>drop</code> lists change that.</p>"
+        )
+        page.frame("columns", table)
 
 
 def _choice_section(page: _Page, study: str, uri: str | None) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from pipeline.core import Dataset, data, delimiter_of
 
@@ -32,13 +33,7 @@ description = "the chapter's regularisers on {what}"
 metric = "{metric}"  # what selects the configuration, on validation
 n_trials = 40
 seed = 0
-{folds}
-repeats = {repeats}       # the top configurations and the baselines trained again, seed by seed
-top_k = 3
-deliver = "ensemble" # the chosen configuration trained again on all non-test data from
-                     # each re-run seed, averaged, tested once ("refit": from one seed)
-peer = {peer}       # scikit-learn's MLP, alpha by GridSearchCV, on the same data, tested beside
-
+{recipe}
 [data]
 {data}
 [fixed]
@@ -65,19 +60,23 @@ n_warmup_steps = 1  # with folds the step is the fold
 
 TABLES = (".csv", ".tsv", ".tab", ".txt", ".parquet", ".pq")
 BIG = 20_000  # rows from which the template trades cross-validation and the peer for time
-SMALL = {
-    "folds": "folds = 5         # cross-validation over training + validation: small sets need it",
-    "repeats": 5,
-    "batch": 32,
-    "epochs": 150,
-    "peer": "true ",
-}
-LARGE = {
-    "folds": "# folds = 5       # off: a big table's validation split is enough, and 5x cheaper",
-    "repeats": 2,
-    "batch": 256,
-    "epochs": 30,
-    "peer": "false",
+SMALL = """\
+folds = 5         # cross-validation over training + validation: small sets need it
+repeats = 5       # the top configurations and the baselines trained again over 5 seeds
+top_k = 3
+deliver = "ensemble" # the chosen configuration trained again on all non-test data from
+                     # each re-run seed, averaged, tested once ("refit": from one seed)
+peer = true       # scikit-learn's MLP, alpha by GridSearchCV, on the same data, tested beside"""
+# a big table: its validation split is large enough to choose on, one network's seed matters
+# little, and a trial's every epoch is long: no folds, no re-runs, one refit, no peer
+LARGE = """\
+# folds = 5       # off: the validation split is large enough, and 5 times cheaper
+# repeats = 5     # off: re-runs over seeds cost a trial each; a big table's seed matters little
+deliver = "refit" # the chosen configuration trained again on all non-test data, tested once
+peer = false      # scikit-learn's MLP would take longer than the sweep on this many rows"""
+SIZES = {
+    SMALL: {"batch": 32, "epochs": 150, "minutes": "a few minutes"},
+    LARGE: {"batch": 256, "epochs": 20, "minutes": "5-10 minutes"},
 }
 
 
@@ -103,7 +102,7 @@ def sweep_text(
     if Path(source).suffix.lower() in TABLES or Path(source).is_file():
         if target is None:
             raise ValueError(f"{source}: a table needs --target COLUMN, the column to predict")
-        given = {"task": task} if task else {}
+        given: dict[str, Any] = {"task": task} if task else {}
         dataset = data.load("csv", path=source, target=target, **given)
         section = table_section(source, target, task, dataset)
     elif source in data.NAMES and source != "csv":
@@ -116,16 +115,16 @@ def sweep_text(
             f"({bundled})"
         )
     rows = sum(dataset.sizes().values())
-    size = LARGE if rows >= BIG else SMALL
+    recipe = LARGE if rows >= BIG else SMALL
     inputs = len(dataset.preprocessing.features) if dataset.preprocessing else dataset.n_features
     return TEMPLATE.format(
         what=f"{Path(source).name} ({rows} rows, {inputs} input columns, {dataset.task})",
         file=file,
-        minutes="a few minutes" if rows >= 1000 else "a minute",
         name=study_name(source),
         metric="val_accuracy" if dataset.task == "classification" else "val_loss",
         data=section,
-        **size,
+        recipe=recipe,
+        **(SIZES[recipe] | ({"minutes": "a minute"} if rows < 1000 else {})),
     )
 
 

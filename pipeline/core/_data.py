@@ -474,4 +474,24 @@ def load(name: str, seed: int | None = None, **opts: Any) -> Dataset:
         raise ValueError(f"{key} = {value!r}: must be {allowed}")
     if seed is not None:
         opts["seed"] = seed
-    return LOADERS[name](**opts)
+    key = _cache_key(name, opts)
+    if key not in _LOADED:
+        if len(_LOADED) >= 2:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = LOADERS[name](**opts)
+    return _LOADED[key]
+
+
+# the data sets this process loaded: a worker's warm-up, its trials and the sweep's end share
+# one (a big table takes seconds to read and preprocess); a file read again once it changes
+_LOADED: dict[str, Dataset] = {}
+
+
+def _cache_key(name: str, opts: dict[str, Any]) -> str:
+    import json
+
+    path = Path(str(opts.get("path", "")))
+    changed = None
+    if name == "csv" and path.is_file():
+        changed = (path.stat().st_mtime_ns, path.stat().st_size)
+    return json.dumps([name, opts, changed], sort_keys=True, default=str)

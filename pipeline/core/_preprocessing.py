@@ -61,7 +61,7 @@ def column_transformer(plan: ColumnPlan) -> Any:
 
 def as_columns(plan: ColumnPlan, frame: pd.DataFrame) -> pd.DataFrame:
     """``frame``'s input columns as the transformer takes them: numbers as floats (a value
-    that is not a number is missing), categories as text (a whole number as ``"3"`` whether
+    that is not a finite number is missing), categories as text (a whole number as ``"3"`` whether
     it came as 3 or 3.0), missing values as NaN. An input column that is absent is missing
     in every row."""
     frame = pd.DataFrame(frame).reindex(columns=list(plan.inputs))
@@ -71,7 +71,8 @@ def as_columns(plan: ColumnPlan, frame: pd.DataFrame) -> pd.DataFrame:
         if column in plan.categories:
             out[column] = _as_text(values)
         else:
-            out[column] = pd.to_numeric(values, errors="coerce").astype(float)
+            numbers = pd.to_numeric(values, errors="coerce").astype(float)
+            out[column] = numbers.where(np.isfinite(numbers))  # an infinity is missing too
     return pd.DataFrame(out, index=frame.index)
 
 

@@ -25,10 +25,10 @@ def signature_of(preprocessing: Preprocessing, example: pd.DataFrame, output: ob
     a number (a user's frame may hold it as integers, floats or objects; the preprocessing
     reads it as a number), optional where training saw gaps; ``predict_method`` a parameter."""
     from mlflow.models import infer_signature
-    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
     plan = preprocessing.plan
-    columns = [
+    columns: list[ColSpec | TensorSpec] = [
         ColSpec(
             "string" if c in plan.categories else AnyType(),
             c,

@@ -455,8 +455,8 @@ def _data_inputs(dataset: Dataset) -> list[tuple[str, Any]]:
             for split, (X, y) in splits.items()
         ]
     rows = table.frame.assign(**{table.target: _raw_target(dataset)})  # as read, with a target
-    splits = (("train", table.train), ("validation", table.val), ("test", table.test))
-    parts = {"table": rows} | {split: rows.iloc[index] for split, index in splits}
+    rows_of = {"train": table.train, "validation": table.val, "test": table.test}
+    parts = {"table": rows} | {split: rows.iloc[index] for split, index in rows_of.items()}
     found = []
     for context, part in parts.items():
         name = dataset.name if context == "table" else f"{dataset.name}-{context}"
