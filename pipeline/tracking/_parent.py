@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -458,10 +459,12 @@ def _data_inputs(dataset: Dataset) -> list[tuple[str, Any]]:
     rows_of = {"train": table.train, "validation": table.val, "test": table.test}
     parts = {"table": rows} | {split: rows.iloc[index] for split, index in rows_of.items()}
     found = []
-    for context, part in parts.items():
-        name = dataset.name if context == "table" else f"{dataset.name}-{context}"
-        entity = from_pandas(part, source=table.source, targets=table.target, name=name)
-        found.append((context, entity._to_mlflow_entity()))
+    with warnings.catch_warnings():  # MLflow registers its local source class twice, and says so
+        warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+        for context, part in parts.items():
+            name = dataset.name if context == "table" else f"{dataset.name}-{context}"
+            entity = from_pandas(part, source=table.source, targets=table.target, name=name)
+            found.append((context, entity._to_mlflow_entity()))
     return found
 
 
