@@ -2,7 +2,8 @@
 template exactly as a new user would get it: bundled sets, generated families (irrelevant
 features, label noise, few rows, many classes, regression with noise, a nonlinear regression
 with irrelevant inputs), and tables as users have them (text columns, integer codes, gaps,
-identifiers and dates; a TSV among them), made to look like well-known public tables.
+identifiers and dates; a TSV among them): the Palmer penguins, shipped in ``examples/``, and
+two generated to look like well-known public tables.
 Generated sets are written as files with fixed seeds; nothing in the template is tuned to them.
 """
 
@@ -67,37 +68,6 @@ GENERATED: dict[str, tuple[str, Callable[[], tuple[np.ndarray, np.ndarray]]]] = 
 }
 
 
-def _penguins(rng: np.random.Generator, n: int = 344) -> pd.DataFrame:
-    """Three species told apart by bill and flipper sizes and by island; some gaps."""
-    species = rng.choice(["Adelie", "Chinstrap", "Gentoo"], n, p=[0.44, 0.2, 0.36])
-    centre = {
-        "Adelie": (38.8, 18.3, 190),
-        "Chinstrap": (48.8, 18.4, 196),
-        "Gentoo": (47.5, 15.0, 217),
-    }
-    bill, depth, flipper = (np.array([centre[s][i] for s in species]) for i in range(3))
-    islands = {
-        "Adelie": ["Biscoe", "Dream", "Torgersen"],
-        "Chinstrap": ["Dream"],
-        "Gentoo": ["Biscoe"],
-    }
-    frame = pd.DataFrame(
-        {
-            "island": [rng.choice(islands[s]) for s in species],
-            "bill_length_mm": (bill + rng.normal(0, 3, n)).round(1),
-            "bill_depth_mm": (depth + rng.normal(0, 1.2, n)).round(1),
-            "flipper_length_mm": (flipper + rng.normal(0, 7, n)).round().astype(int),
-            "body_mass_g": rng.integers(2700, 6300, n),
-            "sex": rng.choice(["male", "female"], n).astype(object),
-            "year": rng.choice([2007, 2008, 2009], n),
-            "species": species,
-        }
-    )
-    frame.loc[rng.random(n) < 0.03, "sex"] = None
-    frame.loc[rng.random(n) < 0.02, ["bill_length_mm", "bill_depth_mm"]] = np.nan
-    return frame
-
-
 def _passengers(rng: np.random.Generator, n: int = 891) -> pd.DataFrame:
     """Who survived: class, sex, age (a fifth missing), fare; names and tickets as columns."""
     pclass = rng.choice([1, 2, 3], n, p=[0.24, 0.21, 0.55])
@@ -153,20 +123,26 @@ def _houses(rng: np.random.Generator, n: int = 1000) -> pd.DataFrame:
     return frame
 
 
-# name -> (file name, target, the table): written as they come, the template infers the rest
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# name -> (file name, target, the table): real ones shipped in examples/ (None: copied as they
+# are), generated ones written as they come; the template infers the rest
 TABLES = {
-    "penguins": ("penguins.csv", "species", _penguins),
-    "passengers": ("passengers.csv", "survived", _passengers),
-    "houses": ("houses.tsv", "price_k", _houses),
+    "penguins": ("penguins.csv", "species", None),
+    "penguins-raw": ("penguins-raw.csv", "Species", None),
+    "passengers-like": ("passengers.csv", "survived", _passengers),
+    "houses-like": ("houses.tsv", "price_k", _houses),
 }
 
 
 def write_table(name: str, folder: Path) -> tuple[Path, str]:
-    """The table ``name`` of :data:`TABLES` written into ``folder``: its path and target."""
+    """The table ``name`` of :data:`TABLES` in ``folder``: its path and target."""
     file, target, make = TABLES[name]
-    frame = make(np.random.default_rng(0))
     path = folder / file
-    frame.to_csv(path, index=False, sep="\t" if file.endswith(".tsv") else ",")
+    if make is None:
+        path.write_bytes((EXAMPLES / file).read_bytes())
+    else:
+        frame = make(np.random.default_rng(0))
+        frame.to_csv(path, index=False, sep="\t" if file.endswith(".tsv") else ",")
     return path, target
 
 

@@ -163,3 +163,16 @@ def test_infinite_numbers_are_missing_values_imputed_like_the_others(tmp_path):
     d = load("csv", path=str(path), target="species")
     assert np.isfinite(d.X_train).all() and np.isfinite(d.X_test).all()
     assert d.table.frame["bill_mm"].isna().sum() == frame["bill_mm"].isna().sum() + 2
+
+
+def test_the_raw_penguins_as_recorded_get_their_kinds():
+    """A real table as its field data were recorded (examples/penguins-raw.csv)."""
+    from pathlib import Path
+
+    raw = read_table(Path(__file__).resolve().parents[1] / "examples" / "penguins-raw.csv")
+    plan = plan_columns(raw.drop(columns="Species"))
+    assert plan.dropped == {"Region": "one value", "Stage": "one value", "Date Egg": "dates"}
+    assert {"Island", "Sex", "Clutch Completion", "Comments"} <= set(plan.categories)
+    assert plan.kinds["Clutch Completion"] == "boolean"
+    assert plan.gaps["Sex"] == raw["Sex"].isna().sum() > 0  # "NA" read as missing
+    assert infer_task(raw["Species"]) == "classification"
