@@ -180,3 +180,41 @@ def test_the_wilcoxon_pruner_sees_each_fold_s_own_value_and_needs_folds(moons):
     frozen = study.trials[0]
     reported = [frozen.intermediate_values[step] for step in sorted(frozen.intermediate_values)]
     assert reported == [m["final_val_loss"] for m in result.folds]  # each fold's, not the mean
+
+
+def test_a_fold_whose_preprocessing_makes_other_inputs_is_tested_through_its_own(tmp_path):
+    """Categories near the pooling threshold: some folds' training rows see them often enough
+    for inputs of their own, others pool them, so a fold's network takes another number of
+    inputs than the study split's. Re-runs and a trial's own network are measured on the test
+    rows through the preprocessing of the split they trained on."""
+    from tables import mixed_table
+
+    from pipeline.core._preprocessing import MIN_FREQUENCY
+    from pipeline.search._evaluation import _own_network, measure
+
+    frame = mixed_table(150, seed=2)
+    rare = MIN_FREQUENCY + 1  # two categories of 6 rows: pooled in some folds, not in others
+    frame.loc[frame.index[:rare], "island"] = "RareA"
+    frame.loc[frame.index[rare : 2 * rare], "island"] = "RareB"
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    overrides = ("data.name=csv", f"data.path='{path}'", "data.target=species", "study.folds=3")
+    overrides += ("pruner.n_warmup_steps=0",)
+    cfg = load_sweep(SMOKE, [parse_override(o) for o in (*overrides, "fixed.max_epochs=5")])
+    d = load("csv", path=str(path), target="species")
+    splits = fold_splits(d, 3, cfg.study.seed)
+    widths = {s.X_train.shape[1] for s in splits} | {d.X_train.shape[1]}
+    assert len(widths) > 1  # the case this test is about
+    values = trial_values(cfg, {"keep_prob": 1.0, "weight_decay": 1e-4, "l1": 1e-5, "patience": 0})
+    _, tests, diverged = measure(cfg, values, d)
+    by_hand = []
+    for s in splits:
+        model = build_model(values, d.task).fit(s.X_train, s.y_train, s.X_val, s.y_val)
+        by_hand.append(model.evaluate(s.X_test, s.y_test)["loss"])
+    assert diverged is None and tests["test_loss"] == pytest.approx(np.mean(by_hand), rel=1e-12)
+    study = optuna.create_study()
+    study.enqueue_trial({"keep_prob": 1.0, "weight_decay": 1e-4, "l1": 1e-5, "patience": 0})
+    trial = study.ask()
+    study.tell(trial, 0.0)
+    _, own_test = _own_network(cfg, study.trials[0], d, tmp_path / "models")
+    assert math.isfinite(own_test["test_loss"])

@@ -305,7 +305,7 @@ def measure(
                 model = build_model(values, d.task).fit(
                     split.X_train, split.y_train, split.X_val, split.y_val
                 )
-                val, test = _on_val_and_test(model, split, d)
+                val, test = _on_val_and_test(model, split)
                 vals.append(val | network_metrics(model, split) | {"epochs": epochs_of(model)})
                 tests.append(test)
     except DivergenceError as err:  # said as a count in the summary, not an error of the sweep
@@ -329,15 +329,16 @@ def _own_network(
     cfg: SweepConfig, t: FrozenTrial, d: Dataset, models_dir: Path
 ) -> tuple[dict[str, float], dict[str, float]]:
     """The trial's own network (saved by its worker; retrained, the same, when missing)
-    measured on validation and test."""
-    return _on_val_and_test(_model(cfg, t, d, models_dir), d, d)
+    measured on validation and test, through the preprocessing of the split it trained on
+    (the study's, or its first fold's)."""
+    split = splits_of(d, cfg.study.folds, cfg.study.seed)[0]
+    return _on_val_and_test(_model(cfg, t, d, models_dir), split)
 
 
-def _on_val_and_test(
-    model: MLP, split: Dataset, d: Dataset
-) -> tuple[dict[str, float], dict[str, float]]:
-    """``final_val_*`` on the split's validation data and ``test_*`` on the study's test."""
-    val, test = model.evaluate(split.X_val, split.y_val), model.evaluate(d.X_test, d.y_test)
+def _on_val_and_test(model: MLP, split: Dataset) -> tuple[dict[str, float], dict[str, float]]:
+    """``final_val_*`` on the split's validation rows and ``test_*`` on the study's test rows,
+    both through the split's own preprocessing."""
+    val, test = model.evaluate(split.X_val, split.y_val), model.evaluate(split.X_test, split.y_test)
     return {f"final_val_{k}": v for k, v in val.items()}, {f"test_{k}": v for k, v in test.items()}
 
 
