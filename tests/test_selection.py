@@ -133,7 +133,7 @@ def test_reruns_choose_on_validation_and_test_only_what_they_report(moons, tmp_p
         for s in fold_splits(moons, 2, cfg.study.seed):
             model = build_model(values | {"seed": seed, "noise_seed": None}, moons.task)
             model.fit(s.X_train, s.y_train, s.X_val, s.y_val)
-            per_fold.append(model.evaluate(moons.X_test, moons.y_test)["accuracy"])
+            per_fold.append(model.evaluate(s.X_test, s.y_test)["accuracy"])
         accuracies.append(np.mean(per_fold))
     best = evaluation.tests["best"]
     assert best["test_accuracies"] == pytest.approx(accuracies, rel=1e-12)
